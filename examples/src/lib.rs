@@ -1,0 +1,1 @@
+//! Runnable covalent workflows; see `examples/`.

@@ -1,0 +1,95 @@
+//! Every example runs to the end and prints what its how-to promises.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Runs `cargo run --example NAME` from the workspace root and returns stdout.
+fn run_example(name: &str, envs: &[(&str, &str)]) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(&root)
+        .args(["run", "--quiet", "--example", name])
+        .env_remove("COVALENT_CONFIG");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "example {name} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn quickstart_prints_the_seed_report() {
+    let out = run_example("quickstart", &[]);
+    for needle in [
+        "Lattice Result",
+        "status: COMPLETED",
+        "result: 28",
+        "inputs: x=3, y=4",
+        "dispatch_id: ",
+        "start_time: ",
+        "end_time: ",
+        "Node Outputs",
+        "add(0): 7",
+        "multiply(3): 28",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn timing_executor_logs_one_line_per_electron() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory that does not exist yet: the executor creates it.
+    let logs = dir.path().join("not/yet/there");
+    let out = run_example(
+        "timing_executor",
+        &[("TIMING_LOG_DIR", logs.to_str().unwrap())],
+    );
+    assert!(out.contains("result: 28"), "{out}");
+    let log = std::fs::read_to_string(logs.join("timing.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    // add/multiply, then the 10 terms and the sum of e_ser(10).
+    assert_eq!(lines.len(), 2 + 11, "{log}");
+    for l in &lines {
+        assert!(
+            l.starts_with("Node ") && l.contains(" in dispatch ") && l.ends_with("s of CPU time."),
+            "{l}"
+        );
+    }
+    assert!(
+        out.contains("e_ser(10) = Some(2.7182815255731922)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn same_executor_runs_both_tasks_on_one_instance() {
+    let out = run_example("same_executor", &[]);
+    assert!(
+        out.contains("both nodes ran on the same executor instance"),
+        "{out}"
+    );
+    assert!(out.contains("task_1 ran on executor instance"), "{out}");
+    assert!(out.contains("task_2 ran on executor instance"), "{out}");
+}
+
+#[test]
+fn async_executor_runs_every_task() {
+    let out = run_example("async_executor", &[]);
+    assert!(out.contains("result: 20"), "{out}");
+    assert!(
+        out.contains("tasks run by the counting executor: 5"),
+        "{out}"
+    );
+    assert!(
+        out.contains("job handle: Some(JobHandle(String(\"counting-"),
+        "{out}"
+    );
+}

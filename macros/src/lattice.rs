@@ -1,0 +1,303 @@
+//! `#[lattice]`: turns a function into a workflow builder. Calling the function runs its body
+//! once with a graph builder installed (each electron call records a node) and returns a
+//! `covalent::Lattice<R>` ready to dispatch.
+//!
+//! The body generator is shared with `#[electron] #[lattice]` (sublattices, see
+//! `electron.rs`), which builds the same graph at run time. This module owns the lattice-only
+//! checks (no `async`, no early exit from the body) and must not know about electron options.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit_mut::{self, VisitMut};
+use syn::{Attribute, Block, Expr, ExprMacro, ItemFn, LitStr, Stmt, Type};
+
+use crate::errors::{Errors, fallback};
+use crate::options::{ExecutorOpt, LatticeOptions};
+use crate::signature::{self, LATTICE, Param};
+
+/// Expands `#[lattice(attr)] item`.
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let options = LatticeOptions::parse(attr, &mut errors);
+    let func = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            errors.push(signature::not_a_function(&item, "#[lattice]"));
+            return report(item, errors);
+        }
+    };
+    for attr in &func.attrs {
+        if has_name(attr, "electron") {
+            errors.spanned(
+                attr,
+                "put #[electron] above #[lattice] to make a sublattice",
+            );
+        }
+    }
+    let params = signature::check(&func.sig, &LATTICE, &mut errors);
+    check_body(&func, &mut errors);
+    if let Some(e) = errors.into_error() {
+        return fallback(item, e);
+    }
+
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+        ..
+    } = &func;
+    let ident = &sig.ident;
+    let name = options
+        .name
+        .as_ref()
+        .map_or_else(|| unraw(ident), LitStr::value);
+    let (output, _) = signature::return_type(sig);
+    let inputs = params.iter().map(Param::declaration);
+    let path = {
+        let suffix = format!("::{}", unraw(ident));
+        quote!(::core::concat!(::core::module_path!(), #suffix))
+    };
+    let body = body(&Body {
+        name: &name,
+        path,
+        options: &options,
+        params: &params,
+        output: &output,
+        block,
+    });
+    quote! {
+        #(#attrs)*
+        #vis fn #ident(#(#inputs),*) -> ::covalent::Lattice<#output> #body
+    }
+}
+
+fn report(item: TokenStream, errors: Errors) -> TokenStream {
+    match errors.into_error() {
+        Some(e) => fallback(item, e),
+        None => item,
+    }
+}
+
+/// Whether an attribute's path ends in `name` (`#[electron]`, `#[covalent::electron(..)]`).
+pub(crate) fn has_name(attr: &Attribute, name: &str) -> bool {
+    attr.path().segments.last().is_some_and(|s| s.ident == name)
+}
+
+/// A name as users read it (`r#match` → `match`).
+pub(crate) fn unraw(ident: &syn::Ident) -> String {
+    let name = ident.to_string();
+    name.strip_prefix("r#").map(str::to_owned).unwrap_or(name)
+}
+
+/// The lattice-only checks: the function is not `async` and its body does not leave early.
+pub(crate) fn check_body(func: &ItemFn, errors: &mut Errors) {
+    if let Some(token) = &func.sig.asyncness {
+        errors.spanned(
+            token,
+            "a lattice body only builds the graph and cannot be async; make its electrons async instead",
+        );
+    }
+    struct EarlyExit<'a>(&'a mut Errors);
+    impl VisitMut for EarlyExit<'_> {
+        fn visit_expr_return_mut(&mut self, e: &mut syn::ExprReturn) {
+            self.0.spanned(
+                e.return_token,
+                "a lattice body cannot `return` early: it runs once to build the graph, and its \
+                 last expression is the workflow's result",
+            );
+            visit_mut::visit_expr_return_mut(self, e);
+        }
+        fn visit_expr_try_mut(&mut self, e: &mut syn::ExprTry) {
+            self.0.spanned(
+                e.question_token,
+                "the `?` operator cannot be used in a lattice body: nothing has run while the \
+                 graph is built, so there is no error to propagate; handle errors inside an \
+                 electron (an electron returning `Result` fails its node)",
+            );
+            visit_mut::visit_expr_try_mut(self, e);
+        }
+        // Closures, async blocks and nested items have their own `return` and `?`.
+        fn visit_expr_closure_mut(&mut self, _: &mut syn::ExprClosure) {}
+        fn visit_expr_async_mut(&mut self, _: &mut syn::ExprAsync) {}
+        fn visit_expr_const_mut(&mut self, _: &mut syn::ExprConst) {}
+        fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+    }
+    EarlyExit(errors).visit_block_mut(&mut func.block.as_ref().clone());
+}
+
+/// What the body of a lattice function is generated from.
+pub(crate) struct Body<'a> {
+    /// Display name.
+    pub(crate) name: &'a str,
+    /// `&'static str` expression of the stable path.
+    pub(crate) path: TokenStream,
+    pub(crate) options: &'a LatticeOptions,
+    pub(crate) params: &'a [Param],
+    /// `R` in `Lattice<R>`.
+    pub(crate) output: &'a Type,
+    /// The user's body.
+    pub(crate) block: &'a Block,
+}
+
+/// The body of a function returning `::covalent::Lattice<R>`: records the inputs and builds the
+/// graph by running the user's statements.
+pub(crate) fn body(b: &Body<'_>) -> TokenStream {
+    let Body {
+        name,
+        path,
+        options,
+        params,
+        output,
+        block,
+    } = b;
+    let inputs = local("__covalent_inputs");
+    let asserts = params.iter().map(|p| {
+        let ty = &p.ty;
+        quote_spanned!(signature::first_span(ty)=> ::covalent::__private::assert_input::<#ty>();)
+    });
+    let records = params.iter().map(|p| {
+        let (ident, name) = (&p.ident, p.name());
+        quote!(::covalent::__private::input(#name, &#ident))
+    });
+    let fail_fast = options.fail_fast;
+    let executor = ExecutorOpt::tokens(options.executor.as_ref());
+
+    let mut stmts = block.stmts.clone();
+    let tail = match stmts.pop() {
+        Some(Stmt::Expr(e, None)) => Some(e),
+        Some(Stmt::Macro(m)) if m.semi_token.is_none() => Some(Expr::Macro(ExprMacro {
+            attrs: m.attrs,
+            mac: m.mac,
+        })),
+        Some(other) => {
+            stmts.push(other);
+            None
+        }
+        None => None,
+    };
+    let result = match tail {
+        Some(tail) => quote_spanned! {tail.span()=>
+            ::covalent::__private::lattice_output::<#output, _>(#tail)
+        },
+        None => quote_spanned! {block.brace_token.span.close()=>
+            ::covalent::__private::lattice_output::<#output, _>(())
+        },
+    };
+    quote! {{
+        #(#asserts)*
+        static __COVALENT_LATTICE: ::covalent::__private::LatticeDef =
+            ::covalent::__private::LatticeDef { name: #name, path: #path, fail_fast: #fail_fast };
+        let #inputs = ::std::vec![#(#records),*];
+        ::covalent::__private::build_lattice::<#output>(
+            &__COVALENT_LATTICE,
+            #executor,
+            #inputs,
+            move || {
+                #(#stmts)*
+                #result
+            },
+        )
+    }}
+}
+
+/// The identifier of a generated local: hygienic, so it never clashes with the user's names.
+pub(crate) fn local(name: &str) -> syn::Ident {
+    syn::Ident::new(name, Span::mixed_site())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(item: &str) -> Vec<String> {
+        let func: ItemFn = syn::parse_str(item).expect("test item parses");
+        let mut errors = Errors::default();
+        check_body(&func, &mut errors);
+        errors
+            .into_error()
+            .map(|e| e.into_iter().map(|e| e.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    fn expand_str(attr: &str, item: &str) -> String {
+        let attr: TokenStream = attr.parse().expect("attribute tokenizes");
+        let item: TokenStream = item.parse().expect("item tokenizes");
+        expand(attr, item).to_string()
+    }
+
+    #[test]
+    fn async_lattice_is_rejected() {
+        assert_eq!(
+            errors_of("async fn w() {}"),
+            [
+                "a lattice body only builds the graph and cannot be async; make its electrons async instead"
+            ]
+        );
+    }
+
+    #[test]
+    fn early_exits_are_rejected_outside_closures() {
+        let errors = errors_of(
+            "fn w(x: i64) -> i64 { if x > 0 { return add(x, 1); } let v = parse(s)?; \
+             let f = |s: &str| -> Result<i64, E> { Ok(s.parse()?) }; add(x, v) }",
+        );
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors[0].starts_with("a lattice body cannot `return` early"));
+        assert!(errors[1].starts_with("the `?` operator cannot be used in a lattice body"));
+    }
+
+    #[test]
+    fn electron_below_lattice_is_rejected_and_the_function_kept() {
+        let out = expand_str("", "#[electron] fn inner(x: i64) -> i64 { add(x, 1) }");
+        assert!(
+            out.contains("put #[electron] above #[lattice] to make a sublattice"),
+            "{out}"
+        );
+        assert!(out.starts_with("# [electron] fn inner"), "{out}");
+    }
+
+    #[test]
+    fn non_function_is_rejected_and_kept() {
+        let out = expand_str("", "struct Point { x: i64 }");
+        assert!(out.starts_with("struct Point { x : i64 }"), "{out}");
+        assert!(
+            out.contains("#[lattice] can only be applied to a function"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn body_wraps_statements_and_tail() {
+        let out = expand_str(
+            "fail_fast = true",
+            "pub fn workflow(x: i64, mut y: i64) -> i64 { y += 1; let r = add(x, y); mul(r, 2) }",
+        );
+        assert!(
+            out.starts_with(
+                "pub fn workflow (x : i64 , mut y : i64) -> :: covalent :: Lattice < i64 >"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("fail_fast : true"), "{out}");
+        assert!(
+            out.contains(":: core :: concat ! (:: core :: module_path ! () , \"::workflow\")"),
+            "{out}"
+        );
+        assert!(out.contains("input (\"y\" , & y)"), "{out}");
+        assert!(
+            out.contains(
+                "move || { y += 1 ; let r = add (x , y) ; :: covalent :: __private :: lattice_output :: < i64 , _ > (mul (r , 2)) }"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn missing_tail_and_return_type_mean_unit() {
+        let out = expand_str("", "fn w() { side(); }");
+        assert!(out.contains("-> :: covalent :: Lattice < () >"), "{out}");
+        assert!(out.contains("lattice_output :: < () , _ > (())"), "{out}");
+    }
+}

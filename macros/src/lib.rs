@@ -1,0 +1,67 @@
+//! Procedural macros for `covalent`: `#[electron]` turns a function into a task, `#[lattice]`
+//! turns a function into a workflow, and `#[covalent::main]` / `#[covalent::test]` run async
+//! entry points on the engine's runtime.
+//!
+//! Use them through the `covalent` crate, which re-exports them; this crate is an
+//! implementation detail and its generated code reaches every dependency through
+//! `::covalent::__private`.
+//!
+//! ```ignore
+//! use covalent::prelude::*;
+//!
+//! #[electron]
+//! fn add(x: i64, y: i64) -> i64 { x + y }
+//!
+//! #[lattice]
+//! fn workflow(x: i64, y: i64) -> i64 { add(x, y) }
+//! ```
+//!
+//! Each entry point below only converts between `proc_macro` and `proc_macro2` token streams;
+//! every macro lives in its own module with an `expand` function that parses, validates (collecting
+//! every error before reporting) and generates, in that order.
+
+mod electron;
+mod errors;
+mod lattice;
+mod main_fn;
+mod options;
+mod relocate;
+mod signature;
+
+use proc_macro::TokenStream;
+
+/// Makes a function an electron: a task whose call inside a `#[lattice]` body adds a node to the
+/// workflow's graph and returns a typed `Node<T>` handle.
+///
+/// Options: `executor = "name"` or an executor expression, `name = "display name"`,
+/// `retries = 2`, `time_limit = "30s"`, `deps_bash = "cmd"` or `["cmd", ...]`,
+/// `call_before = path` or `[path, ...]`, `call_after = path` or `[path, ...]`.
+///
+/// The function as written stays callable as plain Rust through `NAME::call(..)`.
+#[proc_macro_attribute]
+pub fn electron(attr: TokenStream, item: TokenStream) -> TokenStream {
+    electron::expand(attr.into(), item.into()).into()
+}
+
+/// Makes a function a lattice: calling it runs its body once to build the workflow's graph and
+/// returns a `covalent::Lattice<T>` ready to dispatch.
+///
+/// Options: `executor = ...` (the default executor of its electrons), `name = "display name"`,
+/// `fail_fast = true`. Put `#[electron]` above `#[lattice]` to make a sublattice.
+#[proc_macro_attribute]
+pub fn lattice(attr: TokenStream, item: TokenStream) -> TokenStream {
+    lattice::expand(attr.into(), item.into()).into()
+}
+
+/// Runs `async fn main` on covalent's multi-threaded runtime (and serves as the worker entry
+/// when an executor re-runs the program).
+#[proc_macro_attribute]
+pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
+    main_fn::expand_main(attr.into(), item.into()).into()
+}
+
+/// Runs an `async fn` test on covalent's multi-threaded runtime.
+#[proc_macro_attribute]
+pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
+    main_fn::expand_test(attr.into(), item.into()).into()
+}

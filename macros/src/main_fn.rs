@@ -1,0 +1,166 @@
+//! `#[covalent::main]` and `#[covalent::test]`: run an `async fn` to completion on covalent's
+//! multi-threaded runtime (through `::covalent::__private::main` / `test`, which also serve as
+//! the worker entry when an executor re-runs the program).
+//!
+//! This module only moves the body into an `async move` block; it knows nothing about
+//! electrons or lattices.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::ItemFn;
+
+use crate::errors::{Errors, fallback};
+use crate::lattice::has_name;
+use crate::signature;
+
+/// Which entry point is expanded.
+#[derive(Clone, Copy)]
+enum Entry {
+    Main,
+    Test,
+}
+
+impl Entry {
+    fn attr(self) -> &'static str {
+        match self {
+            Entry::Main => "#[covalent::main]",
+            Entry::Test => "#[covalent::test]",
+        }
+    }
+}
+
+/// Expands `#[covalent::main]`.
+pub(crate) fn expand_main(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(attr, item, Entry::Main)
+}
+
+/// Expands `#[covalent::test]`.
+pub(crate) fn expand_test(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(attr, item, Entry::Test)
+}
+
+fn expand(attr: TokenStream, item: TokenStream, entry: Entry) -> TokenStream {
+    let name = entry.attr();
+    let mut errors = Errors::default();
+    if !attr.is_empty() {
+        errors.spanned(&attr, format!("{name} takes no options"));
+    }
+    let func = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            errors.push(signature::not_a_function(&item, name));
+            return errors
+                .into_error()
+                .map_or(item.clone(), |e| fallback(item, e));
+        }
+    };
+    let sig = &func.sig;
+    if sig.asyncness.is_none() {
+        let message = match entry {
+            Entry::Main => format!("{name} goes on `async fn main`"),
+            Entry::Test => format!("{name} goes on an `async fn`"),
+        };
+        errors.spanned(sig.fn_token, message);
+    }
+    if !sig.inputs.is_empty() {
+        let message = match entry {
+            Entry::Main => format!(
+                "{name} functions take no parameters; read command-line arguments with \
+                 `std::env::args()`"
+            ),
+            Entry::Test => format!("{name} functions take no parameters"),
+        };
+        errors.spanned(&sig.inputs, message);
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.spanned(&sig.generics, format!("{name} functions cannot be generic"));
+    }
+    if let Entry::Test = entry {
+        for attr in func.attrs.iter().filter(|a| has_name(a, "test")) {
+            errors.spanned(
+                attr,
+                format!("{name} already makes the function a test; remove this attribute"),
+            );
+        }
+    }
+    if let Some(e) = errors.into_error() {
+        return fallback(item, e);
+    }
+
+    let ItemFn {
+        attrs, vis, block, ..
+    } = &func;
+    let (ident, output) = (&sig.ident, &sig.output);
+    match entry {
+        Entry::Main => quote! {
+            #(#attrs)*
+            #vis fn #ident() #output {
+                ::covalent::__private::main(async move #block)
+            }
+        },
+        Entry::Test => quote! {
+            #[::core::prelude::v1::test]
+            #(#attrs)*
+            #vis fn #ident() #output {
+                ::covalent::__private::test(async move #block)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(entry: Entry, attr: &str, item: &str) -> String {
+        let attr: TokenStream = attr.parse().expect("attribute tokenizes");
+        let item: TokenStream = item.parse().expect("item tokenizes");
+        expand(attr, item, entry).to_string()
+    }
+
+    #[test]
+    fn main_runs_its_body_in_an_async_block() {
+        let out = expand_str(
+            Entry::Main,
+            "",
+            "async fn main() -> anyhow::Result<()> { run().await?; Ok(()) }",
+        );
+        assert_eq!(
+            out,
+            "fn main () -> anyhow :: Result < () > { :: covalent :: __private :: main (async move { run () . await ? ; Ok (()) }) }"
+        );
+    }
+
+    #[test]
+    fn test_adds_the_test_attribute_first() {
+        let out = expand_str(Entry::Test, "", "#[ignore] async fn t() { work().await }");
+        assert!(
+            out.starts_with(
+                "# [:: core :: prelude :: v1 :: test] # [ignore] fn t () { :: covalent :: __private :: test (async move"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn every_misuse_is_reported() {
+        let out = expand_str(Entry::Main, "flavor = \"x\"", "fn main<T>(x: T) {}");
+        for message in [
+            "#[covalent::main] takes no options",
+            "#[covalent::main] goes on `async fn main`",
+            "#[covalent::main] functions take no parameters",
+            "#[covalent::main] functions cannot be generic",
+        ] {
+            assert!(out.contains(message), "{message:?} missing from {out}");
+        }
+        assert!(
+            out.starts_with("fn main < T > (x : T) { }"),
+            "the function is kept: {out}"
+        );
+        let out = expand_str(Entry::Test, "", "#[test] async fn t() {}");
+        assert!(
+            out.contains("#[covalent::test] already makes the function a test"),
+            "{out}"
+        );
+    }
+}

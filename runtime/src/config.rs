@@ -1,0 +1,302 @@
+//! Configuration: `covalent.toml`, typed with serde.
+//!
+//! Looked up in this order: the file named by `COVALENT_CONFIG`, `covalent.toml` in the current
+//! directory, `covalent/covalent.toml` in the user's config directory; with none, built-in
+//! defaults. `[executors.<name>]` tables override a plugin's defaults. A bad file is an error
+//! naming the file, the line and the key.
+//!
+//! This module owns reading and merging configuration and caches one executor instance per
+//! name; it does not run anything.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::executor::{ExecutorError, ExecutorRef};
+use crate::registry;
+
+/// The `[sdk]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SdkConfig {
+    /// Executor for electrons that name none (and whose lattice names none). Default `"local"`.
+    pub default_executor: String,
+    /// Where dispatches keep their files (default: the user's data dir + `covalent/results`).
+    pub results_dir: Option<PathBuf>,
+    /// Cancel the rest of a dispatch at its first failure (default false).
+    pub fail_fast: bool,
+}
+
+impl Default for SdkConfig {
+    fn default() -> Self {
+        SdkConfig {
+            default_executor: "local".into(),
+            results_dir: None,
+            fail_fast: false,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawConfig {
+    sdk: SdkConfig,
+    executors: BTreeMap<String, toml::Spanned<toml::Table>>,
+}
+
+struct ExecTable {
+    table: toml::Table,
+    line: usize,
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration file {path}: {reason}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+    /// The file is not valid.
+    #[error("invalid configuration: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong: `file:line:`, the key, the reason.
+        message: String,
+    },
+}
+
+/// The effective configuration.
+pub struct Config {
+    /// The `[sdk]` section.
+    pub sdk: SdkConfig,
+    executors: BTreeMap<String, ExecTable>,
+    source: Option<PathBuf>,
+    instances: Mutex<HashMap<String, ExecutorRef>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("sdk", &self.sdk)
+            .field("executors", &self.executors.keys().collect::<Vec<_>>())
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sdk: SdkConfig::default(),
+            executors: BTreeMap::new(),
+            source: None,
+            instances: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Config {
+    /// Finds and reads the configuration (see the module docs for the search order).
+    pub fn load() -> Result<Config, ConfigError> {
+        match Self::find() {
+            Some(path) => Self::from_file(&path),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// The file [`Config::load`] would read, if any.
+    pub fn find() -> Option<PathBuf> {
+        if let Some(p) = std::env::var_os("COVALENT_CONFIG") {
+            return Some(PathBuf::from(p));
+        }
+        let local = PathBuf::from("covalent.toml");
+        if local.is_file() {
+            return Some(local);
+        }
+        dirs::config_dir()
+            .map(|d| d.join("covalent").join("covalent.toml"))
+            .filter(|p| p.is_file())
+    }
+
+    /// Reads a configuration file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text; `origin` names it in messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: origin.to_path_buf(),
+            message: describe_toml_error(text, origin, &e),
+        })?;
+        let executors = raw
+            .executors
+            .into_iter()
+            .map(|(name, t)| {
+                let line = line_of(text, t.span().start);
+                (
+                    name,
+                    ExecTable {
+                        table: t.into_inner(),
+                        line,
+                    },
+                )
+            })
+            .collect();
+        let config = Config {
+            sdk: raw.sdk,
+            executors,
+            source: Some(origin.to_path_buf()),
+            instances: Mutex::new(HashMap::new()),
+        };
+        // Check every plugin table now, so a wrong type is reported before anything runs.
+        for name in config.executors.keys() {
+            if let Some(plugin) = registry::find(name) {
+                plugin
+                    .validate(config.executor_options(name))
+                    .map_err(|reason| ConfigError::Invalid {
+                        path: origin.to_path_buf(),
+                        message: config.locate(name, &reason),
+                    })?;
+            }
+        }
+        Ok(config)
+    }
+
+    /// The process-wide configuration, read once.
+    pub fn global() -> Result<Arc<Config>, ConfigError> {
+        static GLOBAL: OnceLock<Result<Arc<Config>, ConfigError>> = OnceLock::new();
+        GLOBAL.get_or_init(|| Config::load().map(Arc::new)).clone()
+    }
+
+    /// The file this configuration came from.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    /// Where dispatches keep their files.
+    pub fn results_dir(&self) -> PathBuf {
+        self.sdk.results_dir.clone().unwrap_or_else(|| {
+            dirs::data_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("covalent")
+                .join("results")
+        })
+    }
+
+    /// A plugin's options: its defaults overridden by `[executors.<name>]`.
+    pub fn executor_options(&self, name: &str) -> serde_json::Value {
+        let mut opts = registry::find(name)
+            .map(|p| (p.defaults)())
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        if let (Some(t), serde_json::Value::Object(map)) = (self.executors.get(name), &mut opts) {
+            for (k, v) in &t.table {
+                map.insert(
+                    k.clone(),
+                    serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+                );
+            }
+        }
+        opts
+    }
+
+    fn locate(&self, name: &str, reason: &str) -> String {
+        match (self.executors.get(name), &self.source) {
+            (Some(t), Some(src)) => {
+                format!("{}:{}: [executors.{name}] {reason}", src.display(), t.line)
+            }
+            _ => reason.to_string(),
+        }
+    }
+
+    /// The shared instance of a registered executor, created on first use.
+    pub fn executor(&self, name: &str) -> Result<ExecutorRef, ExecutorError> {
+        if let Some(e) = self.instances.lock().unwrap().get(name) {
+            return Ok(e.clone());
+        }
+        let plugin = registry::find(name).ok_or_else(|| ExecutorError::Unknown {
+            name: name.to_string(),
+            registered: registry::names(),
+        })?;
+        let e = (plugin.construct)(self.executor_options(name)).map_err(|reason| {
+            ExecutorError::Config {
+                name: name.to_string(),
+                reason: self.locate(name, &reason),
+            }
+        })?;
+        Ok(self
+            .instances
+            .lock()
+            .unwrap()
+            .entry(name.to_string())
+            .or_insert(e)
+            .clone())
+    }
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn describe_toml_error(text: &str, origin: &Path, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = line_of(text, span.start);
+            let source = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("{}:{line}: `{source}`: {}", origin.display(), e.message())
+        }
+        None => format!("{}: {}", origin.display(), e.message()),
+    }
+}
+
+/// Serde for `Option<Duration>` written as `"30s"` / `"1m 30s"` or a number of seconds.
+pub(crate) mod duration_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Secs(f64),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(Raw::Secs(s)) if s >= 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s))),
+            Some(Raw::Secs(s)) => Err(serde::de::Error::custom(format!(
+                "a time limit must be a positive number of seconds, found {s}"
+            ))),
+            Some(Raw::Text(t)) => humantime::parse_duration(&t).map(Some).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "malformed duration \"{t}\": {e}; expected e.g. \"30s\", \"1m 30s\" or a number of seconds"
+                ))
+            }),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Lattices and dispatches: a built graph ready to run ([`Lattice`]), starting it
+//! ([`dispatch`], [`dispatch_sync`]) and following a running dispatch ([`Dispatch`]).
+//!
+//! This module owns the user-facing entry points and their errors; building is `graph.rs`,
+//! running is `dispatcher.rs`, reporting is `result.rs`.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::config::{Config, ConfigError};
+use crate::dispatcher::Run;
+use crate::executor::{ExecutorSel, IntoExecutor};
+use crate::graph::Graph;
+use crate::result::LatticeResult;
+use crate::status::Status;
+use crate::value::Value;
+
+/// Errors of the dispatch API. Failures of nodes are not errors here: they are recorded in the
+/// [`LatticeResult`], whose status is then `FAILED`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The configuration could not be read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The async runtime cannot be used that way.
+    #[error("{0}")]
+    Runtime(String),
+    /// The lattice's result could not be read as its declared type.
+    #[error("the result of lattice `{lattice}` is not a `{expected}`: {reason}")]
+    Output {
+        /// The lattice.
+        lattice: String,
+        /// The declared type.
+        expected: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A built, not yet run, workflow: what calling a `#[lattice]` function returns.
+pub struct Lattice<T> {
+    graph: Graph,
+    config: Option<Arc<Config>>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Lattice<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lattice")
+            .field("graph", &self.graph)
+            .finish()
+    }
+}
+
+impl<T> Lattice<T> {
+    pub(crate) fn from_graph(graph: Graph) -> Self {
+        Lattice {
+            graph,
+            config: None,
+            _t: PhantomData,
+        }
+    }
+
+    pub(crate) fn into_graph(self) -> Graph {
+        self.graph
+    }
+
+    /// The lattice's name.
+    pub fn name(&self) -> &str {
+        &self.graph.name
+    }
+
+    /// The transport graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Number of tasks (internal parameter and collection nodes excluded).
+    pub fn task_count(&self) -> usize {
+        self.graph.task_count()
+    }
+
+    /// Cancels the rest of the dispatch at the first failed node.
+    pub fn fail_fast(mut self, on: bool) -> Self {
+        self.graph.fail_fast = on;
+        self
+    }
+
+    /// Uses this configuration instead of the process-wide one (`covalent.toml`).
+    pub fn with_config(mut self, config: impl Into<Arc<Config>>) -> Self {
+        self.config = Some(config.into());
+        self
+    }
+
+    /// Sets the default executor of the lattice's electrons (like `#[lattice(executor = ..)]`).
+    pub fn with_executor<M>(mut self, executor: impl IntoExecutor<M>) -> Self {
+        let sel: ExecutorSel = executor.into_executor();
+        self.graph.default_executor = Some(sel);
+        self
+    }
+}
+
+/// A running dispatch.
+pub struct Dispatch<T> {
+    run: Arc<Run>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Dispatch<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dispatch({})", self.run.id)
+    }
+}
+
+impl<T: Value> Dispatch<T> {
+    /// The dispatch id (a UUID v7).
+    pub fn id(&self) -> Uuid {
+        self.run.id
+    }
+
+    /// The dispatch's status now.
+    pub fn status(&self) -> Status {
+        self.run.status()
+    }
+
+    /// Requests cancellation of the whole dispatch: nodes not started end CANCELLED, running
+    /// ones are cancelled through their executors.
+    pub fn cancel(&self) {
+        self.run.cancel_all();
+    }
+
+    /// Requests cancellation of some nodes (by id); their dependants end CANCELLED.
+    pub fn cancel_nodes(&self, ids: impl IntoIterator<Item = usize>) {
+        for i in ids {
+            self.run.cancel_node(i);
+        }
+    }
+
+    /// Waits for the dispatch to end and returns its result.
+    pub async fn wait(self) -> Result<LatticeResult<T>, Error> {
+        self.run.wait_done().await;
+        LatticeResult::from_run(self.run)
+    }
+}
+
+/// Starts a lattice and returns at once with its [`Dispatch`].
+///
+/// ```
+/// use covalent::prelude::*;
+///
+/// #[electron]
+/// fn add(x: i64, y: i64) -> i64 { x + y }
+///
+/// #[lattice]
+/// fn flow(x: i64) -> i64 { add(x, 1) }
+///
+/// # covalent::__private::test(async {
+/// let d = covalent::dispatch(flow(41)).await?;
+/// let r = d.wait().await?;
+/// assert_eq!(r.value(), Some(&42));
+/// # Ok::<(), covalent::Error>(()) }).unwrap();
+/// ```
+pub async fn dispatch<T: Value>(lattice: Lattice<T>) -> Result<Dispatch<T>, Error> {
+    start(lattice)
+}
+
+fn start<T: Value>(lattice: Lattice<T>) -> Result<Dispatch<T>, Error> {
+    let config = match lattice.config {
+        Some(c) => c,
+        None => Config::global()?,
+    };
+    let run = Run::new(
+        lattice.graph,
+        Uuid::now_v7(),
+        config,
+        crate::runtime::handle(),
+        None,
+        None,
+    );
+    run.start();
+    Ok(Dispatch {
+        run,
+        _t: PhantomData,
+    })
+}
+
+/// Runs a lattice to the end from synchronous code and returns its result.
+pub fn dispatch_sync<T: Value>(lattice: Lattice<T>) -> Result<LatticeResult<T>, Error> {
+    crate::runtime::block_on(async move { start(lattice)?.wait().await })?
+}

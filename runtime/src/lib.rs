@@ -1,0 +1,83 @@
+//! Typed, concurrent workflows in Rust: mark task functions `#[electron]` and workflow
+//! functions `#[lattice]`, then dispatch the lattice; independent electrons run at once, each
+//! where its executor says, and the result records every node.
+//!
+//! ```
+//! use covalent::prelude::*;
+//!
+//! #[electron]
+//! fn add(x: i64, y: i64) -> i64 {
+//!     x + y
+//! }
+//!
+//! #[electron(retries = 2, time_limit = "30s")]
+//! fn multiply(x: i64, y: i64) -> i64 {
+//!     x * y
+//! }
+//!
+//! #[lattice]
+//! fn workflow(x: i64, y: i64) -> i64 {
+//!     let r1 = add(x, y); // a Node<i64>: nothing runs yet
+//!     multiply(y, r1)
+//! }
+//!
+//! let result = covalent::dispatch_sync(workflow(3, 4)).unwrap();
+//! assert_eq!(result.value(), Some(&28));
+//! assert_eq!(result.status(), covalent::Status::Completed);
+//! println!("{result}"); // the Covalent-style report
+//! ```
+//!
+//! In an async program, use `#[covalent::main]` and `covalent::dispatch(..).await?.wait().await?`.
+//! Outside a lattice, an electron is plain Rust through its `call` path: `add::call(1, 2)`.
+//!
+//! See the README for the tour: electron options, executors and plugins, sublattices,
+//! failure semantics and configuration.
+
+mod config;
+mod dispatcher;
+mod electron;
+mod executor;
+mod graph;
+mod lattice;
+mod local;
+mod pool;
+mod registry;
+mod result;
+mod runtime;
+mod status;
+mod value;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+/// The attribute for implementing [`Executor`] (its methods are `async fn`s).
+pub use async_trait::async_trait;
+pub use covalent_macros::{electron, lattice, main, test};
+
+pub use config::{Config, ConfigError, SdkConfig};
+pub use dispatcher::Attempt;
+pub use electron::{ElectronDef, TaskError, find_electron};
+/// Covalent's name for the blocking executor interface.
+pub use executor::BlockingExecutor as BaseExecutor;
+/// Covalent's name for the async executor interface.
+pub use executor::Executor as AsyncBaseExecutor;
+pub use executor::{
+    BaseOptions, Blocking, BlockingExecutor, DispatchContext, Executor, ExecutorError, ExecutorRef,
+    ExecutorSel, IntoExecutor, JobHandle, Task, TaskContext, ToDict, from_dict,
+    write_streams_to_file,
+};
+pub use graph::{AnyNode, Graph, IntoNode, Node, Waitable, wait};
+pub use lattice::{Dispatch, Error, Lattice, dispatch, dispatch_sync};
+pub use local::LocalExecutor;
+pub use registry::{ExecutorInfo, ExecutorPlugin, registered_executors};
+pub use result::{LatticeResult, NodeResult, SublatticeResult};
+pub use status::Status;
+pub use value::{Output, Value};
+
+/// What a workflow file needs: `use covalent::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Dispatch, LatticeResult, Node, Status, dispatch, dispatch_sync, electron, lattice, wait,
+    };
+}

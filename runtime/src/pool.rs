@@ -1,0 +1,166 @@
+//! The worker pool that runs sync electrons of the `local` executor and internal nodes, off the
+//! async runtime.
+//!
+//! It starts with one thread per core. A monitor thread watches for starvation: while jobs are
+//! queued and no node has finished for a couple of milliseconds (every worker is blocked in a
+//! sleeping or waiting electron), it adds a thread, up to a cap. So blocking electrons still
+//! all run at once, and trivial ones pay no thread hand-off. Extra threads retire after idling.
+//!
+//! This module owns threads and the queue; what a job does is the dispatcher's business.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::time::Duration;
+
+use crate::dispatcher::Run;
+
+/// How long the monitor waits without progress before adding a thread.
+const STARVATION: Duration = Duration::from_millis(2);
+/// How long an extra thread idles before it retires.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Default cap on threads.
+pub(crate) const DEFAULT_MAX_THREADS: usize = 512;
+
+type Job = (Arc<Run>, u32);
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    idle: usize,
+    threads: usize,
+    monitor_parked: bool,
+}
+
+pub(crate) struct Pool {
+    queue: Mutex<Queue>,
+    work: Condvar,
+    monitor: Condvar,
+    progress: AtomicU64,
+    core: usize,
+    max: AtomicUsize,
+}
+
+static POOL: LazyLock<Arc<Pool>> = LazyLock::new(|| {
+    let core = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let pool = Arc::new(Pool {
+        queue: Mutex::new(Queue {
+            jobs: VecDeque::new(),
+            idle: 0,
+            threads: 0,
+            monitor_parked: false,
+        }),
+        work: Condvar::new(),
+        monitor: Condvar::new(),
+        progress: AtomicU64::new(0),
+        core,
+        max: AtomicUsize::new(DEFAULT_MAX_THREADS.max(core)),
+    });
+    {
+        let mut q = pool.queue.lock().unwrap();
+        for _ in 0..core {
+            q.threads += 1;
+            spawn_worker(pool.clone());
+        }
+    }
+    let p = pool.clone();
+    std::thread::Builder::new()
+        .name("covalent-monitor".into())
+        .spawn(move || monitor(p))
+        .expect("cannot start the covalent pool monitor thread");
+    pool
+});
+
+/// The process-wide pool.
+pub(crate) fn global() -> &'static Pool {
+    &POOL
+}
+
+/// Sets the cap on pool threads (the `local` executor's `max_workers`).
+pub(crate) fn set_max_threads(n: usize) {
+    let p = global();
+    p.max.store(n.max(p.core), Ordering::Relaxed);
+}
+
+impl Pool {
+    /// Queues nodes of `run`.
+    pub(crate) fn push(&self, run: &Arc<Run>, nodes: Vec<u32>) {
+        let n = nodes.len();
+        let mut q = self.queue.lock().unwrap();
+        q.jobs.extend(nodes.into_iter().map(|i| (run.clone(), i)));
+        if q.idle > 0 {
+            if n == 1 {
+                self.work.notify_one();
+            } else {
+                self.work.notify_all();
+            }
+        }
+        if q.monitor_parked {
+            self.monitor.notify_one();
+        }
+    }
+}
+
+fn spawn_worker(pool: Arc<Pool>) {
+    let r = std::thread::Builder::new()
+        .name("covalent-worker".into())
+        .spawn(move || worker(pool.clone()));
+    if let Err(e) = r {
+        eprintln!("covalent: cannot start a worker thread: {e}");
+    }
+}
+
+fn worker(pool: Arc<Pool>) {
+    loop {
+        let job = {
+            let mut q = pool.queue.lock().unwrap();
+            loop {
+                if let Some(j) = q.jobs.pop_front() {
+                    break j;
+                }
+                q.idle += 1;
+                let (g, timeout) = pool.work.wait_timeout(q, KEEP_ALIVE).unwrap();
+                q = g;
+                q.idle -= 1;
+                if timeout.timed_out() && q.jobs.is_empty() && q.threads > pool.core {
+                    q.threads -= 1;
+                    return;
+                }
+            }
+        };
+        let (run, mut node) = job;
+        loop {
+            let next = run.run_on_pool(node);
+            pool.progress.fetch_add(1, Ordering::Relaxed);
+            match next {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+    }
+}
+
+fn monitor(pool: Arc<Pool>) {
+    loop {
+        let before = {
+            let mut q = pool.queue.lock().unwrap();
+            while q.jobs.is_empty() {
+                q.monitor_parked = true;
+                q = pool.monitor.wait(q).unwrap();
+                q.monitor_parked = false;
+            }
+            pool.progress.load(Ordering::Relaxed)
+        };
+        std::thread::sleep(STARVATION);
+        let mut q = pool.queue.lock().unwrap();
+        if !q.jobs.is_empty()
+            && q.idle == 0
+            && pool.progress.load(Ordering::Relaxed) == before
+            && q.threads < pool.max.load(Ordering::Relaxed)
+        {
+            q.threads += 1;
+            spawn_worker(pool.clone());
+        }
+    }
+}

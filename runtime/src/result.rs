@@ -1,0 +1,423 @@
+//! Results: [`LatticeResult`] (a dispatch's status, typed value, inputs, error, times and
+//! nodes) and [`NodeResult`] (one node), and the Covalent-style report their `Display` prints.
+//!
+//! Views read the dispatcher's state directly; nothing is copied or serialized until asked for.
+//! This module must not change any state.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::dispatcher::{Attempt, NodeExtra, NodeState, Run};
+use crate::graph::Op;
+use crate::lattice::Error;
+use crate::status::Status;
+use crate::value::{Output, Value};
+
+/// The result of a dispatch.
+pub struct LatticeResult<T> {
+    run: Arc<Run>,
+    value: Option<T>,
+}
+
+impl<T> fmt::Debug for LatticeResult<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatticeResult")
+            .field("dispatch_id", &self.run.id)
+            .field("status", &self.run.status())
+            .finish()
+    }
+}
+
+fn wall(run: &Run, offset: Duration) -> DateTime<Utc> {
+    DateTime::<Utc>::from(run.started_wall + offset)
+}
+
+impl<T: Value> LatticeResult<T> {
+    pub(crate) fn from_run(run: Arc<Run>) -> Result<Self, Error> {
+        let value = match run.states[run.graph.output as usize].value.get() {
+            Some(v) if run.status() == Status::Completed => {
+                Some(v.get::<T>().map_err(|reason| Error::Output {
+                    lattice: run.graph.name.clone(),
+                    expected: std::any::type_name::<T>(),
+                    reason,
+                })?)
+            }
+            _ => None,
+        };
+        Ok(LatticeResult { run, value })
+    }
+
+    /// The lattice's value, when the dispatch COMPLETED.
+    pub fn value(&self) -> Option<&T> {
+        self.value.as_ref()
+    }
+
+    /// The lattice's value, taken out.
+    pub fn into_value(self) -> Option<T> {
+        self.value
+    }
+}
+
+impl<T> LatticeResult<T> {
+    /// The dispatch id.
+    pub fn dispatch_id(&self) -> Uuid {
+        self.run.id
+    }
+    /// The lattice's name.
+    pub fn lattice_name(&self) -> &str {
+        &self.run.graph.name
+    }
+    /// COMPLETED, FAILED or CANCELLED.
+    pub fn status(&self) -> Status {
+        self.run.status()
+    }
+    /// Why the dispatch did not complete: for failures, the failed nodes
+    /// (`The following tasks failed:` then `id: name: message` lines).
+    pub fn error(&self) -> Option<&str> {
+        self.run.error.get().map(String::as_str)
+    }
+    /// The lattice's inputs, by parameter name, as JSON.
+    pub fn inputs(&self) -> &[(String, serde_json::Value)] {
+        &self.run.graph.inputs_json
+    }
+    /// When the dispatch started.
+    pub fn start_time(&self) -> DateTime<Utc> {
+        DateTime::<Utc>::from(self.run.started_wall)
+    }
+    /// When it ended.
+    pub fn end_time(&self) -> Option<DateTime<Utc>> {
+        self.run.end_offset().map(|d| wall(&self.run, d))
+    }
+    /// Wall time from start to end.
+    pub fn runtime(&self) -> Option<Duration> {
+        self.run.end_offset()
+    }
+    /// The directory for the dispatch's files.
+    pub fn results_dir(&self) -> &std::path::Path {
+        &self.run.results_dir
+    }
+    /// Every node of the top-level graph, internal ones included, in id order.
+    pub fn nodes(&self) -> impl ExactSizeIterator<Item = NodeResult<'_>> + '_ {
+        (0..self.run.states.len()).map(|i| NodeResult {
+            run: &self.run,
+            id: i,
+        })
+    }
+    /// One node.
+    pub fn node(&self, id: usize) -> Option<NodeResult<'_>> {
+        (id < self.run.states.len()).then_some(NodeResult { run: &self.run, id })
+    }
+    /// Number of tasks (internal nodes excluded).
+    pub fn task_count(&self) -> usize {
+        self.run.graph.task_count()
+    }
+    /// Number of tasks that completed.
+    pub fn completed_count(&self) -> usize {
+        self.nodes()
+            .filter(|n| !n.is_internal() && n.status() == Status::Completed)
+            .count()
+    }
+}
+
+/// One node of a dispatch.
+#[derive(Clone, Copy)]
+pub struct NodeResult<'a> {
+    run: &'a Run,
+    id: usize,
+}
+
+impl fmt::Debug for NodeResult<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeResult")
+            .field("id", &self.id)
+            .field("name", &self.name())
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl<'a> NodeResult<'a> {
+    fn state(&self) -> &'a NodeState {
+        &self.run.states[self.id]
+    }
+    fn extra<R>(&self, f: impl FnOnce(&NodeExtra) -> R) -> Option<R> {
+        self.state().extra.lock().unwrap().as_deref().map(f)
+    }
+    /// The node id.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+    /// The electron's name (`:parameter:`, `:electron_list:`... for internal nodes).
+    pub fn name(&self) -> &'static str {
+        self.run.graph.nodes[self.id].op.name()
+    }
+    /// Whether the node is internal (parameter, collection, indexing).
+    pub fn is_internal(&self) -> bool {
+        self.run.graph.nodes[self.id].op.is_internal()
+    }
+    /// Whether the node is a sublattice.
+    pub fn is_sublattice(&self) -> bool {
+        matches!(&self.run.graph.nodes[self.id].op, Op::Electron(d) if matches!(d.body, crate::electron::Body::Sublattice(_)))
+    }
+    /// The node's status.
+    pub fn status(&self) -> Status {
+        self.state().status()
+    }
+    /// The node's output.
+    pub fn output(&self) -> Option<&'a Output> {
+        self.state().value.get()
+    }
+    /// The node's output as JSON.
+    pub fn output_json(&self) -> Option<serde_json::Value> {
+        self.output()
+            .map(|o| o.to_json().unwrap_or_else(serde_json::Value::String))
+    }
+    /// The node's output as `T`.
+    pub fn output_as<T: Value>(&self) -> Option<T> {
+        self.output().and_then(|o| o.get::<T>().ok())
+    }
+    /// Why the node failed or was cancelled.
+    pub fn error(&self) -> Option<String> {
+        self.extra(|x| x.error.clone()).flatten()
+    }
+    /// Every attempt, with its times and error.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        let recorded = self.extra(|x| x.attempts.clone()).unwrap_or_default();
+        if !recorded.is_empty() {
+            return recorded;
+        }
+        match (self.status(), self.state().times()) {
+            (Status::Completed | Status::Failed, (Some(start), Some(end))) if !self.is_param() => {
+                vec![Attempt {
+                    number: 1,
+                    start,
+                    end,
+                    error: self.error(),
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+    /// Number of attempts.
+    pub fn attempt_count(&self) -> usize {
+        self.attempts().len()
+    }
+    fn is_param(&self) -> bool {
+        matches!(self.run.graph.nodes[self.id].op, Op::Param(_))
+    }
+    /// The name of the executor the node ran on (`None` for internal nodes).
+    pub fn executor(&self) -> Option<String> {
+        if !matches!(self.run.graph.nodes[self.id].op, Op::Electron(_)) {
+            return None;
+        }
+        if let Some(Some(e)) = self.extra(|x| x.executor.clone()) {
+            return Some(e.short_name().to_string());
+        }
+        let slot = self.run.graph.nodes[self.id].executor;
+        let r = if slot == crate::graph::NO_EXECUTOR {
+            self.run.execs.last()
+        } else {
+            self.run.execs.get(slot as usize)
+        };
+        match r.map(|r| &r.exec) {
+            Some(Ok(e)) => Some(e.short_name().to_string()),
+            _ => match self.run.graph.default_executor.as_ref() {
+                Some(crate::executor::ExecutorSel::Named(n))
+                    if slot == crate::graph::NO_EXECUTOR =>
+                {
+                    Some(n.to_string())
+                }
+                _ => self
+                    .run
+                    .graph
+                    .executors
+                    .get(slot as usize)
+                    .map(|s| match s {
+                        crate::executor::ExecutorSel::Named(n) => n.to_string(),
+                        crate::executor::ExecutorSel::Instance(r) => r.short_name().to_string(),
+                    }),
+            },
+        }
+    }
+    /// The instance id of the executor the node ran on (see [`crate::ExecutorRef::instance_id`]).
+    pub fn executor_instance(&self) -> Option<u64> {
+        if let Some(Some(e)) = self.extra(|x| x.executor.clone()) {
+            return Some(e.instance_id());
+        }
+        let slot = self.run.graph.nodes[self.id].executor;
+        let r = if slot == crate::graph::NO_EXECUTOR {
+            self.run.execs.last()
+        } else {
+            self.run.execs.get(slot as usize)
+        };
+        match r.map(|r| &r.exec) {
+            Some(Ok(e)) if matches!(self.run.graph.nodes[self.id].op, Op::Electron(_)) => {
+                Some(e.instance_id())
+            }
+            _ => None,
+        }
+    }
+    /// When the node started.
+    pub fn start_time(&self) -> Option<DateTime<Utc>> {
+        self.state().times().0.map(|d| wall(self.run, d))
+    }
+    /// When it ended.
+    pub fn end_time(&self) -> Option<DateTime<Utc>> {
+        self.state().times().1.map(|d| wall(self.run, d))
+    }
+    /// Its stdout, as recorded by its executor.
+    pub fn stdout(&self) -> String {
+        self.extra(|x| x.stdout.clone()).unwrap_or_default()
+    }
+    /// Its stderr, as recorded by its executor.
+    pub fn stderr(&self) -> String {
+        self.extra(|x| x.stderr.clone()).unwrap_or_default()
+    }
+    /// Its job handle, if its executor recorded one.
+    pub fn job_handle(&self) -> Option<crate::executor::JobHandle> {
+        self.extra(|x| x.job_handle.clone()).flatten()
+    }
+    /// Its inputs: `(source node id, edge name)`, ordering edges included.
+    pub fn inputs(&self) -> Vec<(usize, String)> {
+        self.run
+            .graph
+            .inputs_of(self.id)
+            .iter()
+            .map(|&(src, slot)| (src as usize, self.run.graph.edge_name(self.id, slot)))
+            .collect()
+    }
+    /// Ids of the nodes that take its output (or wait for it).
+    pub fn dependants(&self) -> Vec<usize> {
+        self.run
+            .graph
+            .deps_of(self.id)
+            .iter()
+            .map(|&d| d as usize)
+            .collect()
+    }
+    /// For a sublattice node: the child graph's nodes, once built.
+    pub fn sublattice(&self) -> Option<SublatticeResult> {
+        self.extra(|x| x.sub.clone())
+            .flatten()
+            .map(|run| SublatticeResult { run })
+    }
+}
+
+/// The nodes of a sublattice, recorded under the parent dispatch.
+pub struct SublatticeResult {
+    run: Arc<Run>,
+}
+
+impl fmt::Debug for SublatticeResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SublatticeResult")
+            .field("lattice", &self.run.graph.name)
+            .field("status", &self.run.status())
+            .finish()
+    }
+}
+
+impl SublatticeResult {
+    /// The child lattice's name.
+    pub fn lattice_name(&self) -> &str {
+        &self.run.graph.name
+    }
+    /// The child's status.
+    pub fn status(&self) -> Status {
+        self.run.status()
+    }
+    /// The child's nodes.
+    pub fn nodes(&self) -> impl ExactSizeIterator<Item = NodeResult<'_>> + '_ {
+        (0..self.run.states.len()).map(|i| NodeResult {
+            run: &self.run,
+            id: i,
+        })
+    }
+    /// Number of tasks in the child (internal nodes excluded).
+    pub fn task_count(&self) -> usize {
+        self.run.graph.task_count()
+    }
+}
+
+fn fmt_time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string())
+        .unwrap_or_else(|| "None".into())
+}
+
+fn write_nodes(
+    f: &mut fmt::Formatter<'_>,
+    nodes: &mut dyn Iterator<Item = NodeResult<'_>>,
+    indent: &str,
+) -> fmt::Result {
+    for n in nodes.filter(|n| !n.is_internal()) {
+        let out = match n.output() {
+            Some(o) if n.status() == Status::Completed => o.to_string(),
+            _ => match n.error() {
+                Some(e) => format!("{} ({})", n.status(), e.lines().next().unwrap_or("")),
+                None => n.status().to_string(),
+            },
+        };
+        writeln!(f, "{indent}{}({}): {out}", n.name(), n.id())?;
+        if let Some(sub) = n.sublattice() {
+            write_nodes(f, &mut sub.nodes(), &format!("{indent}    "))?;
+        }
+    }
+    Ok(())
+}
+
+impl<T> fmt::Display for LatticeResult<T> {
+    /// The Covalent-style report.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let run = &self.run;
+        writeln!(f, "Lattice Result")?;
+        writeln!(f, "==============")?;
+        writeln!(f, "lattice: {}", run.graph.name)?;
+        writeln!(f, "status: {}", self.status())?;
+        let result = match run.states[run.graph.output as usize].value.get() {
+            Some(v) if self.status() == Status::Completed => v.to_string(),
+            _ => "None".into(),
+        };
+        writeln!(f, "result: {result}")?;
+        let inputs: Vec<String> = self
+            .inputs()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        writeln!(f, "inputs: {}", inputs.join(", "))?;
+        writeln!(f, "error: {}", self.error().unwrap_or("None"))?;
+        writeln!(f)?;
+        writeln!(f, "start_time: {}", fmt_time(Some(self.start_time())))?;
+        writeln!(f, "end_time: {}", fmt_time(self.end_time()))?;
+        if let Some(rt) = self.runtime() {
+            writeln!(f, "runtime: {rt:?}")?;
+        }
+        writeln!(
+            f,
+            "tasks: {} of {} completed",
+            self.completed_count(),
+            self.task_count()
+        )?;
+        writeln!(f)?;
+        writeln!(f, "results_dir: {}", run.results_dir.display())?;
+        writeln!(f, "dispatch_id: {}", run.id)?;
+        writeln!(f)?;
+        writeln!(f, "Node Outputs")?;
+        writeln!(f, "------------")?;
+        write_nodes(f, &mut self.nodes(), "")
+    }
+}
+
+impl Attempt {
+    /// When the attempt started, as an offset from the dispatch start.
+    pub fn start_offset(&self) -> Duration {
+        self.start
+    }
+    /// How long the attempt took.
+    pub fn duration(&self) -> Duration {
+        self.end.saturating_sub(self.start)
+    }
+}

@@ -1,0 +1,69 @@
+//! Node and dispatch statuses (Covalent's, plus NOT_RUN and REUSED). Owns names and the
+//! terminal/non-terminal split; nothing else.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The state of a node or a dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[repr(u8)]
+pub enum Status {
+    /// Not scheduled yet (waiting for inputs).
+    New = 0,
+    /// Inputs ready, waiting for its executor.
+    Pending = 1,
+    /// Running.
+    Running = 2,
+    /// Finished with a value.
+    Completed = 3,
+    /// Finished with an error.
+    Failed = 4,
+    /// Cancelled on request.
+    Cancelled = 5,
+    /// Never ran because an upstream node failed or was cancelled.
+    NotRun = 6,
+    /// Value taken from an earlier dispatch.
+    Reused = 7,
+}
+
+impl Status {
+    pub(crate) fn from_u8(v: u8) -> Status {
+        match v {
+            0 => Status::New,
+            1 => Status::Pending,
+            2 => Status::Running,
+            3 => Status::Completed,
+            4 => Status::Failed,
+            5 => Status::Cancelled,
+            6 => Status::NotRun,
+            _ => Status::Reused,
+        }
+    }
+
+    /// Whether nothing more will happen to it.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Status::New | Status::Pending | Status::Running)
+    }
+
+    /// The upper-case name (`COMPLETED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "NEW",
+            Status::Pending => "PENDING",
+            Status::Running => "RUNNING",
+            Status::Completed => "COMPLETED",
+            Status::Failed => "FAILED",
+            Status::Cancelled => "CANCELLED",
+            Status::NotRun => "NOT_RUN",
+            Status::Reused => "REUSED",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}

@@ -1,0 +1,106 @@
+//! Values that flow between nodes: the [`Value`] bound every electron input and output meets,
+//! and [`Output`], the shared, type-erased form a node's result takes inside the dispatcher.
+//!
+//! This module owns type erasure and (lazy) JSON conversion; it must not know about graphs or
+//! scheduling. Values stay native in process and are serialized only when asked for (a result
+//! report, a remote executor, the store).
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// What a type needs to travel between electrons: it can be cloned for several consumers, sent
+/// across threads, and serialized for reports and for executors in other processes.
+///
+/// Implemented automatically for every type that is `Serialize + DeserializeOwned + Clone + Send +
+/// Sync + 'static`; derive `Serialize`, `Deserialize` and `Clone` on your own types.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot travel between electrons: it must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`",
+    label = "this type is not a covalent value",
+    note = "derive `serde::Serialize`, `serde::Deserialize` and `Clone` for it, or pass an owned, serializable type instead"
+)]
+pub trait Value: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+impl<T> Value for T where T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+/// Object-safe view of a [`Value`]: downcasting and JSON on demand.
+pub(crate) trait AnyValue: Any + Send + Sync {
+    fn to_json(&self) -> Result<serde_json::Value, String>;
+    fn type_name(&self) -> &'static str;
+}
+
+impl<T: Value> AnyValue for T {
+    fn to_json(&self) -> Result<serde_json::Value, String> {
+        serde_json::to_value(self).map_err(|e| e.to_string())
+    }
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+}
+
+/// The output of a node: a shared, type-erased value that is cloned for each consumer and
+/// serialized only when somebody asks for JSON.
+#[derive(Clone)]
+pub struct Output(Arc<dyn AnyValue>);
+
+impl Output {
+    /// Wraps a value.
+    pub fn new<T: Value>(value: T) -> Self {
+        Output(Arc::new(value))
+    }
+
+    /// The value as `T`, if it is one.
+    pub fn downcast_ref<T: Value>(&self) -> Option<&T> {
+        let any: &dyn Any = &*self.0;
+        any.downcast_ref::<T>()
+    }
+
+    /// A clone of the value as `T`: taken natively when the type matches, otherwise converted
+    /// through JSON (a value that came back from another process).
+    pub fn get<T: Value>(&self) -> Result<T, String> {
+        if let Some(v) = self.downcast_ref::<T>() {
+            return Ok(v.clone());
+        }
+        if let Some(json) = self.downcast_ref::<serde_json::Value>() {
+            return serde_json::from_value(json.clone()).map_err(|e| {
+                format!(
+                    "cannot read a `{}` from the JSON value {json}: {e}",
+                    std::any::type_name::<T>()
+                )
+            });
+        }
+        Err(format!(
+            "expected a value of type `{}`, found `{}`",
+            std::any::type_name::<T>(),
+            self.0.type_name()
+        ))
+    }
+
+    /// The value as JSON.
+    pub fn to_json(&self) -> Result<serde_json::Value, String> {
+        self.0.to_json()
+    }
+
+    /// The Rust type name of the value.
+    pub fn type_name(&self) -> &'static str {
+        self.0.type_name()
+    }
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_json() {
+            Ok(v) => write!(f, "{v}"),
+            Err(e) => write!(f, "<{}: {e}>", self.type_name()),
+        }
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}

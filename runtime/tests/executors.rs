@@ -1,0 +1,379 @@
+//! Executors: the async and blocking interfaces, the task context, base options, plugins and
+//! configuration, hooks.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use covalent::prelude::*;
+use covalent::{
+    BaseOptions, BlockingExecutor, Config, Executor, ExecutorError, ExecutorRef, JobHandle,
+    LocalExecutor, Output, Task, TaskContext,
+};
+use serde::{Deserialize, Serialize};
+
+/// Records what the runtime tells it.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Probe {
+    #[serde(flatten)]
+    base: BaseOptions,
+    #[serde(skip)]
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+#[covalent::async_trait]
+impl Executor for Probe {
+    fn short_name(&self) -> &str {
+        "probe"
+    }
+    fn base(&self) -> &BaseOptions {
+        &self.base
+    }
+    async fn setup(&self, ctx: &TaskContext) -> Result<(), ExecutorError> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("setup {}", ctx.node_id()));
+        Ok(())
+    }
+    async fn run(&self, task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        let c = ctx.get_dispatch_context();
+        ctx.set_job_handle(format!("job-{}", c.node_id));
+        ctx.record_streams(format!("out of {}\n", task.electron_name()), "err\n");
+        self.seen.lock().unwrap().push(format!(
+            "run {} {} {} in {}",
+            task.electron_name(),
+            c.node_id,
+            serde_json::Value::from(task.inputs_json()),
+            c.dispatch_id
+        ));
+        Ok(task.call().await?)
+    }
+    async fn teardown(&self, ctx: &TaskContext) -> Result<(), ExecutorError> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("teardown {}", ctx.node_id()));
+        Ok(())
+    }
+}
+
+static LOGS: LazyLock<tempfile::TempDir> = LazyLock::new(|| tempfile::tempdir().unwrap());
+
+static PROBE: LazyLock<ExecutorRef> = LazyLock::new(|| {
+    ExecutorRef::new(Probe {
+        base: BaseOptions {
+            log_stdout: Some(LOGS.path().join("logs/out.log")),
+            log_stderr: Some(LOGS.path().join("logs/err.log")),
+            ..Default::default()
+        },
+        seen: Arc::default(),
+    })
+});
+
+#[electron(executor = &PROBE)]
+fn probed(x: i64) -> i64 {
+    x + 1
+}
+
+static OTHER: LazyLock<ExecutorRef> = LazyLock::new(|| ExecutorRef::new(Probe::default()));
+
+#[electron(executor = &OTHER)]
+fn other(x: i64) -> i64 {
+    x + 1
+}
+
+#[lattice]
+fn probe_flow() -> i64 {
+    probed(probed(1))
+}
+
+#[test]
+fn executors_get_setup_run_teardown_with_a_context() {
+    let r = covalent::dispatch_sync(probe_flow()).unwrap();
+    assert_eq!(r.value(), Some(&3));
+    let probe = PROBE.downcast_ref::<Probe>().unwrap();
+    let seen = probe.seen.lock().unwrap().clone();
+    let id = r.dispatch_id();
+    // The inner call is node 0 (its argument is evaluated first), the outer one node 2.
+    assert_eq!(
+        seen,
+        vec![
+            "setup 0".to_string(),
+            format!("run probed 0 [1] in {id}"),
+            "teardown 0".to_string(),
+            "setup 2".to_string(),
+            format!("run probed 2 [2] in {id}"),
+            "teardown 2".to_string(),
+        ]
+    );
+    let n = r.node(0).unwrap();
+    assert_eq!(n.executor().as_deref(), Some("probe"));
+    assert_eq!(n.executor_instance(), Some(PROBE.instance_id()));
+    assert_eq!(n.job_handle(), Some(JobHandle(serde_json::json!("job-0"))));
+    assert_eq!(n.stdout(), "out of probed\n");
+    assert_eq!(n.stderr(), "err\n");
+    let out = std::fs::read_to_string(LOGS.path().join("logs/out.log")).unwrap();
+    assert_eq!(out, "out of probed\nout of probed\n");
+    let err = std::fs::read_to_string(LOGS.path().join("logs/err.log")).unwrap();
+    assert_eq!(err, "err\nerr\n");
+}
+
+/// A blocking executor that doubles the output of every i64 task.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Doubler {
+    #[serde(flatten)]
+    base: BaseOptions,
+    factor: i64,
+}
+
+impl BlockingExecutor for Doubler {
+    fn short_name(&self) -> &str {
+        "doubler"
+    }
+    fn base(&self) -> &BaseOptions {
+        &self.base
+    }
+    fn run(&self, task: Task, _ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        if self.factor == 0 {
+            return Err(ExecutorError::Failed("factor must not be 0".into()));
+        }
+        let out = task.call_blocking()?;
+        let v: i64 = out.get().map_err(ExecutorError::Failed)?;
+        Ok(Output::new(v * self.factor))
+    }
+}
+
+covalent::register_executor!("doubler", Doubler);
+
+#[electron(executor = "doubler")]
+fn doubled(x: i64) -> i64 {
+    x
+}
+
+#[electron(executor = Doubler { factor: 3, ..Default::default() })]
+fn tripled(x: i64) -> i64 {
+    x
+}
+
+#[lattice]
+fn by_name() -> i64 {
+    doubled(5)
+}
+
+#[lattice]
+fn by_value() -> i64 {
+    tripled(5)
+}
+
+fn config(text: &str) -> Config {
+    Config::parse(text, Path::new("test-covalent.toml")).unwrap()
+}
+
+#[test]
+fn blocking_plugins_are_configured_from_covalent_toml() {
+    let cfg = config("[executors.doubler]\nfactor = 2\n");
+    let r = covalent::dispatch_sync(by_name().with_config(cfg)).unwrap();
+    assert_eq!(r.value(), Some(&10), "{r}");
+    let r = covalent::dispatch_sync(by_value()).unwrap();
+    assert_eq!(r.value(), Some(&15));
+}
+
+#[test]
+fn a_failing_plugin_constructor_fails_the_node_not_the_dispatcher() {
+    // Defaults give factor = 0: the executor rejects every task.
+    let r = covalent::dispatch_sync(by_name().with_config(Config::default())).unwrap();
+    assert_eq!(r.status(), covalent::Status::Failed);
+    assert!(r.error().unwrap().contains("factor must not be 0"), "{r}");
+}
+
+#[test]
+fn a_wrong_type_in_the_config_names_file_line_and_key() {
+    let e = Config::parse(
+        "[sdk]\ndefault_executor = \"local\"\n\n[executors.doubler]\nfactor = \"two\"\n",
+        Path::new("covalent.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("covalent.toml:4"), "{e}");
+    assert!(e.contains("[executors.doubler]"), "{e}");
+    assert!(e.contains("factor"), "{e}");
+    let e = Config::parse("[sdk]\nfail_fast = 3\n", Path::new("covalent.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("covalent.toml:2: `fail_fast = 3`"), "{e}");
+    let e = Config::parse(
+        "[sdk]\ndefualt_executor = \"x\"\n",
+        Path::new("covalent.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("defualt_executor"), "{e}");
+    let e = Config::parse("[executors.local]\nmax_workerz = 3\n", Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("c.toml:1") && e.contains("max_workerz") && e.contains("max_workers"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_a_clear_error() {
+    let e = Config::from_file(Path::new("/nonexistent/covalent.toml")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/covalent.toml"), "{e}");
+}
+
+#[electron(executor = "nonexistent")]
+fn nowhere() -> i64 {
+    1
+}
+
+#[lattice]
+fn unknown_executor() -> (i64, i64) {
+    (nowhere(), other(1))
+}
+
+#[test]
+fn an_unknown_executor_fails_its_node_and_lists_the_registered_ones() {
+    let r = covalent::dispatch_sync(unknown_executor()).unwrap();
+    assert_eq!(r.status(), covalent::Status::Failed);
+    let e = r.node(0).unwrap().error().unwrap();
+    assert!(e.contains("unknown executor `nonexistent`"), "{e}");
+    assert!(e.contains("local") && e.contains("doubler"), "{e}");
+    // The other branch still ran.
+    assert_eq!(
+        r.nodes()
+            .find(|n| n.name() == "other")
+            .unwrap()
+            .output_as::<i64>(),
+        Some(2)
+    );
+}
+
+#[test]
+fn registered_executors_have_defaults() {
+    let all = covalent::registered_executors();
+    let local = all.iter().find(|e| e.name == "local").unwrap();
+    assert!(
+        local.defaults.get("time_limit").is_some(),
+        "{:?}",
+        local.defaults
+    );
+    assert!(all.iter().any(|e| e.name == "doubler"));
+}
+
+#[test]
+fn executors_round_trip_through_to_dict_and_from_dict() {
+    use covalent::ToDict;
+    let e = LocalExecutor {
+        base: BaseOptions {
+            time_limit: Some(std::time::Duration::from_secs(90)),
+            retries: Some(2),
+            ..Default::default()
+        },
+        max_workers: Some(16),
+    };
+    let d = e.to_dict();
+    assert_eq!(d["time_limit"], serde_json::json!("1m 30s"));
+    let back: LocalExecutor = covalent::from_dict(d).unwrap();
+    assert_eq!(back, e);
+    let bad = covalent::from_dict::<LocalExecutor>(serde_json::json!({"retries": "x"}));
+    assert!(bad.unwrap_err().to_string().contains("retries"));
+}
+
+static FLAKY: AtomicU32 = AtomicU32::new(0);
+
+#[electron]
+fn flaky_on_local() -> Result<u32, String> {
+    let n = FLAKY.fetch_add(1, Ordering::SeqCst);
+    if n < 2 { Err("not yet".into()) } else { Ok(n) }
+}
+
+#[lattice]
+fn defaults_from_config() -> u32 {
+    flaky_on_local()
+}
+
+#[test]
+fn executor_base_options_set_default_retries() {
+    let cfg = config("[executors.local]\nretries = 2\n");
+    let r = covalent::dispatch_sync(defaults_from_config().with_config(cfg)).unwrap();
+    assert_eq!(r.status(), covalent::Status::Completed, "{r}");
+    assert_eq!(r.node(0).unwrap().attempt_count(), 3);
+}
+
+static HOOKS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+fn before() {
+    HOOKS.lock().unwrap().push("before");
+}
+
+fn after() -> Result<(), String> {
+    HOOKS.lock().unwrap().push("after");
+    Ok(())
+}
+
+#[electron(deps_bash = ["true", "echo ready"], call_before = [before], call_after = after)]
+fn hooked() -> i64 {
+    HOOKS.lock().unwrap().push("body");
+    1
+}
+
+#[electron(deps_bash = "echo missing-tool >&2; exit 3")]
+fn broken_deps() -> i64 {
+    1
+}
+
+#[lattice]
+fn hooks() -> (i64, i64) {
+    (hooked(), broken_deps())
+}
+
+#[test]
+fn deps_bash_and_call_hooks_run_around_the_task() {
+    let r = covalent::dispatch_sync(hooks()).unwrap();
+    assert_eq!(*HOOKS.lock().unwrap(), vec!["before", "body", "after"]);
+    assert_eq!(r.node(0).unwrap().status(), covalent::Status::Completed);
+    let e = r
+        .nodes()
+        .find(|n| n.name() == "broken_deps")
+        .unwrap()
+        .error()
+        .unwrap();
+    assert!(e.contains("deps_bash") && e.contains("missing-tool"), "{e}");
+}
+
+static LATTICE_DEFAULT: LazyLock<ExecutorRef> =
+    LazyLock::new(|| ExecutorRef::new(LocalExecutor::default()));
+
+#[electron]
+fn plain(x: i64) -> i64 {
+    x
+}
+
+#[lattice(executor = &LATTICE_DEFAULT)]
+fn with_default() -> (i64, i64) {
+    (plain(1), other(1))
+}
+
+#[test]
+fn a_lattice_executor_is_the_default_for_its_electrons() {
+    let r = covalent::dispatch_sync(with_default()).unwrap();
+    assert_eq!(
+        r.nodes()
+            .find(|n| n.name() == "plain")
+            .unwrap()
+            .executor_instance(),
+        Some(LATTICE_DEFAULT.instance_id())
+    );
+    assert_eq!(
+        r.nodes()
+            .find(|n| n.name() == "other")
+            .unwrap()
+            .executor_instance(),
+        Some(OTHER.instance_id())
+    );
+}
