@@ -98,26 +98,27 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> Result<R, TaskError>) -> Result<R, Ta
     }
 }
 
-/// Polls a future with panics turned into [`TaskError::Panicked`].
-pub(crate) struct CatchFuture<F: ?Sized>(Pin<Box<F>>);
+/// Polls a future, turning a panic into `Err(message)` (with the location, as [`catch`]).
+pub(crate) struct CatchPanic<F: ?Sized>(Pin<Box<F>>);
 
-impl<F: std::future::Future<Output = Result<Output, TaskError>> + ?Sized> std::future::Future
-    for CatchFuture<F>
-{
-    type Output = Result<Output, TaskError>;
+impl<F: std::future::Future + ?Sized> std::future::Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let fut = self.0.as_mut();
         match catch(|| Ok(fut.poll(cx))) {
-            Ok(p) => p,
-            Err(e) => Poll::Ready(Err(e)),
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(TaskError::Panicked(m)) => Poll::Ready(Err(m)),
+            Err(e) => Poll::Ready(Err(e.to_string())),
         }
     }
 }
 
-pub(crate) fn catch_future(
-    f: Pin<Box<dyn std::future::Future<Output = Result<Output, TaskError>> + Send>>,
-) -> CatchFuture<dyn std::future::Future<Output = Result<Output, TaskError>> + Send> {
-    CatchFuture(f)
+/// Runs an electron's future with panics turned into [`TaskError::Panicked`].
+pub(crate) async fn catch_future(f: crate::electron::TaskFuture) -> Result<Output, TaskError> {
+    CatchPanic(f)
+        .await
+        .unwrap_or_else(|m| Err(TaskError::Panicked(m)))
 }
 
 // ---- hooks ----------------------------------------------------------------------------------
@@ -868,7 +869,14 @@ impl Run {
                 def,
                 args: Args::new(args.values.clone()),
             };
-            let r = attempt_once(&exec, task, &ctx, time_limit).await;
+            let r = CatchPanic(Box::pin(attempt_once(&exec, task, &ctx, time_limit)))
+                .await
+                .unwrap_or_else(|m| {
+                    Err(ExecutorError::Failed(format!(
+                        "executor `{}` panicked: {m}",
+                        exec.short_name()
+                    )))
+                });
             if let Some((out, err)) = ctx.inner.streams.lock().unwrap().take() {
                 if let Err(e) = write_streams_to_file(&out, &err, exec.exec.base()) {
                     tracing_warn(&format!("cannot write the task's streams: {e}"));

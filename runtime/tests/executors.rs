@@ -377,3 +377,173 @@ fn a_lattice_executor_is_the_default_for_its_electrons() {
         Some(OTHER.instance_id())
     );
 }
+
+/// Rejects a missing port, as a plugin needing configuration would.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Picky {
+    #[serde(deserialize_with = "nonzero_port")]
+    port: u16,
+}
+
+fn nonzero_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let p = u16::deserialize(d)?;
+    if p == 0 {
+        return Err(serde::de::Error::custom("set `port` in [executors.picky]"));
+    }
+    Ok(p)
+}
+
+#[covalent::async_trait]
+impl Executor for Picky {
+    fn short_name(&self) -> &str {
+        "picky"
+    }
+    async fn run(&self, task: Task, _ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        Ok(task.call().await?)
+    }
+}
+
+covalent::register_executor!("picky", Picky);
+
+#[electron(executor = "picky")]
+fn on_picky() -> i64 {
+    1
+}
+
+#[lattice]
+fn picky_flow() -> (i64, i64) {
+    (on_picky(), other(1))
+}
+
+#[test]
+fn a_plugin_whose_constructor_fails_fails_its_nodes_with_the_reason() {
+    let r = covalent::dispatch_sync(picky_flow().with_config(Config::default())).unwrap();
+    assert_eq!(r.status(), covalent::Status::Failed);
+    let e = r.node(0).unwrap().error().unwrap();
+    assert!(e.contains("cannot create executor `picky`"), "{e}");
+    assert!(e.contains("set `port` in [executors.picky]"), "{e}");
+    assert_eq!(
+        r.nodes()
+            .find(|n| n.name() == "other")
+            .unwrap()
+            .output_as::<i64>(),
+        Some(2)
+    );
+    let r =
+        covalent::dispatch_sync(picky_flow().with_config(config("[executors.picky]\nport = 22\n")))
+            .unwrap();
+    assert_eq!(r.status(), covalent::Status::Completed, "{r}");
+}
+
+/// Records the cancel call and watches the cancel flag.
+#[derive(Default, Serialize, Deserialize)]
+struct Watcher {
+    #[serde(skip)]
+    cancelled_with: Arc<Mutex<Option<Option<JobHandle>>>>,
+    #[serde(skip)]
+    saw_flag: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl BlockingExecutor for Watcher {
+    fn short_name(&self) -> &str {
+        "watcher"
+    }
+    fn run(&self, _task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        ctx.set_job_handle(42);
+        let start = std::time::Instant::now();
+        while !ctx.get_cancel_requested() {
+            if start.elapsed() > std::time::Duration::from_secs(20) {
+                return Err(ExecutorError::Failed("never cancelled".into()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        self.saw_flag.store(true, Ordering::SeqCst);
+        Err(ExecutorError::Cancelled)
+    }
+    fn cancel(&self, _ctx: &TaskContext, h: Option<&JobHandle>) -> Result<bool, ExecutorError> {
+        *self.cancelled_with.lock().unwrap() = Some(h.cloned());
+        Ok(true)
+    }
+}
+
+static WATCHER: LazyLock<ExecutorRef> = LazyLock::new(|| ExecutorRef::blocking(Watcher::default()));
+
+#[electron(executor = &WATCHER, name = "watched job")]
+fn watched() -> i64 {
+    1
+}
+
+#[lattice]
+fn watched_flow() -> i64 {
+    watched()
+}
+
+#[covalent::test]
+async fn cancel_reaches_the_executor_with_the_job_handle() {
+    let d = covalent::dispatch(watched_flow()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    d.cancel();
+    let r = d.wait().await.unwrap();
+    assert_eq!(r.status(), covalent::Status::Cancelled);
+    let n = r.node(0).unwrap();
+    assert_eq!(n.name(), "watched job", "the `name` option names the node");
+    assert_eq!(n.status(), covalent::Status::Cancelled);
+    assert_eq!(n.job_handle(), Some(JobHandle(serde_json::json!(42))));
+    let w = WATCHER
+        .downcast_ref::<covalent::Blocking<Watcher>>()
+        .unwrap();
+    assert_eq!(
+        *w.0.cancelled_with.lock().unwrap(),
+        Some(Some(JobHandle(serde_json::json!(42))))
+    );
+    for _ in 0..200 {
+        if w.0.saw_flag.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        w.0.saw_flag.load(Ordering::SeqCst),
+        "run saw get_cancel_requested()"
+    );
+}
+
+/// An executor with a bug: it panics.
+#[derive(Default, Serialize, Deserialize)]
+struct Buggy;
+
+#[covalent::async_trait]
+impl Executor for Buggy {
+    fn short_name(&self) -> &str {
+        "buggy"
+    }
+    async fn run(&self, _task: Task, _ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        panic!("executor bug")
+    }
+}
+
+#[electron(executor = Buggy)]
+fn on_buggy() -> i64 {
+    1
+}
+
+#[lattice]
+fn buggy_flow() -> (i64, i64) {
+    (on_buggy(), other(1))
+}
+
+#[test]
+fn a_panicking_executor_fails_its_node_not_the_dispatcher() {
+    let r = covalent::dispatch_sync(buggy_flow()).unwrap();
+    assert_eq!(r.status(), covalent::Status::Failed);
+    let e = r.node(0).unwrap().error().unwrap();
+    assert!(e.contains("executor `buggy` panicked: executor bug"), "{e}");
+    assert_eq!(
+        r.nodes()
+            .find(|n| n.name() == "other")
+            .unwrap()
+            .output_as::<i64>(),
+        Some(2)
+    );
+}
