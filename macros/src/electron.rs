@@ -6,6 +6,11 @@
 //! With `#[lattice]` below it, the function becomes a sublattice: one node whose body builds
 //! and returns a child graph at run time (`NAME::lattice` builds it standalone).
 //!
+//! The module starts with `use super::*;`, so the body as written sees the names of the
+//! enclosing module; two things it cannot see: items declared inside a function body around the
+//! electron (a `mod` there cannot name them), and an outer item named `call` (or `lattice`),
+//! which the generated function of that name shadows.
+//!
 //! Expansion runs in three steps: [`parse`] reads the attribute and the item, [`validate`]
 //! collects every problem, [`generate`] writes the code. This module must not name any crate
 //! but `::covalent`.
@@ -13,10 +18,14 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::visit_mut::VisitMut;
-use syn::{Attribute, Block, ItemFn, LitStr, Meta, ReturnType, Type, Visibility, parse_quote};
+use syn::{
+    Attribute, Block, GenericArgument, ItemFn, LitStr, Meta, PathArguments, ReturnType, Type,
+    Visibility, parse_quote,
+};
 
-use crate::errors::{Errors, fallback};
-use crate::lattice::{self, has_name, local, unraw};
+use crate::errors::Report;
+use crate::lattice;
+use crate::names::{has_name, local, unraw};
 use crate::options::{
     ElectronOptions, ExecutorOpt, LatticeOptions, duration_tokens, hook_name, str_slice,
 };
@@ -25,15 +34,9 @@ use crate::signature::{self, ELECTRON, Param};
 
 /// Expands `#[electron(attr)] item`.
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let mut errors = Errors::default();
-    let parsed = parse(attr, item.clone(), &mut errors);
-    let checked = parsed.and_then(|p| validate(p, &mut errors));
-    match (checked, errors.into_error()) {
-        (Some(electron), None) => generate(&electron),
-        (_, Some(e)) => fallback(item, e),
-        // `validate` returns nothing only after recording an error.
-        (None, None) => item,
-    }
+    let mut report = Report::default();
+    let checked = parse(attr, item.clone(), &mut report).and_then(|p| validate(p, &mut report));
+    report.emit(item, || checked.as_ref().map(generate))
 }
 
 /// The attribute and the item, read but not yet checked.
@@ -41,15 +44,19 @@ struct Parsed {
     options: ElectronOptions,
     func: ItemFn,
     /// `#[lattice(...)]` found below `#[electron]`, with its options.
-    sublattice: Option<(Attribute, LatticeOptions)>,
+    sublattice: Option<LatticeOptions>,
 }
 
-fn parse(attr: TokenStream, item: TokenStream, errors: &mut Errors) -> Option<Parsed> {
-    let options = ElectronOptions::parse(attr, errors);
+/// Reads the options (bad ones are reported and ignored) and the function (anything else is
+/// a hard error).
+fn parse(attr: TokenStream, item: TokenStream, report: &mut Report) -> Option<Parsed> {
+    let options = ElectronOptions::parse(attr, &mut report.soft);
     let mut func = match syn::parse2::<ItemFn>(item.clone()) {
         Ok(func) => func,
         Err(_) => {
-            errors.push(signature::not_a_function(&item, "#[electron]"));
+            report
+                .hard
+                .push(signature::not_a_function(&item, "#[electron]"));
             return None;
         }
     };
@@ -61,22 +68,23 @@ fn parse(attr: TokenStream, item: TokenStream, errors: &mut Errors) -> Option<Pa
             continue;
         }
         if sublattice.is_some() {
-            errors.spanned(&attr, "duplicate `#[lattice]` attribute");
+            report
+                .soft
+                .spanned(&attr, "duplicate `#[lattice]` attribute");
             continue;
         }
         let tokens = match &attr.meta {
             Meta::Path(_) => TokenStream::new(),
             Meta::List(list) => list.tokens.clone(),
             Meta::NameValue(_) => {
-                errors.spanned(
+                report.soft.spanned(
                     &attr,
                     "`#[lattice]` takes its options in parentheses, as in `#[lattice(fail_fast = true)]`",
                 );
                 TokenStream::new()
             }
         };
-        let options = LatticeOptions::parse(tokens, errors);
-        sublattice = Some((attr, options));
+        sublattice = Some(LatticeOptions::parse(tokens, &mut report.soft));
     }
     func.attrs = kept;
     Some(Parsed {
@@ -95,6 +103,8 @@ struct Electron {
     ident: syn::Ident,
     /// Parameters as written, for the wrapper.
     params: Vec<Param>,
+    /// The return type as written (`()` if none), for the wrapper.
+    output: Type,
     /// The function as written, moved one module deeper (see `relocate.rs`), for `call`.
     inner: ItemFn,
     /// The parameters of `inner`.
@@ -103,29 +113,36 @@ struct Electron {
 }
 
 enum Kind {
-    /// A plain function returning `R`, or `Result<T, E>` (`result` set).
-    Task { result: bool },
+    /// A plain function returning `R`: the node's value is `R`.
+    Task,
+    /// A function returning `Result<T, E>` (any path ending in `Result`): the node's value is
+    /// `T` and an `Err` fails the node. `ok` is `T` as written, when it is written.
+    Fallible { ok: Option<Type> },
     /// `#[electron] #[lattice]`.
     Sublattice(LatticeOptions),
 }
 
-fn validate(parsed: Parsed, errors: &mut Errors) -> Option<Electron> {
+/// Checks the function's shape (hard errors) and, for a sublattice, the lattice rules (an
+/// `async` is reported and dropped; an early exit is a hard error).
+fn validate(parsed: Parsed, report: &mut Report) -> Option<Electron> {
     let Parsed {
         options,
         func,
         sublattice,
     } = parsed;
-    let params = signature::check(&func.sig, &ELECTRON, errors);
+    let params = signature::check(&func.sig, &ELECTRON, &mut report.hard);
     let kind = match sublattice {
-        Some((_, lattice_options)) => {
-            lattice::check_body(&func, errors);
+        Some(lattice_options) => {
+            lattice::check_not_async(&func.sig, &mut report.soft);
+            lattice::check_no_early_exit(&func.block, &mut report.hard);
             Kind::Sublattice(lattice_options)
         }
-        None => Kind::Task {
-            result: returns_result(&func.sig.output),
+        None => match result_ok_type(&func.sig.output) {
+            Some(ok) => Kind::Fallible { ok },
+            None => Kind::Task,
         },
     };
-    if !errors.is_empty() {
+    if !report.hard.is_empty() {
         return None;
     }
     let mut inner = func.clone();
@@ -142,6 +159,7 @@ fn validate(parsed: Parsed, errors: &mut Errors) -> Option<Electron> {
         options,
         attrs: func.attrs,
         vis: func.vis,
+        output: signature::return_type(&func.sig).0,
         ident: func.sig.ident,
         params,
         inner,
@@ -150,29 +168,59 @@ fn validate(parsed: Parsed, errors: &mut Errors) -> Option<Electron> {
     })
 }
 
-/// Whether a return type is a path ending in `Result` (`Result<T, E>`, `anyhow::Result<T>`,
-/// `std::io::Result<T>`): such electrons fail their node on `Err`.
-fn returns_result(output: &ReturnType) -> bool {
-    match output {
-        ReturnType::Type(_, ty) => match &**ty {
-            Type::Path(p) => {
-                p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == "Result")
-            }
-            _ => false,
-        },
-        ReturnType::Default => false,
+/// For a return type that is a path ending in `Result` (`Result<T, E>`, `anyhow::Result<T>`,
+/// `std::io::Result<T>`), `Some` of its first type argument (`T`, by the convention every
+/// `Result` alias follows; `None` when none is written); `None` for any other type.
+fn result_ok_type(output: &ReturnType) -> Option<Option<Type>> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let Type::Path(p) = &**ty else {
+        return None;
+    };
+    let last = p.path.segments.last()?;
+    if p.qself.is_some() || last.ident != "Result" {
+        return None;
     }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return Some(None);
+    };
+    Some(args.args.iter().find_map(|arg| match arg {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    }))
 }
 
-/// Attributes that must also apply to the generated module (`cfg`) or to `call` (lint levels).
-fn is_cfg(attr: &Attribute) -> bool {
-    attr.path().is_ident("cfg")
+/// Where an attribute written on the function goes besides (or instead of) the wrapper.
+#[derive(PartialEq)]
+enum AttrPlace {
+    /// Docs, `inline`, `deprecated`, ...: the wrapper only.
+    Wrapper,
+    /// `cfg`, `doc(hidden)`: the wrapper and the module.
+    WrapperAndModule,
+    /// `allow`, `warn`, `deny`, `forbid`: the wrapper and `call` (the body as written).
+    WrapperAndCall,
+    /// `expect`: `call` only, where the lints of the body fire (an expectation copied onto the
+    /// wrapper would go unfulfilled).
+    Call,
 }
 
-fn is_lint(attr: &Attribute) -> bool {
-    ["allow", "warn", "deny", "forbid", "expect"]
+fn place(attr: &Attribute) -> AttrPlace {
+    let path = attr.path();
+    let doc_hidden = path.is_ident("doc")
+        && matches!(&attr.meta, Meta::List(list) if list.tokens.to_string() == "hidden");
+    if path.is_ident("cfg") || doc_hidden {
+        AttrPlace::WrapperAndModule
+    } else if ["allow", "warn", "deny", "forbid"]
         .iter()
-        .any(|lint| attr.path().is_ident(lint))
+        .any(|lint| path.is_ident(lint))
+    {
+        AttrPlace::WrapperAndCall
+    } else if path.is_ident("expect") {
+        AttrPlace::Call
+    } else {
+        AttrPlace::Wrapper
+    }
 }
 
 fn generate(e: &Electron) -> TokenStream {
@@ -182,32 +230,31 @@ fn generate(e: &Electron) -> TokenStream {
         vis,
         ident,
         params,
+        output,
         inner,
         inner_params,
         kind,
     } = e;
-    let (output, output_span) = signature::return_type(&inner.sig);
+    // The node's value type. For `Result<T, E>` the wrapper names `T` as written rather than
+    // `<R as ElectronResult>::Ok`, so that an `E` without `Display` is reported once (in
+    // `__run`, where the two are also checked to agree) instead of in both functions.
     let (wrapper_output, convert) = match kind {
-        Kind::Task { result: true } => {
-            let ok: Type = parse_quote!(<#output as ::covalent::__private::ElectronResult>::Ok);
-            (ok, quote!(::covalent::__private::from_result))
-        }
-        _ => (output.clone(), quote!(::covalent::__private::ok)),
+        Kind::Fallible { ok: Some(ok) } => (ok.clone(), quote!(from_result)),
+        Kind::Fallible { ok: None } => (
+            parse_quote!(<#output as ::covalent::__private::ElectronResult>::Ok),
+            quote!(from_result),
+        ),
+        Kind::Task | Kind::Sublattice(_) => (output.clone(), quote!(ok)),
     };
 
     // ---- the wrapper ----------------------------------------------------------------------
     let (b, id) = (local("__b"), local("__id"));
     let wrapper_params = params.iter().map(|p| {
+        // Spanned on the type, so a mismatched argument blames "a bound in `NAME`" on it.
         let (ident, ty) = (&p.ident, &p.ty);
-        quote!(#ident: impl ::covalent::IntoNode<#ty>)
+        let bound = quote_spanned!(signature::first_span(ty)=> impl ::covalent::IntoNode<#ty>);
+        quote!(#ident: #bound)
     });
-    let asserts = params.iter().map(|p| {
-        let ty = &p.ty;
-        quote_spanned!(signature::first_span(ty)=> ::covalent::__private::assert_value::<#ty>();)
-    });
-    let assert_output = quote_spanned! {output_span=>
-        ::covalent::__private::assert_value::<#wrapper_output>();
-    };
     let args = params.iter().enumerate().map(|(i, p)| {
         let (ident, ty) = (&p.ident, &p.ty);
         let slot = Literal::u32_suffixed(u32::try_from(i).unwrap_or(u32::MAX));
@@ -219,11 +266,10 @@ fn generate(e: &Electron) -> TokenStream {
         quote!(|#b, #id| { #(#args)* })
     };
     let executor = ExecutorOpt::tokens(options.executor.as_ref());
+    let wrapper_attrs = attrs.iter().filter(|a| place(a) != AttrPlace::Call);
     let wrapper = quote! {
-        #(#attrs)*
+        #(#wrapper_attrs)*
         #vis fn #ident(#(#wrapper_params),*) -> ::covalent::Node<#wrapper_output> {
-            #(#asserts)*
-            #assert_output
             ::covalent::__private::electron_node(&#ident::ELECTRON, #executor, #closure)
         }
     };
@@ -234,20 +280,38 @@ fn generate(e: &Electron) -> TokenStream {
         .name
         .as_ref()
         .map_or_else(|| name.clone(), LitStr::value);
-    let cfgs = attrs.iter().filter(|a| is_cfg(a));
-    let lints: Vec<&Attribute> = attrs.iter().filter(|a| is_lint(a)).collect();
+    let module_attrs = attrs
+        .iter()
+        .filter(|a| place(a) == AttrPlace::WrapperAndModule);
+    let lints: Vec<&Attribute> = attrs
+        .iter()
+        .filter(|a| matches!(place(a), AttrPlace::WrapperAndCall | AttrPlace::Call))
+        .collect();
     let inner_idents: Vec<&syn::Ident> = inner_params.iter().map(|p| &p.ident).collect();
     let inner_decls: Vec<TokenStream> = inner_params.iter().map(Param::declaration).collect();
     let block: &Block = &inner.block;
     let args_ident = local("__args");
+    // Every `Value` requirement on a user type is checked in `__run` only, spanned on that type:
+    // a type that cannot travel between tasks is then reported once, on the user's token.
     let takes = inner_params.iter().enumerate().map(|(i, p)| {
         let (ident, ty, index) = (&p.ident, &p.ty, Literal::usize_unsuffixed(i));
         quote_spanned!(signature::first_span(ty)=> let #ident: #ty = #args_ident.take(#index)?;)
     });
     let takes = quote!(#(#takes)*);
+    let (inner_output, output_span) = signature::return_type(&inner.sig);
+    let convert = quote_spanned!(output_span=> ::covalent::__private::#convert::<#inner_output>);
+    let takes = match result_ok_type(&inner.sig.output) {
+        Some(Some(ok)) if matches!(kind, Kind::Fallible { .. }) => quote_spanned! {output_span=>
+            #takes
+            let _: ::core::marker::PhantomData<#ok> = ::core::marker::PhantomData::<
+                <#inner_output as ::covalent::__private::ElectronResult>::Ok,
+            >;
+        },
+        _ => takes,
+    };
 
     let (function, body, run) = match kind {
-        Kind::Task { .. } => {
+        Kind::Task | Kind::Fallible { .. } => {
             let ret = &inner.sig.output;
             let asyncness = &inner.sig.asyncness;
             let function = quote! {
@@ -292,8 +356,8 @@ fn generate(e: &Electron) -> TokenStream {
                 .name
                 .as_ref()
                 .map_or_else(|| display.clone(), LitStr::value);
-            let (inner_output, _) = signature::return_type(&inner.sig);
             let lattice_body = lattice::body(&lattice::Body {
+                ident,
                 name: &lattice_name,
                 path: quote!(::core::module_path!()),
                 options: lattice_options,
@@ -347,7 +411,7 @@ fn generate(e: &Electron) -> TokenStream {
         #wrapper
 
         #[doc = #mod_doc]
-        #(#cfgs)*
+        #(#module_attrs)*
         #vis mod #ident {
             #![allow(unused_imports)]
             use super::*;
@@ -424,11 +488,27 @@ mod tests {
             "pub fn call(mut x: i64, y: i64) -> i64 { x += y; x }",
             "name: \"add\", path: ::core::module_path!(), params: &[\"x\", \"y\"], retries: ::core::option::Option::None,",
             "body: ::covalent::__private::Body::Sync(__run),",
-            "let x: i64 = __args.take(0)?; let y: i64 = __args.take(1)?; ::covalent::__private::ok(self::call(x, y))",
+            "let x: i64 = __args.take(0)?; let y: i64 = __args.take(1)?; ::covalent::__private::ok::<i64>(self::call(x, y))",
             "::covalent::__private::inventory::submit! { ::covalent::__private::ElectronEntry(&ELECTRON) }",
         ] {
             assert!(out.contains(&compact(part)), "missing {part:?} in {out}");
         }
+    }
+
+    #[test]
+    fn attributes_follow_the_code_they_apply_to() {
+        let out = expand_str(
+            "",
+            "/// Docs.\n#[cfg(unix)] #[doc(hidden)] #[allow(unused)] #[expect(clippy::x)] #[inline] fn f() {}",
+        );
+        let wrapper = compact(
+            "#[doc = \" Docs.\"] #[cfg(unix)] #[doc(hidden)] #[allow(unused)] #[inline] fn f() -> ::covalent::Node<()>",
+        );
+        assert!(out.starts_with(&wrapper), "{out}");
+        let module = compact("#[cfg(unix)] #[doc(hidden)] mod f {");
+        assert!(out.contains(&module), "{out}");
+        let call = compact("#[allow(unused)] #[expect(clippy::x)] pub fn call() {}");
+        assert!(out.contains(&call), "{out}");
     }
 
     #[test]
@@ -467,23 +547,29 @@ mod tests {
             "std::io::Result<i64>",
         ] {
             let out = expand_str("", &format!("fn f(x: i64) -> {ret} {{ todo!() }}"));
-            let node = format!(
-                "-> ::covalent::Node<<{ret} as ::covalent::__private::ElectronResult>::Ok>"
+            assert!(out.contains(&compact("-> ::covalent::Node<i64>")), "{out}");
+            let check = format!(
+                "let _: ::core::marker::PhantomData<i64> = ::core::marker::PhantomData::<<{ret} as ::covalent::__private::ElectronResult>::Ok,>;"
             );
-            assert!(out.contains(&compact(&node)), "{out}");
-            assert!(
-                out.contains(&compact(
-                    "::covalent::__private::from_result(self::call(x))"
-                )),
-                "{out}"
-            );
+            assert!(out.contains(&compact(&check)), "{out}");
+            let convert = format!("::covalent::__private::from_result::<{ret}>(self::call(x))");
+            assert!(out.contains(&compact(&convert)), "{out}");
         }
+        // An alias written without arguments: the wrapper asks the trait.
+        let out = expand_str("", "fn f() -> fmt::Result { Ok(()) }");
+        let node =
+            "-> ::covalent::Node<<fmt::Result as ::covalent::__private::ElectronResult>::Ok>";
+        assert!(out.contains(&compact(node)), "{out}");
         let out = expand_str("", "fn f() {}");
         assert!(
             out.contains(&compact("fn f() -> ::covalent::Node<()>")),
             "{out}"
         );
         assert!(out.contains(&compact("|_, _| {}")), "{out}");
+        assert!(
+            out.contains(&compact("::covalent::__private::ok::<()>(self::call())")),
+            "{out}"
+        );
     }
 
     #[test]
@@ -492,7 +578,7 @@ mod tests {
         for part in [
             "pub async fn call(url: String) -> String { url }",
             "body: ::covalent::__private::Body::Async(__run)",
-            "::core::result::Result::Ok(::covalent::__private::boxed(async move { ::covalent::__private::ok(self::call(url).await) }))",
+            "::core::result::Result::Ok(::covalent::__private::boxed(async move { ::covalent::__private::ok::<String>(self::call(url).await) }))",
         ] {
             assert!(out.contains(&compact(part)), "missing {part:?} in {out}");
         }
@@ -512,7 +598,7 @@ mod tests {
             "fn inner(x: impl ::covalent::IntoNode<i64>) -> ::covalent::Node<i64>",
             "pub fn lattice(x: i64) -> ::covalent::Lattice<i64>",
             "name: \"inner\", path: ::core::module_path!(), fail_fast: true",
-            "::covalent::__private::lattice_output::<i64, _>(add(x, 1))",
+            "{ fn inner(result: impl ::covalent::IntoNode<i64>) -> u32 { ::covalent::__private::lattice_output::<i64, _>(result) } inner(add(x, 1)) }",
             "body: ::covalent::__private::Body::Sublattice(__run)",
             "::core::result::Result::Ok(::covalent::__private::sublattice(self::lattice(x)))",
         ] {

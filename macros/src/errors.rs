@@ -1,8 +1,9 @@
 //! Error collection: every macro gathers all the problems it finds into one [`Errors`] before
-//! reporting, so a user sees every mistake of an attribute at once instead of one per build.
+//! reporting, so a user sees every mistake of an attribute at once instead of one per build, and
+//! a [`Report`] decides what is emitted next to them (the expansion, or the item unchanged).
 //!
-//! This module also owns the small helpers that render user tokens inside messages; it knows
-//! nothing about any particular macro.
+//! This module also renders user tokens inside messages; it knows nothing about any particular
+//! macro.
 
 use std::fmt::Display;
 
@@ -45,12 +46,42 @@ impl Errors {
     }
 }
 
-/// The user's original item followed by `compile_error!`s: what a macro emits when it rejects
-/// its input, so the item still exists for the IDE and for the rest of the crate.
-pub(crate) fn fallback(item: TokenStream, errors: syn::Error) -> TokenStream {
-    let mut out = item;
-    out.extend(errors.into_compile_error());
-    out
+/// The problems a macro found, split by what can still be generated.
+#[derive(Default)]
+pub(crate) struct Report {
+    /// Problems the expansion works around (a bad option is ignored, a misplaced `async` or
+    /// attribute dropped): the code is still generated, so the item's users do not cascade into
+    /// more errors.
+    pub(crate) soft: Errors,
+    /// Problems with the item's shape: nothing sensible can be generated and the item is
+    /// emitted unchanged.
+    pub(crate) hard: Errors,
+}
+
+impl Report {
+    /// The generated code (when there is no hard error) or the user's item unchanged, followed
+    /// by a `compile_error!` for every problem.
+    pub(crate) fn emit(
+        self,
+        item: TokenStream,
+        generate: impl FnOnce() -> Option<TokenStream>,
+    ) -> TokenStream {
+        let Report { mut soft, hard } = self;
+        let (mut out, errors) = match hard.into_error() {
+            None => match generate() {
+                Some(generated) => (generated, soft.into_error()),
+                None => (item, soft.into_error()),
+            },
+            Some(hard) => {
+                soft.push(hard);
+                (item, soft.into_error())
+            }
+        };
+        if let Some(errors) = errors {
+            out.extend(errors.into_compile_error());
+        }
+        out
+    }
 }
 
 /// Renders tokens (a type, a path) the way a user would write them: `&str`, `Vec<i64>`,

@@ -6,48 +6,55 @@
 //! `electron.rs`), which builds the same graph at run time. This module owns the lattice-only
 //! checks (no `async`, no early exit from the body) and must not know about electron options.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
-use syn::spanned::Spanned;
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote, quote_spanned};
 use syn::visit_mut::{self, VisitMut};
-use syn::{Attribute, Block, Expr, ExprMacro, ItemFn, LitStr, Stmt, Type};
+use syn::{Block, Expr, ExprMacro, ItemFn, LitStr, Stmt, Type};
 
-use crate::errors::{Errors, fallback};
+use crate::errors::{Errors, Report};
+use crate::names::{has_name, local, unraw};
 use crate::options::{ExecutorOpt, LatticeOptions};
 use crate::signature::{self, LATTICE, Param};
 
 /// Expands `#[lattice(attr)] item`.
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let mut errors = Errors::default();
-    let options = LatticeOptions::parse(attr, &mut errors);
-    let func = match syn::parse2::<ItemFn>(item.clone()) {
+    let mut report = Report::default();
+    let options = LatticeOptions::parse(attr, &mut report.soft);
+    let mut func = match syn::parse2::<ItemFn>(item.clone()) {
         Ok(func) => func,
         Err(_) => {
-            errors.push(signature::not_a_function(&item, "#[lattice]"));
-            return report(item, errors);
+            report
+                .hard
+                .push(signature::not_a_function(&item, "#[lattice]"));
+            return report.emit(item, || None);
         }
     };
-    for attr in &func.attrs {
-        if has_name(attr, "electron") {
-            errors.spanned(
+    // A misplaced `#[electron]` is reported and dropped: the lattice is still generated, so
+    // its callers type-check.
+    func.attrs.retain(|attr| {
+        let electron = has_name(attr, "electron");
+        if electron {
+            report.soft.spanned(
                 attr,
                 "put #[electron] above #[lattice] to make a sublattice",
             );
         }
-    }
-    let params = signature::check(&func.sig, &LATTICE, &mut errors);
-    check_body(&func, &mut errors);
-    if let Some(e) = errors.into_error() {
-        return fallback(item, e);
-    }
+        !electron
+    });
+    check_not_async(&func.sig, &mut report.soft);
+    let params = signature::check(&func.sig, &LATTICE, &mut report.hard);
+    check_no_early_exit(&func.block, &mut report.hard);
+    report.emit(item, || Some(generate(&func, &options, &params)))
+}
 
+fn generate(func: &ItemFn, options: &LatticeOptions, params: &[Param]) -> TokenStream {
     let ItemFn {
         attrs,
         vis,
         sig,
         block,
         ..
-    } = &func;
+    } = func;
     let ident = &sig.ident;
     let name = options
         .name
@@ -60,10 +67,11 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         quote!(::core::concat!(::core::module_path!(), #suffix))
     };
     let body = body(&Body {
+        ident,
         name: &name,
         path,
-        options: &options,
-        params: &params,
+        options,
+        params,
         output: &output,
         block,
     });
@@ -73,32 +81,20 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-fn report(item: TokenStream, errors: Errors) -> TokenStream {
-    match errors.into_error() {
-        Some(e) => fallback(item, e),
-        None => item,
-    }
-}
-
-/// Whether an attribute's path ends in `name` (`#[electron]`, `#[covalent::electron(..)]`).
-pub(crate) fn has_name(attr: &Attribute, name: &str) -> bool {
-    attr.path().segments.last().is_some_and(|s| s.ident == name)
-}
-
-/// A name as users read it (`r#match` → `match`).
-pub(crate) fn unraw(ident: &syn::Ident) -> String {
-    let name = ident.to_string();
-    name.strip_prefix("r#").map(str::to_owned).unwrap_or(name)
-}
-
-/// The lattice-only checks: the function is not `async` and its body does not leave early.
-pub(crate) fn check_body(func: &ItemFn, errors: &mut Errors) {
-    if let Some(token) = &func.sig.asyncness {
+/// A lattice body runs once, synchronously, to build the graph: an `async fn` is reported
+/// (generation drops the `async`).
+pub(crate) fn check_not_async(sig: &syn::Signature, errors: &mut Errors) {
+    if let Some(token) = &sig.asyncness {
         errors.spanned(
             token,
             "a lattice body only builds the graph and cannot be async; make its electrons async instead",
         );
     }
+}
+
+/// A lattice body's last expression is its result: `return` and `?` outside closures, async
+/// blocks and nested items are reported.
+pub(crate) fn check_no_early_exit(block: &Block, errors: &mut Errors) {
     struct EarlyExit<'a>(&'a mut Errors);
     impl VisitMut for EarlyExit<'_> {
         fn visit_expr_return_mut(&mut self, e: &mut syn::ExprReturn) {
@@ -124,11 +120,13 @@ pub(crate) fn check_body(func: &ItemFn, errors: &mut Errors) {
         fn visit_expr_const_mut(&mut self, _: &mut syn::ExprConst) {}
         fn visit_item_mut(&mut self, _: &mut syn::Item) {}
     }
-    EarlyExit(errors).visit_block_mut(&mut func.block.as_ref().clone());
+    EarlyExit(errors).visit_block_mut(&mut block.clone());
 }
 
 /// What the body of a lattice function is generated from.
 pub(crate) struct Body<'a> {
+    /// The function's name.
+    pub(crate) ident: &'a syn::Ident,
     /// Display name.
     pub(crate) name: &'a str,
     /// `&'static str` expression of the stable path.
@@ -145,6 +143,7 @@ pub(crate) struct Body<'a> {
 /// graph by running the user's statements.
 pub(crate) fn body(b: &Body<'_>) -> TokenStream {
     let Body {
+        ident,
         name,
         path,
         options,
@@ -157,9 +156,10 @@ pub(crate) fn body(b: &Body<'_>) -> TokenStream {
         let ty = &p.ty;
         quote_spanned!(signature::first_span(ty)=> ::covalent::__private::assert_input::<#ty>();)
     });
+    // Spanned like the assertion above so that a non-serializable input is reported once.
     let records = params.iter().map(|p| {
-        let (ident, name) = (&p.ident, p.name());
-        quote!(::covalent::__private::input(#name, &#ident))
+        let (ident, name, ty) = (&p.ident, p.name(), &p.ty);
+        quote_spanned!(signature::first_span(ty)=> ::covalent::__private::input::<#ty>(#name, &#ident))
     });
     let fail_fast = options.fail_fast;
     let executor = ExecutorOpt::tokens(options.executor.as_ref());
@@ -177,14 +177,24 @@ pub(crate) fn body(b: &Body<'_>) -> TokenStream {
         }
         None => None,
     };
-    let result = match tail {
-        Some(tail) => quote_spanned! {tail.span()=>
-            ::covalent::__private::lattice_output::<#output, _>(#tail)
-        },
-        None => quote_spanned! {block.brace_token.span.close()=>
-            ::covalent::__private::lattice_output::<#output, _>(())
-        },
+    // The tail goes through a local function with an `impl IntoNode<R>` parameter, named like
+    // the lattice: rustc then underlines the whole tail when it does not fit `R` (an explicit
+    // `lattice_output::<R, _>` would blame the `_`) and blames "a bound in `workflow`" on the
+    // return type. The inner block keeps that name from shadowing anything in the statements.
+    let output_span = signature::first_span(output);
+    let mut result_fn = (*ident).clone();
+    result_fn.set_span(output_span);
+    let bound = quote_spanned!(output_span=> impl ::covalent::IntoNode<#output>);
+    let tail = match tail {
+        Some(tail) => tail.into_token_stream(),
+        None => quote_spanned!(block.brace_token.span.close()=> ()),
     };
+    let result = quote! {{
+        fn #result_fn(result: #bound) -> u32 {
+            ::covalent::__private::lattice_output::<#output, _>(result)
+        }
+        #result_fn(#tail)
+    }};
     quote! {{
         #(#asserts)*
         static __COVALENT_LATTICE: ::covalent::__private::LatticeDef =
@@ -202,11 +212,6 @@ pub(crate) fn body(b: &Body<'_>) -> TokenStream {
     }}
 }
 
-/// The identifier of a generated local: hygienic, so it never clashes with the user's names.
-pub(crate) fn local(name: &str) -> syn::Ident {
-    syn::Ident::new(name, Span::mixed_site())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,7 +219,8 @@ mod tests {
     fn errors_of(item: &str) -> Vec<String> {
         let func: ItemFn = syn::parse_str(item).expect("test item parses");
         let mut errors = Errors::default();
-        check_body(&func, &mut errors);
+        check_not_async(&func.sig, &mut errors);
+        check_no_early_exit(&func.block, &mut errors);
         errors
             .into_error()
             .map(|e| e.into_iter().map(|e| e.to_string()).collect())
@@ -249,13 +255,32 @@ mod tests {
     }
 
     #[test]
-    fn electron_below_lattice_is_rejected_and_the_function_kept() {
+    fn electron_below_lattice_is_reported_and_dropped() {
         let out = expand_str("", "#[electron] fn inner(x: i64) -> i64 { add(x, 1) }");
         assert!(
             out.contains("put #[electron] above #[lattice] to make a sublattice"),
             "{out}"
         );
-        assert!(out.starts_with("# [electron] fn inner"), "{out}");
+        assert!(
+            out.starts_with("fn inner (x : i64) -> :: covalent :: Lattice < i64 >"),
+            "the lattice is generated without the attribute: {out}"
+        );
+    }
+
+    #[test]
+    fn shape_errors_keep_the_function_unchanged() {
+        let out = expand_str("name = 3", "async fn w(x: &str) -> i64 { 1 }");
+        assert!(
+            out.starts_with("async fn w (x : & str) -> i64 { 1 }"),
+            "{out}"
+        );
+        for message in [
+            "`name` takes a string literal",
+            "cannot be async",
+            "lattice parameter `x` is a reference",
+        ] {
+            assert!(out.contains(message), "missing {message:?} in {out}");
+        }
     }
 
     #[test]
@@ -285,10 +310,10 @@ mod tests {
             out.contains(":: core :: concat ! (:: core :: module_path ! () , \"::workflow\")"),
             "{out}"
         );
-        assert!(out.contains("input (\"y\" , & y)"), "{out}");
+        assert!(out.contains("input :: < i64 > (\"y\" , & y)"), "{out}");
         assert!(
             out.contains(
-                "move || { y += 1 ; let r = add (x , y) ; :: covalent :: __private :: lattice_output :: < i64 , _ > (mul (r , 2)) }"
+                "move || { y += 1 ; let r = add (x , y) ; { fn workflow (result : impl :: covalent :: IntoNode < i64 >) -> u32 { :: covalent :: __private :: lattice_output :: < i64 , _ > (result) } workflow (mul (r , 2)) } }"
             ),
             "{out}"
         );
@@ -298,6 +323,6 @@ mod tests {
     fn missing_tail_and_return_type_mean_unit() {
         let out = expand_str("", "fn w() { side(); }");
         assert!(out.contains("-> :: covalent :: Lattice < () >"), "{out}");
-        assert!(out.contains("lattice_output :: < () , _ > (())"), "{out}");
+        assert!(out.contains("w (()) } }"), "{out}");
     }
 }

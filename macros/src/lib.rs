@@ -7,6 +7,7 @@
 //! `::covalent::__private`.
 //!
 //! ```ignore
+//! // Runs in the `covalent` crate's docs (this crate cannot depend on it).
 //! use covalent::prelude::*;
 //!
 //! #[electron]
@@ -16,14 +17,20 @@
 //! fn workflow(x: i64, y: i64) -> i64 { add(x, y) }
 //! ```
 //!
-//! Each entry point below only converts between `proc_macro` and `proc_macro2` token streams;
-//! every macro lives in its own module with an `expand` function that parses, validates (collecting
-//! every error before reporting) and generates, in that order.
+//! Layout: each entry point below only converts between `proc_macro` and `proc_macro2` token
+//! streams and calls the `expand` function of its module (`electron`, `lattice`, `main_fn`),
+//! which parses, validates and generates, in that order. Shared steps have their own modules:
+//! `options` (the `key = value` option lists), `signature` (which functions are accepted),
+//! `relocate` (paths of code moved into the electron's module), `names` and `errors` (every
+//! problem is collected before reporting; on a problem the macro still emits the user's item, or
+//! its expansion when the problem can be worked around, so the IDE and the rest of the crate
+//! keep working).
 
 mod electron;
 mod errors;
 mod lattice;
 mod main_fn;
+mod names;
 mod options;
 mod relocate;
 mod signature;

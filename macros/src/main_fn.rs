@@ -9,8 +9,8 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::ItemFn;
 
-use crate::errors::{Errors, fallback};
-use crate::lattice::has_name;
+use crate::errors::Report;
+use crate::names::has_name;
 use crate::signature;
 
 /// Which entry point is expanded.
@@ -39,19 +39,21 @@ pub(crate) fn expand_test(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(attr, item, Entry::Test)
 }
 
+/// Options, a missing `async` and a duplicate `#[test]` are reported and worked around;
+/// parameters and generics leave the function unchanged.
 fn expand(attr: TokenStream, item: TokenStream, entry: Entry) -> TokenStream {
     let name = entry.attr();
-    let mut errors = Errors::default();
+    let mut report = Report::default();
     if !attr.is_empty() {
-        errors.spanned(&attr, format!("{name} takes no options"));
+        report
+            .soft
+            .spanned(&attr, format!("{name} takes no options"));
     }
-    let func = match syn::parse2::<ItemFn>(item.clone()) {
+    let mut func = match syn::parse2::<ItemFn>(item.clone()) {
         Ok(func) => func,
         Err(_) => {
-            errors.push(signature::not_a_function(&item, name));
-            return errors
-                .into_error()
-                .map_or(item.clone(), |e| fallback(item, e));
+            report.hard.push(signature::not_a_function(&item, name));
+            return report.emit(item, || None);
         }
     };
     let sig = &func.sig;
@@ -60,7 +62,7 @@ fn expand(attr: TokenStream, item: TokenStream, entry: Entry) -> TokenStream {
             Entry::Main => format!("{name} goes on `async fn main`"),
             Entry::Test => format!("{name} goes on an `async fn`"),
         };
-        errors.spanned(sig.fn_token, message);
+        report.soft.spanned(sig.fn_token, message);
     }
     if !sig.inputs.is_empty() {
         let message = match entry {
@@ -70,26 +72,35 @@ fn expand(attr: TokenStream, item: TokenStream, entry: Entry) -> TokenStream {
             ),
             Entry::Test => format!("{name} functions take no parameters"),
         };
-        errors.spanned(&sig.inputs, message);
+        report.hard.spanned(&sig.inputs, message);
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.spanned(&sig.generics, format!("{name} functions cannot be generic"));
+        report
+            .hard
+            .spanned(&sig.generics, format!("{name} functions cannot be generic"));
     }
     if let Entry::Test = entry {
-        for attr in func.attrs.iter().filter(|a| has_name(a, "test")) {
-            errors.spanned(
-                attr,
-                format!("{name} already makes the function a test; remove this attribute"),
-            );
-        }
+        func.attrs.retain(|attr| {
+            let test = has_name(attr, "test");
+            if test {
+                report.soft.spanned(
+                    attr,
+                    format!("{name} already makes the function a test; remove this attribute"),
+                );
+            }
+            !test
+        });
     }
-    if let Some(e) = errors.into_error() {
-        return fallback(item, e);
-    }
+    report.emit(item, || Some(generate(&func, entry)))
+}
 
+fn generate(func: &ItemFn, entry: Entry) -> TokenStream {
     let ItemFn {
-        attrs, vis, block, ..
-    } = &func;
+        attrs,
+        vis,
+        sig,
+        block,
+    } = func;
     let (ident, output) = (&sig.ident, &sig.output);
     match entry {
         Entry::Main => quote! {

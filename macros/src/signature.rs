@@ -61,8 +61,7 @@ pub(crate) struct Param {
 impl Param {
     /// The parameter's name without any `r#` prefix (edge labels, input names).
     pub(crate) fn name(&self) -> String {
-        let name = self.ident.to_string();
-        name.strip_prefix("r#").map(str::to_owned).unwrap_or(name)
+        crate::names::unraw(&self.ident)
     }
 
     /// The parameter as declared: `#[attr] mut x: T`.

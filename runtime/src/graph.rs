@@ -26,9 +26,15 @@ pub(crate) const NO_EXECUTOR: u32 = u32::MAX;
 /// Nothing runs while the lattice is built, so a `Node` has no value to look at: branch on
 /// values inside an electron, or build the graph at run time with a sublattice.
 pub struct Node<T> {
+    at: At,
+    _t: PhantomData<fn() -> T>,
+}
+
+/// Where a node is: its id and the graph it belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct At {
     id: u32,
     graph: u32,
-    _t: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for Node<T> {
@@ -40,33 +46,32 @@ impl<T> Copy for Node<T> {}
 
 impl<T> fmt::Debug for Node<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Node<{}>({})", std::any::type_name::<T>(), self.id)
+        write!(f, "Node<{}>({})", std::any::type_name::<T>(), self.at.id)
     }
 }
 
 impl<T> Node<T> {
     pub(crate) fn new(id: u32, graph: u32) -> Self {
         Node {
-            id,
-            graph,
+            at: At { id, graph },
             _t: PhantomData,
         }
     }
 
     /// The node id (its position in call order).
     pub fn id(&self) -> usize {
-        self.id as usize
+        self.at.id as usize
     }
 
     /// Makes this node wait for `parents` to finish without taking their outputs
     /// (Covalent's `wait_for`). Returns the node for chaining.
     pub fn wait_for(self, parents: impl Waitable) -> Self {
         with_builder("Node::wait_for", |b| {
-            b.check(self.graph);
+            b.check(self.at.graph);
             let mut ids = Vec::new();
             parents.node_ids(&mut ids);
             for p in ids {
-                b.edge(p.id, self.id, WAIT_SLOT, p.graph);
+                b.edge(p.id, self.at.id, WAIT_SLOT, p.graph);
             }
         });
         self
@@ -74,8 +79,8 @@ impl<T> Node<T> {
 
     fn any(&self) -> AnyNode {
         AnyNode {
-            id: self.id,
-            graph: self.graph,
+            id: self.at.id,
+            graph: self.at.graph,
         }
     }
 }
@@ -174,8 +179,8 @@ waitable_tuple!(A 0, B 1, C 2, D 3, E 4, F 5);
 /// a `Vec<T>`, a tuple with nodes becomes a tuple.
 #[diagnostic::on_unimplemented(
     message = "expected `{T}` or a `Node<{T}>`, found `{Self}`",
-    label = "this is not a `{T}` nor a node producing one",
-    note = "an electron parameter of type `{T}` accepts a `{T}` value, a `Node<{T}>` returned by another electron, and, for `Vec` and tuple parameters, a `Vec` or tuple of such nodes"
+    label = "expected `{T}` here",
+    note = "a value of type `{T}` is expected: pass one, or a `Node<{T}>` returned by an electron; for `Vec` and tuple types, a `Vec` or tuple of such nodes also works"
 )]
 pub trait IntoNode<T> {
     #[doc(hidden)]
@@ -190,15 +195,15 @@ impl<T: Value> IntoNode<T> for T {
 
 impl<T> IntoNode<T> for Node<T> {
     fn into_node(self, b: &mut Builder) -> u32 {
-        b.check(self.graph);
-        self.id
+        b.check(self.at.graph);
+        self.at.id
     }
 }
 
 impl<T> IntoNode<T> for &Node<T> {
     fn into_node(self, b: &mut Builder) -> u32 {
-        b.check(self.graph);
-        self.id
+        b.check(self.at.graph);
+        self.at.id
     }
 }
 
@@ -215,15 +220,15 @@ where
 
 impl<T: Value> IntoNode<Vec<T>> for Vec<Node<T>> {
     fn into_node(self, b: &mut Builder) -> u32 {
-        self.iter().for_each(|n| b.check(n.graph));
-        collect_ids::<T, _>(b, self.iter().map(|n| n.id))
+        self.iter().for_each(|n| b.check(n.at.graph));
+        collect_ids::<T, _>(b, self.iter().map(|n| n.at.id))
     }
 }
 
 impl<T: Value> IntoNode<Vec<T>> for &[Node<T>] {
     fn into_node(self, b: &mut Builder) -> u32 {
-        self.iter().for_each(|n| b.check(n.graph));
-        collect_ids::<T, _>(b, self.iter().map(|n| n.id))
+        self.iter().for_each(|n| b.check(n.at.graph));
+        collect_ids::<T, _>(b, self.iter().map(|n| n.at.id))
     }
 }
 
@@ -327,9 +332,9 @@ impl<Tup: Value> Node<Tup> {
         Tup: TupleField<I>,
     {
         with_builder("Node::field", |b| {
-            b.check(self.graph);
+            b.check(self.at.graph);
             let id = b.push(Op::Internal(TupleGet::<Tup, I>::OP), NO_EXECUTOR);
-            b.edge(self.id, id, 0, b.serial);
+            b.edge(self.at.id, id, 0, b.serial);
             Node::new(id, b.serial)
         })
     }
@@ -379,8 +384,8 @@ macro_rules! tuple_into_node {
 }
 impl<T> TupleElem<T> for Node<T> {
     fn elem(self, b: &mut Builder) -> u32 {
-        b.check(self.graph);
-        self.id
+        b.check(self.at.graph);
+        self.at.id
     }
 }
 tuple_into_node!((A 0 Node<A>), (B 1 Node<B>));
@@ -450,9 +455,9 @@ impl<T: Value> Node<Vec<T>> {
     /// An index past the end fails that node.
     pub fn get(self, index: impl IntoNode<usize>) -> Node<T> {
         with_builder("Node::get", |b| {
-            b.check(self.graph);
+            b.check(self.at.graph);
             let id = b.push(Op::Internal(VecGet::<T>::OP), NO_EXECUTOR);
-            b.edge(self.id, id, 0, b.serial);
+            b.edge(self.at.id, id, 0, b.serial);
             let i = index.into_node(b);
             b.edge(i, id, 1, b.serial);
             Node::new(id, b.serial)
@@ -496,9 +501,9 @@ arith!(Div, div, "/", DivOp);
 
 fn binary<T, R: IntoNode<T>>(lhs: Node<T>, rhs: R, op: &'static InternalOp) -> Node<T> {
     with_builder("an arithmetic operator on a Node", |b| {
-        b.check(lhs.graph);
+        b.check(lhs.at.graph);
         let id = b.push(Op::Internal(op), NO_EXECUTOR);
-        b.edge(lhs.id, id, 0, b.serial);
+        b.edge(lhs.at.id, id, 0, b.serial);
         let r = rhs.into_node(b);
         b.edge(r, id, 1, b.serial);
         Node::new(id, b.serial)
@@ -531,11 +536,11 @@ arith_lhs!(
 
 fn binary_rev<T: Value>(lhs: T, rhs: Node<T>, op: &'static InternalOp) -> Node<T> {
     with_builder("an arithmetic operator on a Node", |b| {
-        b.check(rhs.graph);
+        b.check(rhs.at.graph);
         let id = b.push(Op::Internal(op), NO_EXECUTOR);
         let l = b.param(Output::new(lhs));
         b.edge(l, id, 0, b.serial);
-        b.edge(rhs.id, id, 1, b.serial);
+        b.edge(rhs.at.id, id, 1, b.serial);
         Node::new(id, b.serial)
     })
 }

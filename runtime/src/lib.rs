@@ -73,7 +73,9 @@ pub use local::LocalExecutor;
 pub use registry::{ExecutorInfo, ExecutorPlugin, registered_executors};
 pub use result::{LatticeResult, NodeResult, SublatticeResult};
 pub use status::Status;
-pub use value::{Output, Value};
+/// Dispatch ids are UUIDs (v7: time-ordered).
+pub use uuid::Uuid;
+pub use value::{Input, Output, Value};
 
 /// What a workflow file needs: `use covalent::prelude::*;`.
 pub mod prelude {

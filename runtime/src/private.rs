@@ -61,7 +61,7 @@ pub fn executor<M, X: IntoExecutor<M>>(x: X) -> ExecutorSel {
 pub fn assert_value<T: Value>() {}
 
 /// Compile-time check that a lattice parameter can be recorded.
-pub fn assert_input<T: serde::Serialize>() {}
+pub fn assert_input<T: crate::value::Input>() {}
 
 /// Wraps a plain electron return value.
 pub fn ok<T: Value>(v: T) -> Result<Output, TaskError> {
@@ -120,7 +120,7 @@ pub fn hook_result<R: HookResult>(r: R) -> Result<(), String> {
 }
 
 /// Records a lattice input.
-pub fn input<T: serde::Serialize>(name: &str, v: &T) -> (String, serde_json::Value) {
+pub fn input<T: crate::value::Input>(name: &str, v: &T) -> (String, serde_json::Value) {
     (
         name.to_string(),
         serde_json::to_value(v).unwrap_or_else(|e| serde_json::Value::String(e.to_string())),

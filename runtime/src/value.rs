@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 )]
 pub trait Value: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 
+#[diagnostic::do_not_recommend]
 impl<T> Value for T where T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 
 /// Object-safe view of a [`Value`]: downcasting and JSON on demand.
@@ -104,3 +105,14 @@ impl fmt::Display for Output {
         fmt::Debug::fmt(self, f)
     }
 }
+
+/// What a lattice parameter needs: its value is recorded with the dispatch.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a lattice input: lattice inputs are recorded with the dispatch, so they must implement `Serialize`",
+    label = "this type is not `Serialize`",
+    note = "derive `serde::Serialize` for it"
+)]
+pub trait Input: Serialize {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + ?Sized> Input for T {}

@@ -13,11 +13,7 @@ fn negate(x: i64) -> i64 {
 #[lattice]
 fn workflow(x: i64) -> i64 {
     let positive = is_positive(x);
-    if positive {
-        negate(x)
-    } else {
-        negate(-x)
-    }
+    if positive { negate(x) } else { negate(-x) }
 }
 
 fn main() {}
