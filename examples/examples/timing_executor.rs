@@ -45,10 +45,10 @@ impl TimingExecutor {
     }
 }
 
-/// CPU time used by this process so far.
+/// CPU time used by the calling thread so far (Linux; zero elsewhere).
 fn cpu_time() -> Duration {
-    // /proc/self/stat fields 14 and 15: user and system time in clock ticks.
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields 14 and 15 of the thread's stat: user and system time in clock ticks.
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
@@ -85,19 +85,19 @@ impl BlockingExecutor for TimingExecutor {
         let out = task.call_blocking()?;
         let took = cpu_time().saturating_sub(start);
         let c = ctx.get_dispatch_context();
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .map_err(|e| ExecutorError::Failed(format!("cannot open the timing log: {e}")))?;
-        writeln!(
-            f,
-            "Node {} in dispatch {} took {}s of CPU time.",
+        // One write per line: tasks run concurrently and append to the same file.
+        let line = format!(
+            "Node {} in dispatch {} took {}s of CPU time.\n",
             c.node_id,
             c.dispatch_id,
             took.as_secs_f64()
-        )
-        .map_err(|e| ExecutorError::Failed(format!("cannot write the timing log: {e}")))?;
+        );
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| ExecutorError::Failed(format!("cannot write the timing log: {e}")))?;
         Ok(out)
     }
 }

@@ -93,3 +93,41 @@ fn async_executor_runs_every_task() {
         "{out}"
     );
 }
+
+#[test]
+fn dynamic_fanout_sizes_its_sublattice_at_run_time() {
+    let out = run_example("dynamic_fanout", &[]);
+    // count_inputs(10) = 5: five measures and a total.
+    assert!(
+        out.contains("the sublattice `measure_all` ran 6 tasks"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    measure("),
+        "child nodes are listed under the parent:\n{out}"
+    );
+}
+
+#[test]
+fn a_malformed_config_stops_the_dispatch_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("covalent.toml");
+    std::fs::write(
+        &cfg,
+        "[sdk]\ndefault_executor = \"local\"\nfail_fast = \"yes\"\n",
+    )
+    .unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["run", "--quiet", "--example", "quickstart"])
+        .env("COVALENT_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:3: `fail_fast = \"yes\"`", cfg.display())),
+        "{err}"
+    );
+}

@@ -325,7 +325,9 @@ pub(crate) struct Run {
     done_notify: Notify,
     pub handle: tokio::runtime::Handle,
     pub config: Arc<Config>,
-    parent: Option<(Arc<Run>, u32)>,
+    /// For a sublattice: the parent run and node, taken when the child finishes (so the
+    /// parent ↔ child references do not keep each other alive).
+    parent: Mutex<Option<(Arc<Run>, u32)>>,
     pub results_dir: PathBuf,
 }
 
@@ -408,7 +410,7 @@ impl Run {
             done_notify: Notify::new(),
             handle,
             config,
-            parent,
+            parent: Mutex::new(parent),
             results_dir,
         })
     }
@@ -784,7 +786,8 @@ impl Run {
         self.status.store(status, Ordering::Release);
         self.done.store(true, Ordering::Release);
         self.done_notify.notify_waiters();
-        if let Some((parent, node)) = &self.parent {
+        let parent = self.parent.lock().unwrap().take();
+        if let Some((parent, node)) = parent {
             let result = match status {
                 COMPLETED => Ok(self.states[self.graph.output as usize]
                     .value
@@ -798,7 +801,7 @@ impl Run {
                     self.error.get().map(String::as_str).unwrap_or("")
                 )),
             };
-            let next = parent.complete(*node, result, false);
+            let next = parent.complete(node, result, false);
             debug_assert!(next.is_none());
         }
     }
