@@ -100,6 +100,7 @@ fn generate(func: &ItemFn, entry: Entry) -> TokenStream {
         vis,
         sig,
         block,
+        ..
     } = func;
     let (ident, output) = (&sig.ident, &sig.output);
     match entry {

@@ -89,7 +89,7 @@ pub(crate) fn check(sig: &Signature, who: &Who, errors: &mut Errors) -> Vec<Para
             ),
         );
     }
-    if let Some(token) = &sig.unsafety {
+    if let syn::Safety::Unsafe(token) = &sig.safety {
         errors.spanned(
             token,
             format!(
