@@ -399,6 +399,15 @@ fn generate(e: &Electron) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let deps_bash = str_slice(&options.deps_bash);
+    let digest = source_digest(inner);
+    let node_output = match kind {
+        Kind::Fallible { .. } => {
+            quote!(<#inner_output as ::covalent::__private::ElectronResult>::Ok)
+        }
+        Kind::Task | Kind::Sublattice(_) => quote!(#inner_output),
+    };
+    let signature_tys = inner_params.iter().map(|p| &p.ty);
+    let signature = quote!(|| ::core::any::TypeId::of::<fn(#(#signature_tys),*) -> #node_output>());
     let call_before = hooks(&options.call_before);
     let call_after = hooks(&options.call_after);
     let mod_doc = if ident.to_string().starts_with("r#") {
@@ -423,6 +432,8 @@ fn generate(e: &Electron) -> TokenStream {
                 name: #display,
                 path: ::core::module_path!(),
                 params: &[#(#params_names),*],
+                digest: #digest,
+                signature: #signature,
                 retries: #retries,
                 time_limit: #time_limit,
                 deps_bash: #deps_bash,
@@ -438,6 +449,18 @@ fn generate(e: &Electron) -> TokenStream {
             }
         }
     }
+}
+
+/// A digest of the function as written (FNV-1a of its tokens), so that a changed body makes a
+/// changed electron for redispatch.
+fn source_digest(func: &ItemFn) -> String {
+    let text = quote!(#func).to_string();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// `&[Hook { .. }, ..]` for `call_before` / `call_after` (paths relocated one module down).

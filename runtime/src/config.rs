@@ -23,8 +23,15 @@ use crate::registry;
 pub struct SdkConfig {
     /// Executor for electrons that name none (and whose lattice names none). Default `"local"`.
     pub default_executor: String,
-    /// Where dispatches keep their files (default: the user's data dir + `covalent/results`).
+    /// Where the store and dispatch files live (default: `COVALENT_HOME`, else the user's data
+    /// dir + `covalent`).
+    pub data_dir: Option<PathBuf>,
+    /// Where dispatches keep their files (default: `<data_dir>/results`).
     pub results_dir: Option<PathBuf>,
+    /// Record every dispatch in the store (default true).
+    pub record: bool,
+    /// Show a progress bar while waiting on a dispatch in a terminal (default true).
+    pub progress: bool,
     /// Cancel the rest of a dispatch at its first failure (default false).
     pub fail_fast: bool,
 }
@@ -33,7 +40,10 @@ impl Default for SdkConfig {
     fn default() -> Self {
         SdkConfig {
             default_executor: "local".into(),
+            data_dir: None,
             results_dir: None,
+            record: true,
+            progress: true,
             fail_fast: false,
         }
     }
@@ -185,14 +195,31 @@ impl Config {
         self.source.as_deref()
     }
 
+    /// Where the store lives: `COVALENT_HOME`, else `[sdk] data_dir`, else the user's data
+    /// dir + `covalent`.
+    pub fn data_dir(&self) -> PathBuf {
+        std::env::var_os("COVALENT_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| self.sdk.data_dir.clone())
+            .unwrap_or_else(|| {
+                dirs::data_dir()
+                    .unwrap_or_else(std::env::temp_dir)
+                    .join("covalent")
+            })
+    }
+
+    /// The store's database file.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir().join("covalent.db")
+    }
+
     /// Where dispatches keep their files.
     pub fn results_dir(&self) -> PathBuf {
-        self.sdk.results_dir.clone().unwrap_or_else(|| {
-            dirs::data_dir()
-                .unwrap_or_else(std::env::temp_dir)
-                .join("covalent")
-                .join("results")
-        })
+        self.sdk
+            .results_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("results"))
     }
 
     /// A plugin's options: its defaults overridden by `[executors.<name>]`.

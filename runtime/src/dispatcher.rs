@@ -33,6 +33,7 @@ use crate::executor::{
 use crate::graph::{Graph, NO_EXECUTOR, Op, WAIT_SLOT};
 use crate::pool;
 use crate::status::Status;
+use crate::store::journal::RunJournal;
 use crate::value::Output;
 
 const NEW: u8 = Status::New as u8;
@@ -305,6 +306,20 @@ impl Resolved {
 
 // ---- a run ----------------------------------------------------------------------------------
 
+/// What a run needs besides its graph.
+pub(crate) struct RunSpec<'a> {
+    pub id: Uuid,
+    pub config: Arc<Config>,
+    pub handle: tokio::runtime::Handle,
+    /// For a sublattice: the parent run and node.
+    pub parent: Option<(Arc<Run>, u32)>,
+    /// The parent's default executor, for a sublattice that names none.
+    pub inherited_default: Option<ExecutorSel>,
+    pub journal: Option<Arc<RunJournal>>,
+    /// Stored outputs by fingerprint, for redispatch.
+    pub reuse: Option<&'a std::collections::HashMap<[u8; 16], serde_json::Value>>,
+}
+
 /// One run of one graph: a dispatch, or a sublattice inside one.
 pub(crate) struct Run {
     pub id: Uuid,
@@ -313,6 +328,7 @@ pub(crate) struct Run {
     /// Resolved executors: one per `graph.executors`, then the default.
     pub execs: Vec<Resolved>,
     remaining: AtomicUsize,
+    total: usize,
     pub cancel: Arc<CancelState>,
     fail_fast: bool,
     pub started: Instant,
@@ -329,19 +345,23 @@ pub(crate) struct Run {
     /// parent ↔ child references do not keep each other alive).
     parent: Mutex<Option<(Arc<Run>, u32)>>,
     pub results_dir: PathBuf,
+    /// Where this run is recorded, if it is.
+    pub journal: Option<Arc<RunJournal>>,
 }
 
 impl Run {
     /// Prepares a run of `graph`: resolves executors, moves parameter values into place and
     /// counts each node's pending inputs.
-    pub(crate) fn new(
-        mut graph: Graph,
-        id: Uuid,
-        config: Arc<Config>,
-        handle: tokio::runtime::Handle,
-        parent: Option<(Arc<Run>, u32)>,
-        inherited_default: Option<ExecutorSel>,
-    ) -> Arc<Run> {
+    pub(crate) fn new(mut graph: Graph, spec: RunSpec<'_>) -> Arc<Run> {
+        let RunSpec {
+            id,
+            config,
+            handle,
+            parent,
+            inherited_default,
+            journal,
+            reuse,
+        } = spec;
         install_panic_hook();
         let default_sel = graph
             .default_executor
@@ -357,16 +377,44 @@ impl Run {
         graph.default_executor = Some(default_sel);
 
         let n = graph.nodes.len();
+        // Redispatch: nodes whose fingerprint has a stored output are not run again.
+        let mut reused: Vec<Option<Output>> = Vec::new();
+        if let Some(reuse) = reuse.filter(|r| !r.is_empty()) {
+            let fps = crate::store::encode::encode(
+                &graph,
+                |i| match &graph.nodes[i].op {
+                    Op::Param(Some(v)) => {
+                        Some(v.to_json().unwrap_or_else(serde_json::Value::String))
+                    }
+                    _ => None,
+                },
+                |_| None,
+            )
+            .fingerprints();
+            reused = (0..n)
+                .map(|i| match &graph.nodes[i].op {
+                    Op::Param(_) => None,
+                    _ => reuse.get(&fps[i]).map(|v| Output::new(v.clone())),
+                })
+                .collect();
+        }
+        let reused_flags: Vec<bool> = reused.iter().map(Option::is_some).collect();
+        let is_reused = |i: usize| reused_flags.get(i).copied().unwrap_or(false);
         let mut states = Vec::with_capacity(n);
         let mut remaining = 0;
+        #[allow(clippy::needless_range_loop)] // `i` indexes the graph, its rows and `reused`
         for i in 0..n {
             let pending = graph
                 .inputs_of(i)
                 .iter()
-                .filter(|(src, _)| !matches!(graph.nodes[*src as usize].op, Op::Param(_)))
+                .filter(|(src, _)| {
+                    !matches!(graph.nodes[*src as usize].op, Op::Param(_))
+                        && !is_reused(*src as usize)
+                })
                 .count() as u32;
             let (status, value) = match &mut graph.nodes[i].op {
                 Op::Param(v) => (COMPLETED, v.take()),
+                _ if is_reused(i) => (Status::Reused as u8, reused[i].take()),
                 _ => {
                     remaining += 1;
                     (NEW, None)
@@ -398,6 +446,7 @@ impl Run {
             states: states.into_boxed_slice(),
             execs,
             remaining: AtomicUsize::new(remaining),
+            total: remaining,
             cancel,
             fail_fast,
             started: Instant::now(),
@@ -412,6 +461,7 @@ impl Run {
             config,
             parent: Mutex::new(parent),
             results_dir,
+            journal,
         })
     }
 
@@ -437,6 +487,15 @@ impl Run {
     pub(crate) fn end_offset(&self) -> Option<Duration> {
         let v = self.end.load(Ordering::Acquire);
         (v > 0).then(|| Duration::from_nanos(v - 1))
+    }
+
+    /// `(finished, total)` nodes that run (parameters and reused nodes excluded).
+    pub(crate) fn progress(&self) -> (usize, usize) {
+        let total = self.total;
+        (
+            total - self.remaining.load(Ordering::Relaxed).min(total),
+            total,
+        )
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -621,10 +680,16 @@ impl Run {
     ) -> Option<u32> {
         let st = &self.states[i as usize];
         st.end.store(self.now(), Ordering::Release);
+        let note = |run: &Run| {
+            if let Some(j) = &run.journal {
+                j.note(i);
+            }
+        };
         let next = match result {
             Ok(v) => {
                 let _ = st.value.set(v);
                 st.status.store(COMPLETED, Ordering::Release);
+                note(self);
                 let mut ready = Vec::new();
                 for &d in self.graph.deps_of(i as usize) {
                     let ds = &self.states[d as usize];
@@ -648,9 +713,11 @@ impl Run {
                 st.extra(|x| x.error = Some(e));
                 if cancelled {
                     st.status.store(CANCELLED, Ordering::Release);
+                    note(self);
                     self.skip_dependants(i, CANCELLED);
                 } else {
                     st.status.store(FAILED, Ordering::Release);
+                    note(self);
                     self.failed.lock().unwrap().push(i);
                     self.skip_dependants(i, NOT_RUN);
                     if self.fail_fast {
@@ -786,6 +853,9 @@ impl Run {
         self.status.store(status, Ordering::Release);
         self.done.store(true, Ordering::Release);
         self.done_notify.notify_waiters();
+        if let Some(j) = &self.journal {
+            j.wake();
+        }
         let parent = self.parent.lock().unwrap().take();
         if let Some((parent, node)) = parent {
             let result = match status {
@@ -812,6 +882,9 @@ impl Run {
         if !self.claim(i) {
             return;
         }
+        if let Some(j) = &self.journal {
+            j.note(i);
+        }
         let def = match &self.graph.nodes[i as usize].op {
             Op::Electron(def) => *def,
             _ => {
@@ -825,15 +898,23 @@ impl Run {
         if let Body::Sublattice(build) = def.body {
             match catch(|| build(&mut args)) {
                 Ok(graph) => {
+                    let journal = self.journal.as_ref().map(|j| j.child(i));
                     let child = Run::new(
                         graph,
-                        self.id,
-                        self.config.clone(),
-                        self.handle.clone(),
-                        Some((self.clone(), i)),
-                        self.graph.default_executor.clone(),
+                        RunSpec {
+                            id: self.id,
+                            config: self.config.clone(),
+                            handle: self.handle.clone(),
+                            parent: Some((self.clone(), i)),
+                            inherited_default: self.graph.default_executor.clone(),
+                            journal: journal.clone(),
+                            reuse: None,
+                        },
                     );
                     self.states[i as usize].extra(|x| x.sub = Some(child.clone()));
+                    if let Some(j) = &journal {
+                        j.register(&child);
+                    }
                     child.start();
                 }
                 Err(e) => {

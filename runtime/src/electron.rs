@@ -44,6 +44,11 @@ pub struct ElectronDef {
     pub path: &'static str,
     /// Parameter names, in order (edge labels).
     pub params: &'static [&'static str],
+    /// A digest of the function's source as written: a changed body is a changed electron
+    /// (redispatch does not reuse its old outputs).
+    pub digest: &'static str,
+    /// The type of `fn(params) -> output`, so a replacement electron can be checked.
+    pub signature: fn() -> std::any::TypeId,
     /// `retries` option: extra attempts after a failure.
     pub retries: Option<u32>,
     /// `time_limit` option, per attempt.

@@ -255,6 +255,7 @@ struct Collect<T>(PhantomData<T>);
 impl<T: Value> Collect<T> {
     const OP: &'static InternalOp = &InternalOp {
         name: ":electron_list:",
+        tag: 0,
         internal: true,
         run: collect::<T>,
     };
@@ -320,6 +321,7 @@ struct TupleGet<Tup, const I: usize>(PhantomData<Tup>);
 impl<Tup: TupleField<I>, const I: usize> TupleGet<Tup, I> {
     const OP: &'static InternalOp = &InternalOp {
         name: ":getitem:",
+        tag: I as u32,
         internal: true,
         run: |args: &mut Args| Ok(Output::new(args.take::<Tup>(0)?.field())),
     };
@@ -347,6 +349,7 @@ macro_rules! tuple_impls {
         impl<$($n: Value),+> TupleOp<($($n,)+)> {
             const OP: &'static InternalOp = &InternalOp {
                 name: ":electron_tuple:",
+                tag: 0,
                 internal: true,
                 run: |args: &mut Args| Ok(Output::new(($(args.take::<$n>($i)?,)+))),
             };
@@ -422,6 +425,7 @@ struct VecGet<T>(PhantomData<T>);
 impl<T: Value> VecGet<T> {
     const OP: &'static InternalOp = &InternalOp {
         name: ":getitem:",
+        tag: 0,
         internal: true,
         run: |args: &mut Args| {
             let idx = args.take::<usize>(1)?;
@@ -473,6 +477,7 @@ macro_rules! arith {
         impl<T: Value + std::ops::$tr<Output = T>> $name<T> {
             const OP: &'static InternalOp = &InternalOp {
                 name: $sym,
+                tag: 0,
                 internal: false,
                 run: |args: &mut Args| {
                     let a = args.take::<T>(0)?;
@@ -550,6 +555,8 @@ fn binary_rev<T: Value>(lhs: T, rhs: Node<T>, op: &'static InternalOp) -> Node<T
 /// A node the runtime adds by itself (collect, tuple, index, arithmetic).
 pub(crate) struct InternalOp {
     pub name: &'static str,
+    /// Tells apart ops that share a name and inputs (the index of a tuple field).
+    pub tag: u32,
     /// Hidden from task counts (parameters, collections, indexing).
     pub internal: bool,
     pub run: fn(&mut Args) -> Result<Output, TaskError>,

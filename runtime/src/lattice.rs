@@ -10,11 +10,13 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::config::{Config, ConfigError};
-use crate::dispatcher::Run;
+use crate::dispatcher::{Run, RunSpec};
+use crate::electron::{Body, ElectronDef};
 use crate::executor::{ExecutorSel, IntoExecutor};
-use crate::graph::Graph;
+use crate::graph::{Graph, Op};
 use crate::result::LatticeResult;
 use crate::status::Status;
+use crate::store::Store;
 use crate::value::Value;
 
 /// Errors of the dispatch API. Failures of nodes are not errors here: they are recorded in the
@@ -24,6 +26,19 @@ pub enum Error {
     /// The configuration could not be read.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The store could not be used.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A replacement electron does not fit the one it replaces.
+    #[error("cannot replace electron `{old}` with `{new}`: {reason}")]
+    Replace {
+        /// The replaced electron.
+        old: String,
+        /// The replacement.
+        new: String,
+        /// Why not.
+        reason: String,
+    },
     /// The async runtime cannot be used that way.
     #[error("{0}")]
     Runtime(String),
@@ -43,6 +58,8 @@ pub enum Error {
 pub struct Lattice<T> {
     graph: Graph,
     config: Option<Arc<Config>>,
+    record: Option<bool>,
+    reuse_from: Option<Uuid>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -59,6 +76,8 @@ impl<T> Lattice<T> {
         Lattice {
             graph,
             config: None,
+            record: None,
+            reuse_from: None,
             _t: PhantomData,
         }
     }
@@ -92,6 +111,54 @@ impl<T> Lattice<T> {
     pub fn with_config(mut self, config: impl Into<Arc<Config>>) -> Self {
         self.config = Some(config.into());
         self
+    }
+
+    /// Records this dispatch in the store or not (default: `[sdk] record`, true).
+    pub fn record(mut self, on: bool) -> Self {
+        self.record = Some(on);
+        self
+    }
+
+    /// Redispatch: reuses the stored outputs of dispatch `previous` for every node whose
+    /// electron, inputs and upstream are unchanged (they end REUSED and do not run). This is
+    /// also how an interrupted or failed dispatch resumes.
+    pub fn reuse(mut self, previous: Uuid) -> Self {
+        self.reuse_from = Some(previous);
+        self
+    }
+
+    /// Replaces every call of electron `old` with `new` (same parameter and output types),
+    /// as Covalent's `redispatch(replace_electrons=...)` does. Combine with [`Lattice::reuse`]
+    /// to re-run only what the replacement changes.
+    pub fn replace_electron(
+        mut self,
+        old: &'static ElectronDef,
+        new: &'static ElectronDef,
+    ) -> Result<Self, Error> {
+        if (old.signature)() != (new.signature)() {
+            return Err(Error::Replace {
+                old: old.path.into(),
+                new: new.path.into(),
+                reason: "their parameter or output types differ".into(),
+            });
+        }
+        if std::mem::discriminant(&old.body) != std::mem::discriminant(&new.body)
+            && (matches!(old.body, Body::Sublattice(_)) || matches!(new.body, Body::Sublattice(_)))
+        {
+            return Err(Error::Replace {
+                old: old.path.into(),
+                new: new.path.into(),
+                reason: "a sublattice can only be replaced by a sublattice".into(),
+            });
+        }
+        for node in &mut self.graph.nodes {
+            if let Op::Electron(d) = &mut node.op
+                && d.path == old.path
+            {
+                *d = new;
+            }
+        }
+        Ok(self)
     }
 
     /// Sets the default executor of the lattice's electrons (like `#[lattice(executor = ..)]`).
@@ -140,7 +207,12 @@ impl<T: Value> Dispatch<T> {
 
     /// Waits for the dispatch to end and returns its result.
     pub async fn wait(self) -> Result<LatticeResult<T>, Error> {
+        let progress = crate::progress::Progress::start(&self.run);
         self.run.wait_done().await;
+        if let Some(j) = &self.run.journal {
+            j.flushed().await;
+        }
+        drop(progress);
         LatticeResult::from_run(self.run)
     }
 }
@@ -171,14 +243,46 @@ fn start<T: Value>(lattice: Lattice<T>) -> Result<Dispatch<T>, Error> {
         Some(c) => c,
         None => Config::global()?,
     };
+    let id = Uuid::now_v7();
+    let record = lattice.record.unwrap_or(config.sdk.record);
+    let store = if record || lattice.reuse_from.is_some() {
+        Some(Store::open(&config.store_path())?)
+    } else {
+        None
+    };
+    let reuse = match (&store, lattice.reuse_from) {
+        (Some(s), Some(prev)) => Some(s.reusable(prev)?),
+        _ => None,
+    };
+    let journal = match &store {
+        Some(s) if record => {
+            s.insert_dispatch(
+                id,
+                &lattice.graph.name,
+                &lattice.graph.inputs_json,
+                lattice.graph.task_count(),
+                &config.results_dir().join(id.to_string()),
+                lattice.reuse_from,
+            )?;
+            Some(s.journal().for_dispatch(&id.to_string()))
+        }
+        _ => None,
+    };
     let run = Run::new(
         lattice.graph,
-        Uuid::now_v7(),
-        config,
-        crate::runtime::handle(),
-        None,
-        None,
+        RunSpec {
+            id,
+            config,
+            handle: crate::runtime::handle(),
+            parent: None,
+            inherited_default: None,
+            journal: journal.clone(),
+            reuse: reuse.as_ref(),
+        },
     );
+    if let Some(j) = &journal {
+        j.register(&run);
+    }
     run.start();
     Ok(Dispatch {
         run,

@@ -41,10 +41,13 @@ mod graph;
 mod lattice;
 mod local;
 mod pool;
+mod progress;
+mod record;
 mod registry;
 mod result;
 mod runtime;
 mod status;
+mod store;
 mod value;
 
 #[doc(hidden)]
@@ -70,9 +73,11 @@ pub use executor::{
 pub use graph::{AnyNode, Graph, IntoNode, Node, Waitable, wait};
 pub use lattice::{Dispatch, Error, Lattice, dispatch, dispatch_sync};
 pub use local::LocalExecutor;
+pub use record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord};
 pub use registry::{ExecutorInfo, ExecutorPlugin, registered_executors};
 pub use result::{LatticeResult, NodeResult, SublatticeResult};
 pub use status::Status;
+pub use store::{DispatchSummary, ListFilter, Store, StoreError, cancel, get_result, wait_result};
 /// Dispatch ids are UUIDs (v7: time-ordered).
 pub use uuid::Uuid;
 pub use value::{Input, Output, Value};

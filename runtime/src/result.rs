@@ -115,6 +115,10 @@ impl<T> LatticeResult<T> {
     pub fn task_count(&self) -> usize {
         self.run.graph.task_count()
     }
+    /// The dispatch as plain data (what the store keeps, and what `Display` prints).
+    pub fn to_record(&self) -> crate::record::DispatchRecord {
+        crate::record::DispatchRecord::from_run(&self.run)
+    }
     /// Number of tasks that completed.
     pub fn completed_count(&self) -> usize {
         self.nodes()
@@ -141,6 +145,12 @@ impl fmt::Debug for NodeResult<'_> {
 }
 
 impl<'a> NodeResult<'a> {
+    pub(crate) fn new(run: &'a Run, id: usize) -> Self {
+        NodeResult { run, id }
+    }
+    pub(crate) fn sub_run(&self) -> Option<Arc<Run>> {
+        self.extra(|x| x.sub.clone()).flatten()
+    }
     fn state(&self) -> &'a NodeState {
         &self.run.states[self.id]
     }
@@ -343,71 +353,10 @@ impl SublatticeResult {
     }
 }
 
-fn fmt_time(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string())
-        .unwrap_or_else(|| "None".into())
-}
-
-fn write_nodes(
-    f: &mut fmt::Formatter<'_>,
-    nodes: &mut dyn Iterator<Item = NodeResult<'_>>,
-    indent: &str,
-) -> fmt::Result {
-    for n in nodes.filter(|n| !n.is_internal()) {
-        let out = match n.output() {
-            Some(o) if n.status() == Status::Completed => o.to_string(),
-            _ => match n.error() {
-                Some(e) => format!("{} ({})", n.status(), e.lines().next().unwrap_or("")),
-                None => n.status().to_string(),
-            },
-        };
-        writeln!(f, "{indent}{}({}): {out}", n.name(), n.id())?;
-        if let Some(sub) = n.sublattice() {
-            write_nodes(f, &mut sub.nodes(), &format!("{indent}    "))?;
-        }
-    }
-    Ok(())
-}
-
 impl<T> fmt::Display for LatticeResult<T> {
     /// The Covalent-style report.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let run = &self.run;
-        writeln!(f, "Lattice Result")?;
-        writeln!(f, "==============")?;
-        writeln!(f, "lattice: {}", run.graph.name)?;
-        writeln!(f, "status: {}", self.status())?;
-        let result = match run.states[run.graph.output as usize].value.get() {
-            Some(v) if self.status() == Status::Completed => v.to_string(),
-            _ => "None".into(),
-        };
-        writeln!(f, "result: {result}")?;
-        let inputs: Vec<String> = self
-            .inputs()
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        writeln!(f, "inputs: {}", inputs.join(", "))?;
-        writeln!(f, "error: {}", self.error().unwrap_or("None"))?;
-        writeln!(f)?;
-        writeln!(f, "start_time: {}", fmt_time(Some(self.start_time())))?;
-        writeln!(f, "end_time: {}", fmt_time(self.end_time()))?;
-        if let Some(rt) = self.runtime() {
-            writeln!(f, "runtime: {rt:?}")?;
-        }
-        writeln!(
-            f,
-            "tasks: {} of {} completed",
-            self.completed_count(),
-            self.task_count()
-        )?;
-        writeln!(f)?;
-        writeln!(f, "results_dir: {}", run.results_dir.display())?;
-        writeln!(f, "dispatch_id: {}", run.id)?;
-        writeln!(f)?;
-        writeln!(f, "Node Outputs")?;
-        writeln!(f, "------------")?;
-        write_nodes(f, &mut self.nodes(), "")
+        fmt::Display::fmt(&self.to_record(), f)
     }
 }
 

@@ -26,6 +26,8 @@ pub enum Status {
     NotRun = 6,
     /// Value taken from an earlier dispatch.
     Reused = 7,
+    /// The process running it died before it ended (dispatches and their running nodes).
+    Interrupted = 8,
 }
 
 impl Status {
@@ -38,7 +40,8 @@ impl Status {
             4 => Status::Failed,
             5 => Status::Cancelled,
             6 => Status::NotRun,
-            _ => Status::Reused,
+            7 => Status::Reused,
+            _ => Status::Interrupted,
         }
     }
 
@@ -58,6 +61,7 @@ impl Status {
             Status::Cancelled => "CANCELLED",
             Status::NotRun => "NOT_RUN",
             Status::Reused => "REUSED",
+            Status::Interrupted => "INTERRUPTED",
         }
     }
 }
@@ -65,5 +69,31 @@ impl Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let all = [
+            Status::New,
+            Status::Pending,
+            Status::Running,
+            Status::Completed,
+            Status::Failed,
+            Status::Cancelled,
+            Status::NotRun,
+            Status::Reused,
+            Status::Interrupted,
+        ];
+        all.into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let names: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown status `{s}`; expected one of: {}",
+                    names.join(", ")
+                )
+            })
     }
 }

@@ -30,12 +30,16 @@ impl<T> Value for T where T: Serialize + DeserializeOwned + Clone + Send + Sync 
 /// Object-safe view of a [`Value`]: downcasting and JSON on demand.
 pub(crate) trait AnyValue: Any + Send + Sync {
     fn to_json(&self) -> Result<serde_json::Value, String>;
+    fn to_json_string(&self) -> Result<String, String>;
     fn type_name(&self) -> &'static str;
 }
 
 impl<T: Value> AnyValue for T {
     fn to_json(&self) -> Result<serde_json::Value, String> {
         serde_json::to_value(self).map_err(|e| e.to_string())
+    }
+    fn to_json_string(&self) -> Result<String, String> {
+        serde_json::to_string(self).map_err(|e| e.to_string())
     }
     fn type_name(&self) -> &'static str {
         std::any::type_name::<T>()
@@ -83,6 +87,13 @@ impl Output {
     /// The value as JSON.
     pub fn to_json(&self) -> Result<serde_json::Value, String> {
         self.0.to_json()
+    }
+
+    /// The value as JSON text (a JSON string holding the error if it cannot be serialized).
+    pub fn to_json_string(&self) -> String {
+        self.0
+            .to_json_string()
+            .unwrap_or_else(|e| serde_json::Value::String(e).to_string())
     }
 
     /// The Rust type name of the value.

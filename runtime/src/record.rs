@@ -1,0 +1,279 @@
+//! Records: a dispatch as plain data ([`DispatchRecord`], [`NodeRecord`]), the same whether it
+//! comes from a running dispatch in this process or from the store, written by another one.
+//! Its `Display` is the Covalent-style report; it serializes to JSON for `covalent result
+//! --json`.
+//!
+//! This module owns the record shape and the report; it reads the dispatcher's state but
+//! changes nothing, and knows nothing of SQL.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::dispatcher::Run;
+use crate::status::Status;
+use crate::value::Value;
+
+/// One attempt at running a node, as recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Attempt number, from 1.
+    pub number: u32,
+    /// When it started.
+    pub start_time: DateTime<Utc>,
+    /// When it ended.
+    pub end_time: DateTime<Utc>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// One node of a dispatch, as recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Node id (call order).
+    pub id: usize,
+    /// Electron name, or `:parameter:` etc. for internal nodes.
+    pub name: String,
+    /// Parameter, collection or indexing node (hidden from task counts).
+    pub internal: bool,
+    /// Status.
+    pub status: Status,
+    /// Executor name (electrons only).
+    pub executor: Option<String>,
+    /// Inputs: `(source node id, edge name)`.
+    pub inputs: Vec<(usize, String)>,
+    /// Output as JSON.
+    pub output: Option<serde_json::Value>,
+    /// Error message.
+    pub error: Option<String>,
+    /// Captured stdout.
+    pub stdout: String,
+    /// Captured stderr.
+    pub stderr: String,
+    /// Every attempt.
+    pub attempts: Vec<AttemptRecord>,
+    /// Start time.
+    pub start_time: Option<DateTime<Utc>>,
+    /// End time.
+    pub end_time: Option<DateTime<Utc>>,
+    /// Job handle recorded by the executor.
+    pub job_handle: Option<serde_json::Value>,
+    /// For a sublattice node: the child graph.
+    pub sublattice: Option<SublatticeRecord>,
+}
+
+/// The child graph of a sublattice node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SublatticeRecord {
+    /// The child lattice's name.
+    pub lattice: String,
+    /// Its status.
+    pub status: Status,
+    /// Its nodes.
+    pub nodes: Vec<NodeRecord>,
+}
+
+/// A dispatch, as recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DispatchRecord {
+    /// The dispatch id.
+    pub id: Uuid,
+    /// The lattice's name.
+    pub lattice: String,
+    /// Status.
+    pub status: Status,
+    /// Inputs by parameter name.
+    pub inputs: Vec<(String, serde_json::Value)>,
+    /// The lattice's result as JSON, when COMPLETED.
+    pub output: Option<serde_json::Value>,
+    /// Why it did not complete.
+    pub error: Option<String>,
+    /// Start time.
+    pub start_time: Option<DateTime<Utc>>,
+    /// End time.
+    pub end_time: Option<DateTime<Utc>>,
+    /// Directory for the dispatch's files.
+    pub results_dir: Option<PathBuf>,
+    /// Nodes of the top-level graph, internal ones included.
+    pub nodes: Vec<NodeRecord>,
+}
+
+impl DispatchRecord {
+    /// The result as `T` (`None` unless COMPLETED).
+    pub fn value<T: Value>(&self) -> Result<Option<T>, String> {
+        match &self.output {
+            Some(v) if self.status == Status::Completed => {
+                serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+                    format!(
+                        "the result of dispatch {} is not a `{}`: {e}",
+                        self.id,
+                        std::any::type_name::<T>()
+                    )
+                })
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Number of tasks (internal nodes excluded), sublattice tasks not counted.
+    pub fn task_count(&self) -> usize {
+        self.nodes.iter().filter(|n| !n.internal).count()
+    }
+
+    /// Number of tasks that completed (or were reused).
+    pub fn done_count(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| !n.internal && matches!(n.status, Status::Completed | Status::Reused))
+            .count()
+    }
+
+    /// Wall time from start to end.
+    pub fn runtime(&self) -> Option<Duration> {
+        match (self.start_time, self.end_time) {
+            (Some(s), Some(e)) => (e - s).to_std().ok(),
+            _ => None,
+        }
+    }
+
+    /// One node by id.
+    pub fn node(&self, id: usize) -> Option<&NodeRecord> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Builds the record of a run in this process.
+    pub(crate) fn from_run(run: &Run) -> Self {
+        let output = match run.states[run.graph.output as usize].value.get() {
+            Some(v) if run.status() == Status::Completed => Some(json_of(v)),
+            _ => None,
+        };
+        let wall = |d: Duration| DateTime::<Utc>::from(run.started_wall + d);
+        DispatchRecord {
+            id: run.id,
+            lattice: run.graph.name.clone(),
+            status: run.status(),
+            inputs: run.graph.inputs_json.clone(),
+            output,
+            error: run.error.get().cloned(),
+            start_time: Some(DateTime::<Utc>::from(run.started_wall)),
+            end_time: run.end_offset().map(wall),
+            results_dir: Some(run.results_dir.clone()),
+            nodes: nodes_of(run),
+        }
+    }
+}
+
+fn json_of(v: &crate::value::Output) -> serde_json::Value {
+    v.to_json().unwrap_or_else(serde_json::Value::String)
+}
+
+/// Records of every node of a run.
+pub(crate) fn nodes_of(run: &Run) -> Vec<NodeRecord> {
+    (0..run.states.len()).map(|i| node_of(run, i)).collect()
+}
+
+/// The record of node `i` of a run.
+pub(crate) fn node_of(run: &Run, i: usize) -> NodeRecord {
+    let view = crate::result::NodeResult::new(run, i);
+    let wall = |d: Duration| DateTime::<Utc>::from(run.started_wall + d);
+    let attempts = view
+        .attempts()
+        .into_iter()
+        .map(|a| AttemptRecord {
+            number: a.number,
+            start_time: wall(a.start_offset()),
+            end_time: wall(a.start_offset() + a.duration()),
+            error: a.error,
+        })
+        .collect();
+    NodeRecord {
+        id: i,
+        name: view.name().to_string(),
+        internal: view.is_internal(),
+        status: view.status(),
+        executor: view.executor(),
+        inputs: view.inputs(),
+        output: view.output().map(json_of),
+        error: view.error(),
+        stdout: view.stdout(),
+        stderr: view.stderr(),
+        attempts,
+        start_time: view.start_time(),
+        end_time: view.end_time(),
+        job_handle: view.job_handle().map(|h| h.0),
+        sublattice: view.sub_run().map(|sub| SublatticeRecord {
+            lattice: sub.graph.name.clone(),
+            status: sub.status(),
+            nodes: nodes_of(&sub),
+        }),
+    }
+}
+
+fn fmt_time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string())
+        .unwrap_or_else(|| "None".into())
+}
+
+fn write_nodes(f: &mut fmt::Formatter<'_>, nodes: &[NodeRecord], indent: &str) -> fmt::Result {
+    for n in nodes.iter().filter(|n| !n.internal) {
+        let out = match (&n.output, n.status) {
+            (Some(o), Status::Completed | Status::Reused) => o.to_string(),
+            _ => match &n.error {
+                Some(e) => format!("{} ({})", n.status, e.lines().next().unwrap_or("")),
+                None => n.status.to_string(),
+            },
+        };
+        writeln!(f, "{indent}{}({}): {out}", n.name, n.id)?;
+        if let Some(sub) = &n.sublattice {
+            write_nodes(f, &sub.nodes, &format!("{indent}    "))?;
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for DispatchRecord {
+    /// The Covalent-style report.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Lattice Result")?;
+        writeln!(f, "==============")?;
+        writeln!(f, "lattice: {}", self.lattice)?;
+        writeln!(f, "status: {}", self.status)?;
+        let result = match &self.output {
+            Some(v) if self.status == Status::Completed => v.to_string(),
+            _ => "None".into(),
+        };
+        writeln!(f, "result: {result}")?;
+        let inputs: Vec<String> = self
+            .inputs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        writeln!(f, "inputs: {}", inputs.join(", "))?;
+        writeln!(f, "error: {}", self.error.as_deref().unwrap_or("None"))?;
+        writeln!(f)?;
+        writeln!(f, "start_time: {}", fmt_time(self.start_time))?;
+        writeln!(f, "end_time: {}", fmt_time(self.end_time))?;
+        if let Some(rt) = self.runtime() {
+            writeln!(f, "runtime: {rt:?}")?;
+        }
+        writeln!(
+            f,
+            "tasks: {} of {} completed",
+            self.done_count(),
+            self.task_count()
+        )?;
+        writeln!(f)?;
+        if let Some(dir) = &self.results_dir {
+            writeln!(f, "results_dir: {}", dir.display())?;
+        }
+        writeln!(f, "dispatch_id: {}", self.id)?;
+        writeln!(f)?;
+        writeln!(f, "Node Outputs")?;
+        writeln!(f, "------------")?;
+        write_nodes(f, &self.nodes, "")
+    }
+}

@@ -1,0 +1,116 @@
+//! The store's schema and its migrations, and the checks that keep us from touching a database
+//! that is not ours (foreign, corrupt, or written by a newer version).
+//!
+//! This module owns DDL only; reading and writing rows is the rest of `store/`.
+
+use rusqlite::Connection;
+
+/// `PRAGMA application_id` of covalent stores ("COVL").
+pub(crate) const APPLICATION_ID: i64 = 0x434F_564C;
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Migrations: `MIGRATIONS[v]` takes a database from version `v` to `v + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: the first schema.
+    "
+    CREATE TABLE dispatches (
+        id            TEXT PRIMARY KEY,
+        lattice       TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        inputs        TEXT NOT NULL,
+        output        TEXT,
+        error         TEXT,
+        created_at    INTEGER NOT NULL,
+        ended_at      INTEGER,
+        task_count    INTEGER NOT NULL,
+        graph         TEXT,
+        results_dir   TEXT,
+        pid           INTEGER NOT NULL,
+        pid_start     INTEGER,
+        host          TEXT NOT NULL,
+        heartbeat_at  INTEGER NOT NULL,
+        reused_from   TEXT
+    );
+    CREATE INDEX dispatches_by_time ON dispatches(created_at);
+    CREATE INDEX dispatches_by_status ON dispatches(status);
+    CREATE TABLE nodes (
+        dispatch_id  TEXT NOT NULL,
+        path         TEXT NOT NULL,
+        node_id      INTEGER NOT NULL,
+        name         TEXT NOT NULL,
+        internal     INTEGER NOT NULL,
+        status       TEXT NOT NULL,
+        executor     TEXT,
+        started_at   INTEGER,
+        ended_at     INTEGER,
+        output       TEXT,
+        error        TEXT,
+        stdout       TEXT NOT NULL DEFAULT '',
+        stderr       TEXT NOT NULL DEFAULT '',
+        attempts     TEXT,
+        job_handle   TEXT,
+        PRIMARY KEY (dispatch_id, path, node_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE sublattices (
+        dispatch_id  TEXT NOT NULL,
+        path         TEXT NOT NULL,
+        lattice      TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        graph        TEXT,
+        PRIMARY KEY (dispatch_id, path)
+    ) WITHOUT ROWID;
+    CREATE TABLE cancel_requests (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        dispatch_id  TEXT NOT NULL,
+        node_id      INTEGER,
+        created_at   INTEGER NOT NULL
+    );
+    ",
+];
+
+/// What an existing file turned out to be.
+pub(crate) enum Found {
+    /// An empty database (new file): create the schema.
+    Empty,
+    /// A covalent store at this version.
+    Ours(i64),
+    /// Another application's database.
+    Foreign,
+}
+
+/// Looks at a database without changing it.
+pub(crate) fn inspect(conn: &Connection) -> rusqlite::Result<Found> {
+    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    Ok(if app == APPLICATION_ID {
+        Found::Ours(version)
+    } else if app == 0 && tables == 0 && version == 0 {
+        Found::Empty
+    } else {
+        Found::Foreign
+    })
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`] under the database's write lock, so several
+/// processes opening a new store at once create it once. Returns the version found under the
+/// lock (a foreign or newer database found then is left alone).
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Found> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found = inspect(&tx)?;
+    let from = match found {
+        Found::Empty => 0,
+        Found::Ours(v) if v < SCHEMA_VERSION => v,
+        other => return Ok(other),
+    };
+    for sql in &MIGRATIONS[from as usize..SCHEMA_VERSION as usize] {
+        tx.execute_batch(sql)?;
+    }
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+    ))?;
+    tx.commit()?;
+    Ok(Found::Ours(SCHEMA_VERSION))
+}
