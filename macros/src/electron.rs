@@ -509,13 +509,25 @@ mod tests {
             "::covalent::__private::electron_node(&add::ELECTRON, ::core::option::Option::None, |__b, __id| { ::covalent::__private::arg::<i64, _>(__b, __id, 0u32, x); ::covalent::__private::arg::<i64, _>(__b, __id, 1u32, y); })",
             "pub mod add { #![allow(unused_imports)] use super::*;",
             "pub fn call(mut x: i64, y: i64) -> i64 { x += y; x }",
-            "name: \"add\", path: ::core::module_path!(), params: &[\"x\", \"y\"], retries: ::core::option::Option::None,",
+            "name: \"add\", path: ::core::module_path!(), params: &[\"x\", \"y\"],",
+            "signature: || ::core::any::TypeId::of::<fn(i64, i64) -> i64>(), retries: ::core::option::Option::None,",
             "body: ::covalent::__private::Body::Sync(__run),",
             "let x: i64 = __args.take(0)?; let y: i64 = __args.take(1)?; ::covalent::__private::ok::<i64>(self::call(x, y))",
             "::covalent::__private::inventory::submit! { ::covalent::__private::ElectronEntry(&ELECTRON) }",
         ] {
             assert!(out.contains(&compact(part)), "missing {part:?} in {out}");
         }
+    }
+
+    #[test]
+    fn a_changed_body_changes_the_digest_and_a_same_body_keeps_it() {
+        let digest = |body: &str| {
+            let out = expand_str("", body);
+            out.split("digest:").nth(1).expect("digest")[..20].to_string()
+        };
+        let one = digest("fn f(x: i64) -> i64 { x + 1 }");
+        assert_eq!(one, digest("fn f(x: i64) -> i64 { x + 1 }"));
+        assert_ne!(one, digest("fn f(x: i64) -> i64 { x + 2 }"));
     }
 
     #[test]
