@@ -1,0 +1,2 @@
+//! The `covalent` command (being written).
+fn main() {}
