@@ -427,6 +427,11 @@ fn generate(e: &Electron) -> TokenStream {
 
             #function
 
+            /// The electron's definition (for `Lattice::replace_electron`).
+            pub fn electron() -> &'static ::covalent::ElectronDef {
+                &ELECTRON
+            }
+
             #[doc(hidden)]
             pub static ELECTRON: ::covalent::__private::ElectronDef = ::covalent::__private::ElectronDef {
                 name: #display,

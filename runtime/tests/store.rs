@@ -1,0 +1,395 @@
+//! The store: what is recorded, reading it back, redispatch with reuse, cancel requests, and
+//! files that are not ours.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use covalent::prelude::*;
+use covalent::{Config, Store, StoreError};
+
+fn temp_config() -> (tempfile::TempDir, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::parse(
+        &format!(
+            "[sdk]\ndata_dir = {:?}\nprogress = false\n",
+            dir.path().display().to_string()
+        ),
+        Path::new("test.toml"),
+    )
+    .unwrap();
+    (dir, cfg)
+}
+
+#[electron]
+fn add(x: i64, y: i64) -> i64 {
+    x + y
+}
+
+#[electron]
+fn multiply(x: i64, y: i64) -> i64 {
+    x * y
+}
+
+#[lattice]
+fn workflow(x: i64, y: i64) -> i64 {
+    let r1 = add(x, y);
+    multiply(y, r1)
+}
+
+#[test]
+fn a_dispatch_is_recorded_and_reads_back_as_it_ran() {
+    let (_dir, cfg) = temp_config();
+    let path = cfg.store_path();
+    let r = covalent::dispatch_sync(workflow(3, 4).with_config(cfg)).unwrap();
+    let store = Store::open(&path).unwrap();
+    let rec = store.get(r.dispatch_id()).unwrap();
+    let live = r.to_record();
+    assert_eq!(rec.status, Status::Completed);
+    assert_eq!(rec.value::<i64>().unwrap(), Some(28));
+    assert_eq!(rec.lattice, "workflow");
+    assert_eq!(rec.inputs, live.inputs);
+    assert_eq!(rec.nodes.len(), live.nodes.len());
+    for (a, b) in rec.nodes.iter().zip(&live.nodes) {
+        assert_eq!(
+            (a.id, &a.name, a.status, &a.output),
+            (b.id, &b.name, b.status, &b.output)
+        );
+        assert_eq!(a.inputs, b.inputs);
+        assert_eq!(a.executor, b.executor, "node {}", a.id);
+    }
+    assert_eq!(rec.task_count(), 2);
+    assert_eq!(rec.done_count(), 2);
+    let text = rec.to_string();
+    assert!(
+        text.contains("result: 28") && text.contains("multiply(3): 28"),
+        "{text}"
+    );
+    let listed = store.list(&Default::default()).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].done, listed[0].total), (2, 2));
+}
+
+#[test]
+fn recording_can_be_turned_off() {
+    let (_dir, cfg) = temp_config();
+    let path = cfg.store_path();
+    let r = covalent::dispatch_sync(workflow(1, 2).with_config(cfg).record(false)).unwrap();
+    assert_eq!(r.value(), Some(&6));
+    let store = Store::open(&path).unwrap();
+    assert!(matches!(
+        store.get(r.dispatch_id()),
+        Err(StoreError::UnknownDispatch { .. })
+    ));
+}
+
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[electron]
+fn counted(x: i64) -> i64 {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    x * 10
+}
+
+#[electron]
+fn checked(x: i64) -> Result<i64, String> {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    if x < 0 {
+        Err(format!("{x} is negative"))
+    } else {
+        Ok(x)
+    }
+}
+
+#[electron]
+fn total(xs: Vec<i64>) -> i64 {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    xs.iter().sum()
+}
+
+#[lattice]
+fn reusable(a: i64, b: i64) -> i64 {
+    let parts = vec![counted(1), counted(2), counted(a)];
+    let s = total(parts);
+    add(s, checked(b))
+}
+
+#[electron]
+fn tenfold(x: i64) -> i64 {
+    x * 100
+}
+
+/// Serializes the tests that count electron runs.
+static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn redispatch_reuses_unchanged_nodes_and_runs_only_what_changed() {
+    let _guard = COUNTING.lock().unwrap();
+    let (_dir, cfg) = temp_config();
+    let cfg = std::sync::Arc::new(cfg);
+    RUNS.store(0, Ordering::SeqCst);
+    let first = covalent::dispatch_sync(reusable(3, 1).with_config(cfg.clone())).unwrap();
+    assert_eq!(first.value(), Some(&61));
+    assert_eq!(RUNS.load(Ordering::SeqCst), 5);
+
+    // Same inputs: nothing runs again.
+    RUNS.store(0, Ordering::SeqCst);
+    let same = covalent::dispatch_sync(
+        reusable(3, 1)
+            .with_config(cfg.clone())
+            .reuse(first.dispatch_id()),
+    )
+    .unwrap();
+    assert_eq!(same.value(), Some(&61));
+    assert_eq!(RUNS.load(Ordering::SeqCst), 0);
+    let reused = same
+        .nodes()
+        .filter(|n| n.status() == Status::Reused)
+        .count();
+    assert!(reused >= 6, "{same}");
+
+    // A new input: only the nodes downstream of it run.
+    RUNS.store(0, Ordering::SeqCst);
+    let changed = covalent::dispatch_sync(
+        reusable(4, 1)
+            .with_config(cfg.clone())
+            .reuse(first.dispatch_id()),
+    )
+    .unwrap();
+    assert_eq!(changed.value(), Some(&71));
+    assert_eq!(
+        RUNS.load(Ordering::SeqCst),
+        2,
+        "counted(4) and total; {changed}"
+    );
+    let stored = Store::open(&cfg.store_path())
+        .unwrap()
+        .get(changed.dispatch_id())
+        .unwrap();
+    assert_eq!(
+        stored
+            .nodes
+            .iter()
+            .filter(|n| n.status == Status::Reused)
+            .count(),
+        changed
+            .nodes()
+            .filter(|n| n.status() == Status::Reused)
+            .count()
+    );
+
+    // A failed dispatch re-run with a fixed input runs only what failed.
+    RUNS.store(0, Ordering::SeqCst);
+    let failed = covalent::dispatch_sync(reusable(3, -1).with_config(cfg.clone())).unwrap();
+    assert_eq!(failed.status(), Status::Failed);
+    RUNS.store(0, Ordering::SeqCst);
+    let fixed = covalent::dispatch_sync(
+        reusable(3, 1)
+            .with_config(cfg.clone())
+            .reuse(failed.dispatch_id()),
+    )
+    .unwrap();
+    assert_eq!(fixed.value(), Some(&61));
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1, "only checked(1); {fixed}");
+
+    // Replacing an electron re-runs it and what depends on it.
+    RUNS.store(0, Ordering::SeqCst);
+    let replaced = covalent::dispatch_sync(
+        reusable(3, 1)
+            .with_config(cfg.clone())
+            .reuse(first.dispatch_id())
+            .replace_electron(counted::electron(), tenfold::electron())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(replaced.value(), Some(&601));
+    assert_eq!(
+        RUNS.load(Ordering::SeqCst),
+        1,
+        "total runs again, counted is gone"
+    );
+    let names: Vec<&str> = replaced
+        .nodes()
+        .filter(|n| !n.is_internal())
+        .map(|n| n.name())
+        .collect();
+    assert!(
+        names.contains(&"tenfold") && !names.contains(&"counted"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_replacement_with_another_signature_is_refused() {
+    let e = reusable(1, 1)
+        .replace_electron(counted::electron(), total::electron())
+        .unwrap_err();
+    assert!(e.to_string().contains("types differ"), "{e}");
+}
+
+#[electron]
+fn width(n: i64) -> i64 {
+    n
+}
+
+#[electron]
+#[lattice]
+fn fan(n: i64) -> i64 {
+    total((0..n).map(counted).collect::<Vec<_>>())
+}
+
+#[lattice]
+fn with_sub(n: i64) -> i64 {
+    fan(width(n))
+}
+
+#[test]
+fn sublattice_nodes_are_recorded_under_their_parent() {
+    let _guard = COUNTING.lock().unwrap();
+    let (_dir, cfg) = temp_config();
+    let path = cfg.store_path();
+    let r = covalent::dispatch_sync(with_sub(3).with_config(cfg)).unwrap();
+    assert_eq!(r.value(), Some(&30));
+    let rec = Store::open(&path).unwrap().get(r.dispatch_id()).unwrap();
+    let sub = rec
+        .nodes
+        .iter()
+        .find_map(|n| n.sublattice.clone())
+        .expect("child graph");
+    assert_eq!(sub.lattice, "fan");
+    assert_eq!(sub.status, Status::Completed);
+    let counted: Vec<_> = sub.nodes.iter().filter(|n| n.name == "counted").collect();
+    assert_eq!(counted.len(), 3);
+    assert!(
+        counted
+            .iter()
+            .all(|n| n.status == Status::Completed && n.output.is_some())
+    );
+}
+
+#[electron]
+async fn slow(x: i64) -> i64 {
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    x
+}
+
+#[lattice]
+fn slow_flow() -> i64 {
+    add(slow(1), 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_in_the_store_cancels_the_running_dispatch() {
+    let (_dir, cfg) = temp_config();
+    let path = cfg.store_path();
+    let d = covalent::dispatch(slow_flow().with_config(cfg))
+        .await
+        .unwrap();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.status(d.id()).unwrap(), Status::Running);
+    assert_eq!(store.request_cancel(d.id(), &[]).unwrap(), Status::Running);
+    let r = d.wait().await.unwrap();
+    assert_eq!(r.status(), Status::Cancelled);
+    let rec = store.get(r.dispatch_id()).unwrap();
+    assert_eq!(rec.status, Status::Cancelled);
+    assert_eq!(rec.node(0).unwrap().status, Status::Cancelled);
+    assert_eq!(
+        rec.nodes.iter().find(|n| n.name == "add").unwrap().status,
+        Status::Cancelled
+    );
+    // An ended dispatch: nothing to do.
+    assert_eq!(
+        store.request_cancel(r.dispatch_id(), &[]).unwrap(),
+        Status::Cancelled
+    );
+}
+
+#[test]
+fn unknown_ids_and_prefixes_are_clear_errors() {
+    let (_dir, cfg) = temp_config();
+    let path = cfg.store_path();
+    let r = covalent::dispatch_sync(workflow(3, 4).with_config(cfg)).unwrap();
+    let store = Store::open(&path).unwrap();
+    let id = r.dispatch_id().to_string();
+    assert_eq!(store.resolve(&id[..13]).unwrap(), r.dispatch_id());
+    let e = store.resolve("ffffffff").unwrap_err().to_string();
+    assert!(e.contains("no dispatch `ffffffff`"), "{e}");
+    let e = store.get(covalent::Uuid::nil()).unwrap_err().to_string();
+    assert!(e.contains("00000000-0000-0000-0000-000000000000"), "{e}");
+    let e = store.resolve("not an id").unwrap_err().to_string();
+    assert!(e.contains("not an id"), "{e}");
+}
+
+fn open_err(path: &Path) -> String {
+    Store::open(path).unwrap_err().to_string()
+}
+
+#[test]
+fn files_that_are_not_our_store_are_refused_and_left_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x42u8; 8192]).unwrap();
+    let e = open_err(&garbage);
+    assert!(
+        e.contains("garbage.db") && e.contains("not a usable covalent store"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&garbage).unwrap(), vec![0x42u8; 8192]);
+
+    let foreign = dir.path().join("foreign.db");
+    {
+        let c = rusqlite::Connection::open(&foreign).unwrap();
+        c.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL);")
+            .unwrap();
+    }
+    let before = std::fs::read(&foreign).unwrap();
+    let e = open_err(&foreign);
+    assert!(
+        e.contains("foreign.db") && e.contains("another application"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&foreign).unwrap(), before);
+
+    let newer = dir.path().join("newer.db");
+    {
+        let c = rusqlite::Connection::open(&newer).unwrap();
+        c.execute_batch(
+            "PRAGMA application_id = 1129272908; PRAGMA user_version = 99; CREATE TABLE dispatches (id TEXT);",
+        )
+        .unwrap();
+    }
+    let before = std::fs::read(&newer).unwrap();
+    let e = open_err(&newer);
+    assert!(
+        e.contains("newer.db") && e.contains("newer covalent") && e.contains("99"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&newer).unwrap(), before);
+
+    // A place where no store can be created.
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "x").unwrap();
+    let e = open_err(&blocker.join("covalent.db"));
+    assert!(
+        e.contains("a-file") && e.contains("cannot create the directory"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_dispatch_into_a_bad_store_fails_clearly_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("covalent.db"),
+        b"not sqlite at all, just text",
+    )
+    .unwrap();
+    let cfg = Config::parse(
+        &format!("[sdk]\ndata_dir = {:?}\n", dir.path().display().to_string()),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    let e = covalent::dispatch_sync(workflow(1, 1).with_config(cfg)).unwrap_err();
+    assert!(e.to_string().contains("covalent.db"), "{e}");
+}
