@@ -5,9 +5,14 @@
 //! time per task, and heap per node (peak live bytes during build + run, counted by a global
 //! allocator wrapper, divided by graph nodes and by tasks).
 //!
+//! Each runs with recording off and on (the store in a temporary directory), and the store's
+//! size per node is printed.
+//!
 //! `cargo run --release -p covalent-bench -- [N] [REPEATS]` (defaults 100000, 7).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -122,21 +127,57 @@ fn main() {
     println!(
         "covalent core benchmark: local executor, trivial electrons, build + run, median of {repeats}"
     );
-    println!(
-        "{:<22} {:>8} {:>8} {:>11} {:>12} {:>12} {:>12}",
-        "workload", "tasks", "nodes", "median", "per task", "bytes/node", "bytes/task"
-    );
+    let home = std::env::temp_dir().join(format!("covalent-bench-{}", std::process::id()));
+    let config = |record: bool| {
+        let text = format!(
+            "[sdk]\ndata_dir = {:?}\nrecord = {record}\nprogress = false\n",
+            home.display().to_string()
+        );
+        Arc::new(covalent::Config::parse(&text, Path::new("bench.toml")).expect("config"))
+    };
+    let (off, on) = (config(false), config(true));
+    let fan = n * (n + 1) / 2;
     let rows = [
         (
             "fan-out N + join",
-            measure("fan-out", repeats, || fan_out(n), n * (n + 1) / 2),
+            "off",
+            measure(
+                "fan-out",
+                repeats,
+                || fan_out(n).with_config(off.clone()),
+                fan,
+            ),
         ),
-        ("chain N", measure("chain", repeats, || chain(n), n)),
+        (
+            "chain N",
+            "off",
+            measure("chain", repeats, || chain(n).with_config(off.clone()), n),
+        ),
+        (
+            "fan-out N + join",
+            "on",
+            measure(
+                "fan-out",
+                repeats,
+                || fan_out(n).with_config(on.clone()),
+                fan,
+            ),
+        ),
+        (
+            "chain N",
+            "on",
+            measure("chain", repeats, || chain(n).with_config(on.clone()), n),
+        ),
     ];
-    for (name, f) in rows {
+    println!(
+        "{:<18} {:>6} {:>8} {:>8} {:>11} {:>11} {:>11} {:>11}",
+        "workload", "record", "tasks", "nodes", "median", "per task", "bytes/node", "bytes/task"
+    );
+    for (name, record, f) in &rows {
         println!(
-            "{:<22} {:>8} {:>8} {:>9.2}ms {:>10.3}µs {:>12} {:>12}",
+            "{:<18} {:>6} {:>8} {:>8} {:>9.2}ms {:>9.3}µs {:>11} {:>11}",
             name,
+            record,
             f.tasks,
             f.nodes,
             f.median.as_secs_f64() * 1e3,
@@ -145,4 +186,34 @@ fn main() {
             f.peak_bytes / f.tasks,
         );
     }
+    for (i, name) in ["fan-out", "chain"].iter().enumerate() {
+        let ratio = rows[i + 2].2.median.as_secs_f64() / rows[i].2.median.as_secs_f64();
+        println!("{name}: recording on / off = {ratio:.2}x");
+    }
+    // Database size per recorded node: one more recorded fan-out into a fresh store.
+    let fresh = home.join("size");
+    let sized = Arc::new(
+        covalent::Config::parse(
+            &format!(
+                "[sdk]\ndata_dir = {:?}\nprogress = false\n",
+                fresh.display().to_string()
+            ),
+            Path::new("bench.toml"),
+        )
+        .expect("config"),
+    );
+    let lattice = fan_out(n).with_config(sized);
+    let nodes = lattice.graph().len();
+    covalent::dispatch_sync(lattice).expect("dispatch");
+    let size: u64 = ["covalent.db", "covalent.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(fresh.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "store size after one recorded fan-out: {:.1} MB, {} bytes per graph node",
+        size as f64 / 1e6,
+        size / nodes as u64
+    );
+    let _ = std::fs::remove_dir_all(&home);
 }

@@ -383,9 +383,7 @@ impl Run {
             let fps = crate::store::encode::encode(
                 &graph,
                 |i| match &graph.nodes[i].op {
-                    Op::Param(Some(v)) => {
-                        Some(v.to_json().unwrap_or_else(serde_json::Value::String))
-                    }
+                    Op::Param(Some(v)) => Some(v),
                     _ => None,
                 },
                 |_| None,
@@ -516,6 +514,29 @@ impl Run {
 
     pub(crate) fn status(&self) -> Status {
         Status::from_u8(self.status.load(Ordering::Acquire))
+    }
+
+    /// The name of the executor in slot `slot` (a node's `executor` field).
+    pub(crate) fn executor_name(&self, slot: u32) -> Option<String> {
+        let r = if slot == NO_EXECUTOR {
+            self.execs.last()
+        } else {
+            self.execs.get(slot as usize)
+        }?;
+        match &r.exec {
+            Ok(e) => Some(e.short_name().to_string()),
+            Err(_) => {
+                let sel = if slot == NO_EXECUTOR {
+                    self.graph.default_executor.as_ref()
+                } else {
+                    self.graph.executors.get(slot as usize)
+                };
+                match sel? {
+                    ExecutorSel::Named(n) => Some(n.to_string()),
+                    ExecutorSel::Instance(r) => Some(r.short_name().to_string()),
+                }
+            }
+        }
     }
 
     /// The executor slot of node `i`.
@@ -680,16 +701,10 @@ impl Run {
     ) -> Option<u32> {
         let st = &self.states[i as usize];
         st.end.store(self.now(), Ordering::Release);
-        let note = |run: &Run| {
-            if let Some(j) = &run.journal {
-                j.note(i);
-            }
-        };
         let next = match result {
             Ok(v) => {
                 let _ = st.value.set(v);
                 st.status.store(COMPLETED, Ordering::Release);
-                note(self);
                 let mut ready = Vec::new();
                 for &d in self.graph.deps_of(i as usize) {
                     let ds = &self.states[d as usize];
@@ -713,11 +728,9 @@ impl Run {
                 st.extra(|x| x.error = Some(e));
                 if cancelled {
                     st.status.store(CANCELLED, Ordering::Release);
-                    note(self);
                     self.skip_dependants(i, CANCELLED);
                 } else {
                     st.status.store(FAILED, Ordering::Release);
-                    note(self);
                     self.failed.lock().unwrap().push(i);
                     self.skip_dependants(i, NOT_RUN);
                     if self.fail_fast {
@@ -881,9 +894,6 @@ impl Run {
     async fn run_async(self: Arc<Self>, i: u32) {
         if !self.claim(i) {
             return;
-        }
-        if let Some(j) = &self.journal {
-            j.note(i);
         }
         let def = match &self.graph.nodes[i as usize].op {
             Op::Electron(def) => *def,

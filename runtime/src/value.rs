@@ -31,6 +31,7 @@ impl<T> Value for T where T: Serialize + DeserializeOwned + Clone + Send + Sync 
 pub(crate) trait AnyValue: Any + Send + Sync {
     fn to_json(&self) -> Result<serde_json::Value, String>;
     fn to_json_string(&self) -> Result<String, String>;
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), String>;
     fn type_name(&self) -> &'static str;
 }
 
@@ -40,6 +41,9 @@ impl<T: Value> AnyValue for T {
     }
     fn to_json_string(&self) -> Result<String, String> {
         serde_json::to_string(self).map_err(|e| e.to_string())
+    }
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        serde_json::to_writer(out, self).map_err(|e| e.to_string())
     }
     fn type_name(&self) -> &'static str {
         std::any::type_name::<T>()
@@ -94,6 +98,16 @@ impl Output {
         self.0
             .to_json_string()
             .unwrap_or_else(|e| serde_json::Value::String(e).to_string())
+    }
+
+    /// Appends the value's JSON to `out` (a JSON string holding the error if it cannot be
+    /// serialized).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let mark = out.len();
+        if let Err(e) = self.0.write_json(out) {
+            out.truncate(mark);
+            out.extend_from_slice(serde_json::Value::String(e).to_string().as_bytes());
+        }
     }
 
     /// The Rust type name of the value.

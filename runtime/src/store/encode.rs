@@ -23,7 +23,7 @@ pub(crate) const OPERATOR: u8 = 4;
 pub(crate) struct ElectronRec(pub String, pub String, pub Vec<String>);
 
 /// One node: name index, kind, electron index (-1 if none), executor index (-1 if none),
-/// inputs `(source, slot)`, parameter value, internal-op tag.
+/// inputs `(source, slot)`, parameter value (raw JSON), internal-op tag.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct NodeRec(
     pub u32,
@@ -31,17 +31,16 @@ pub(crate) struct NodeRec(
     pub i32,
     pub i32,
     pub Vec<(u32, u32)>,
-    #[serde(default, skip_serializing_if = "Option::is_none")] pub Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "is_zero")] pub u32,
+    #[serde(default)] pub Option<Box<serde_json::value::RawValue>>,
+    #[serde(default)] pub u32,
 );
-
-fn is_zero(v: &u32) -> bool {
-    *v == 0
-}
 
 /// A graph as stored.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct GraphRec {
+    /// When the run started (µs since the Unix epoch); node times in the log are offsets.
+    #[serde(default)]
+    pub t0: i64,
     pub names: Vec<String>,
     pub electrons: Vec<ElectronRec>,
     pub executors: Vec<String>,
@@ -51,6 +50,8 @@ pub(crate) struct GraphRec {
 struct Interner {
     list: Vec<String>,
     index: std::collections::HashMap<String, u32>,
+    /// The last `&'static str` looked up: consecutive nodes mostly share a name.
+    last: Option<(*const u8, usize, u32)>,
 }
 
 impl Interner {
@@ -58,7 +59,19 @@ impl Interner {
         Interner {
             list: Vec::new(),
             index: Default::default(),
+            last: None,
         }
+    }
+    fn get_static(&mut self, s: &'static str) -> u32 {
+        if let Some((p, len, i)) = self.last
+            && p == s.as_ptr()
+            && len == s.len()
+        {
+            return i;
+        }
+        let i = self.get(s);
+        self.last = Some((s.as_ptr(), s.len(), i));
+        i
     }
     fn get(&mut self, s: &str) -> u32 {
         if let Some(&i) = self.index.get(s) {
@@ -71,19 +84,39 @@ impl Interner {
     }
 }
 
-/// Encodes a graph; `params` gives parameter values (a run has moved them out of the graph).
-pub(crate) fn encode(
-    graph: &Graph,
-    param_value: impl Fn(usize) -> Option<serde_json::Value>,
-    executor_of: impl Fn(usize) -> Option<String>,
-) -> GraphRec {
+/// One node as [`walk`] sees it.
+struct Parts<'a> {
+    name: u32,
+    kind: u8,
+    electron: i32,
+    executor: i32,
+    inputs: &'a [(u32, u32)],
+    value: Option<&'a crate::value::Output>,
+    tag: u32,
+}
+
+/// The interned tables of a walked graph.
+struct Tables {
+    names: Vec<String>,
+    electrons: Vec<ElectronRec>,
+    executors: Vec<String>,
+}
+
+/// Visits every node in id order with its interned name, electron and executor.
+fn walk<'g>(
+    graph: &'g Graph,
+    param_value: impl Fn(usize) -> Option<&'g crate::value::Output>,
+    executor_of: impl Fn(u32) -> Option<String>,
+    mut emit: impl FnMut(Parts<'_>),
+) -> Tables {
     let mut names = Interner::new();
     let mut electrons: Vec<ElectronRec> = Vec::new();
     let mut electron_index: std::collections::HashMap<&'static str, i32> = Default::default();
     let mut executors = Interner::new();
-    let mut nodes = Vec::with_capacity(graph.nodes.len());
+    // Executor names are resolved once per executor slot, not per node.
+    let mut slot_index: Vec<(u32, i32)> = Vec::new();
     for (i, spec) in graph.nodes.iter().enumerate() {
-        let name = names.get(spec.op.name());
+        let name = names.get_static(spec.op.name());
         let (kind, electron, tag) = match &spec.op {
             Op::Param(_) => (PARAMETER, -1, 0),
             Op::Electron(d) => {
@@ -105,44 +138,134 @@ pub(crate) fn encode(
             Op::Internal(o) => (if o.internal { INTERNAL } else { OPERATOR }, -1, o.tag),
         };
         let executor = match &spec.op {
-            Op::Electron(_) => executor_of(i)
-                .map(|e| executors.get(&e) as i32)
-                .unwrap_or(-1),
+            Op::Electron(_) => match slot_index.iter().find(|(s, _)| *s == spec.executor) {
+                Some(&(_, e)) => e,
+                None => {
+                    let e = executor_of(spec.executor)
+                        .map(|e| executors.get(&e) as i32)
+                        .unwrap_or(-1);
+                    slot_index.push((spec.executor, e));
+                    e
+                }
+            },
             _ => -1,
         };
         let value = match &spec.op {
             Op::Param(_) => param_value(i),
             _ => None,
         };
-        nodes.push(NodeRec(
+        emit(Parts {
             name,
             kind,
             electron,
             executor,
-            graph.inputs_of(i).to_vec(),
+            inputs: graph.inputs_of(i),
             value,
             tag,
-        ));
+        });
     }
-    GraphRec {
+    Tables {
         names: names.list,
         electrons,
         executors: executors.list,
+    }
+}
+
+/// Encodes a graph; `param_value` gives parameter values as JSON text (a run has moved them
+/// out of the graph), `executor_of` the executor name of an executor slot.
+pub(crate) fn encode<'g>(
+    graph: &'g Graph,
+    param_value: impl Fn(usize) -> Option<&'g crate::value::Output>,
+    executor_of: impl Fn(u32) -> Option<String>,
+) -> GraphRec {
+    let mut nodes = Vec::with_capacity(graph.nodes.len());
+    let t = walk(graph, param_value, executor_of, |p| {
+        nodes.push(NodeRec(
+            p.name,
+            p.kind,
+            p.electron,
+            p.executor,
+            p.inputs.to_vec(),
+            p.value
+                .and_then(|v| serde_json::value::RawValue::from_string(v.to_json_string()).ok()),
+            p.tag,
+        ))
+    });
+    GraphRec {
+        t0: 0,
+        names: t.names,
+        electrons: t.electrons,
+        executors: t.executors,
         nodes,
     }
 }
 
-/// Encodes a run's graph (parameter values are in the run's states).
-pub(crate) fn encode_run(run: &Run) -> GraphRec {
-    encode(
+/// The JSON text of [`encode`]'s result, written directly (no intermediate records: this runs
+/// for every recorded dispatch, on graphs of any size).
+pub(crate) fn encode_json<'g>(
+    graph: &'g Graph,
+    t0: i64,
+    param_value: impl Fn(usize) -> Option<&'g crate::value::Output>,
+    executor_of: impl Fn(u32) -> Option<String>,
+) -> String {
+    let mut nodes: Vec<u8> = Vec::with_capacity(graph.nodes.len() * 24);
+    let mut num = itoa::Buffer::new();
+    let t = walk(graph, param_value, executor_of, |p| {
+        let mut int = |out: &mut Vec<u8>, v: i64, sep: u8| {
+            out.extend_from_slice(num.format(v).as_bytes());
+            out.push(sep);
+        };
+        if !nodes.is_empty() {
+            nodes.push(b',');
+        }
+        nodes.push(b'[');
+        int(&mut nodes, p.name.into(), b',');
+        int(&mut nodes, p.kind.into(), b',');
+        int(&mut nodes, p.electron.into(), b',');
+        int(&mut nodes, p.executor.into(), b',');
+        nodes.push(b'[');
+        for (k, (src, slot)) in p.inputs.iter().enumerate() {
+            if k > 0 {
+                nodes.push(b',');
+            }
+            nodes.push(b'[');
+            int(&mut nodes, (*src).into(), b',');
+            int(&mut nodes, (*slot).into(), b']');
+        }
+        nodes.extend_from_slice(b"],");
+        match p.value {
+            Some(v) => v.write_json(&mut nodes),
+            None => nodes.extend_from_slice(b"null"),
+        }
+        nodes.push(b',');
+        int(&mut nodes, p.tag.into(), b']');
+    });
+    let nodes = String::from_utf8(nodes).unwrap_or_default();
+    let tables = serde_json::json!({
+        "t0": t0,
+        "names": t.names,
+        "electrons": t.electrons,
+        "executors": t.executors,
+    })
+    .to_string();
+    let mut out = String::with_capacity(tables.len() + nodes.len() + 12);
+    out.push_str(&tables[..tables.len() - 1]);
+    out.push_str(",\"nodes\":[");
+    out.push_str(&nodes);
+    out.push_str("]}");
+    out
+}
+
+/// The stored JSON of a run's graph (parameter values are in the run's states).
+pub(crate) fn encode_run(run: &Run) -> String {
+    encode_json(
         &run.graph,
-        |i| {
-            run.states[i]
-                .value
-                .get()
-                .map(|v| v.to_json().unwrap_or_else(serde_json::Value::String))
+        super::micros(run.started_wall),
+        |i| match run.graph.nodes[i].op {
+            Op::Param(_) => run.states[i].value.get(),
+            _ => None,
         },
-        |i| crate::result::NodeResult::new(run, i).executor(),
+        |slot| run.executor_name(slot),
     )
 }
 
@@ -212,7 +335,7 @@ impl GraphRec {
                     h.update(e.1.as_bytes());
                 }
                 if let Some(v) = &node.5 {
-                    h.update(v.to_string().as_bytes());
+                    h.update(v.get().as_bytes());
                 }
                 for &(src, slot) in &node.4 {
                     h.update(&slot.to_le_bytes());
@@ -225,5 +348,46 @@ impl GraphRec {
             }
         }
         fp.into_iter().map(|f| f.unwrap_or([0; 16])).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_direct_json_reads_back_as_the_records() {
+        let mut b = crate::graph::Builder::new();
+        let p = b.param(crate::value::Output::new(vec![1u8, 2]));
+        let q = b.param(crate::value::Output::new("x\"y".to_string()));
+        let c = b.push(
+            Op::Internal(&crate::graph::InternalOp {
+                name: ":electron_list:",
+                tag: 3,
+                internal: true,
+                run: |_| Err(crate::electron::TaskError::Failed("unused".into())),
+            }),
+            crate::graph::NO_EXECUTOR,
+        );
+        let serial = b.serial();
+        b.edge(p, c, 0, serial);
+        b.edge(q, c, 1, serial);
+        b.edge(p, c, WAIT_SLOT, serial);
+        let g = b.finish(c);
+        let value = |i: usize| match &g.nodes[i].op {
+            Op::Param(Some(v)) => Some(v),
+            _ => None,
+        };
+        let direct: GraphRec = serde_json::from_str(&encode_json(&g, 42, value, |_| None)).unwrap();
+        let records = encode(&g, value, |_| None);
+        assert_eq!(direct.t0, 42);
+        assert_eq!(
+            serde_json::to_value(&direct.nodes).unwrap(),
+            serde_json::to_value(&records.nodes).unwrap()
+        );
+        assert_eq!(direct.names, records.names);
+        assert_eq!(direct.edge_name(2, 1), "[1]");
+        assert_eq!(direct.edge_name(2, WAIT_SLOT), "!waiting_edge");
+        assert_eq!(direct.fingerprints(), records.fingerprints());
     }
 }

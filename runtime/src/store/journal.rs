@@ -1,9 +1,9 @@
 //! The write-behind journal: one writer thread per store records what the dispatcher did, in
 //! batches, so the dispatcher never waits for the database.
 //!
-//! The dispatcher only pushes node ids onto its run's pending list ([`RunJournal::note`]);
-//! every tick (or at once when a run ends) the writer reads those nodes' current state from
-//! the run and upserts their rows in one transaction. When a run has ended it writes every
+//! The dispatcher does nothing for it on the hot path: every tick (or at once when a run ends)
+//! the writer scans the run's node statuses (an atomic load each, from the first node not yet
+//! finished) and appends the nodes that changed to the run's node log, in one transaction. When a run has ended it writes every
 //! remaining node and the final dispatch row, then marks the run flushed, which is what
 //! `Dispatch::wait` waits for. The writer also refreshes the heartbeat of its running
 //! dispatches and polls `cancel_requests` for them.
@@ -25,10 +25,17 @@ use crate::dispatcher::Run;
 use crate::result::NodeResult;
 use crate::status::Status;
 
+/// `Active::written` of a node not logged yet.
+const UNWRITTEN: u8 = u8::MAX;
 /// How often a running dispatch's heartbeat is refreshed.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Longest a noted node waits before it is written.
 const TICK: Duration = Duration::from_millis(25);
+/// How long the writer must have been idle before it checkpoints (so the checkpoint does not
+/// land between two dispatches run back to back).
+const CHECKPOINT_IDLE: Duration = Duration::from_millis(500);
+/// Write-ahead log size that triggers a checkpoint even while dispatches run.
+const WAL_LIMIT: u64 = 64 << 20;
 /// How often cancel requests from other processes are looked for.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 
@@ -55,17 +62,11 @@ pub(crate) struct RunJournal {
     pub(crate) dispatch_id: String,
     /// `""` for the dispatch's own graph, `"3"` for the sublattice of node 3, `"3/1"` deeper.
     pub(crate) path: String,
-    pending: Mutex<Vec<u32>>,
     flushed: AtomicBool,
     flushed_notify: Notify,
 }
 
 impl RunJournal {
-    /// Records that node `i` changed state.
-    pub(crate) fn note(&self, i: u32) {
-        self.pending.lock().unwrap().push(i);
-    }
-
     /// Wakes the writer (a run ended).
     pub(crate) fn wake(&self) {
         let mut s = self.shared.state.lock().unwrap();
@@ -83,7 +84,6 @@ impl RunJournal {
             } else {
                 format!("{}/{node}", self.path)
             },
-            pending: Mutex::new(Vec::new()),
             flushed: AtomicBool::new(false),
             flushed_notify: Notify::new(),
         })
@@ -137,7 +137,6 @@ impl Journal {
             shared: self.shared.clone(),
             dispatch_id: id.to_string(),
             path: String::new(),
-            pending: Mutex::new(Vec::new()),
             flushed: AtomicBool::new(false),
             flushed_notify: Notify::new(),
         })
@@ -152,8 +151,14 @@ impl Journal {
 struct Active {
     run: Arc<Run>,
     graph_written: bool,
-    /// Nodes whose terminal state is written.
-    done: Vec<bool>,
+    /// Status last written for each node (`UNWRITTEN` if none).
+    written: Vec<u8>,
+    /// Every node before this one has its terminal state written.
+    low: usize,
+    /// Next `node_log` sequence number.
+    seq: i64,
+    /// Tasks written as COMPLETED or REUSED (internal nodes excluded).
+    done_tasks: i64,
 }
 
 struct Writer {
@@ -163,19 +168,13 @@ struct Writer {
     active: Vec<Active>,
     last_heartbeat: Instant,
     last_cancel_poll: Instant,
+    /// When the last run finished (or the writer started).
+    idle_since: Instant,
+    /// The log has data a checkpoint has not moved yet.
+    wal_pending: bool,
     cancel_seq: i64,
     warned: bool,
 }
-
-const UPSERT_NODE: &str = "
-    INSERT INTO nodes (dispatch_id, path, node_id, name, internal, status, executor, started_at,
-                       ended_at, output, error, stdout, stderr, attempts, job_handle)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-    ON CONFLICT (dispatch_id, path, node_id) DO UPDATE SET
-        status = excluded.status, executor = excluded.executor,
-        started_at = excluded.started_at, ended_at = excluded.ended_at,
-        output = excluded.output, error = excluded.error, stdout = excluded.stdout,
-        stderr = excluded.stderr, attempts = excluded.attempts, job_handle = excluded.job_handle";
 
 impl Writer {
     fn new(conn: Connection, path: PathBuf, shared: Arc<Shared>) -> Self {
@@ -193,6 +192,8 @@ impl Writer {
             active: Vec::new(),
             last_heartbeat: Instant::now(),
             last_cancel_poll: Instant::now(),
+            idle_since: Instant::now(),
+            wal_pending: true,
             cancel_seq,
             warned: false,
         }
@@ -203,10 +204,12 @@ impl Writer {
             {
                 let mut s = self.shared.state.lock().unwrap();
                 if !s.woken {
-                    let timeout = if self.active.is_empty() {
-                        Duration::from_secs(3600)
-                    } else {
+                    let timeout = if !self.active.is_empty() {
                         TICK
+                    } else if self.wal_pending {
+                        CHECKPOINT_IDLE
+                    } else {
+                        Duration::from_secs(3600)
                     };
                     s = self.shared.wake.wait_timeout(s, timeout).unwrap().0;
                 }
@@ -216,11 +219,15 @@ impl Writer {
                     self.active.push(Active {
                         run,
                         graph_written: false,
-                        done: vec![false; n],
+                        written: vec![UNWRITTEN; n],
+                        low: 0,
+                        seq: 0,
+                        done_tasks: 0,
                     });
                 }
             }
             if self.active.is_empty() {
+                self.checkpoint();
                 continue;
             }
             let finished = match self.write_batch() {
@@ -236,6 +243,10 @@ impl Writer {
                         .collect()
                 }
             };
+            if !finished.is_empty() {
+                self.idle_since = Instant::now();
+                self.wal_pending = true;
+            }
             for &i in finished.iter().rev() {
                 let a = self.active.remove(i);
                 if let Some(j) = a.run.journal.as_ref() {
@@ -251,6 +262,7 @@ impl Writer {
                     j.flushed_notify.notify_waiters();
                 }
             }
+            self.checkpoint();
             if self.last_heartbeat.elapsed() >= HEARTBEAT {
                 self.last_heartbeat = Instant::now();
                 if let Err(e) = self.heartbeat() {
@@ -263,6 +275,29 @@ impl Writer {
                     self.warn(&e);
                 }
             }
+        }
+    }
+
+    /// Moves the write-ahead log into the database when nothing is running, or when the log
+    /// has grown past [`WAL_LIMIT`] (readers never block this; a busy reader only delays it).
+    fn checkpoint(&mut self) {
+        let wal = self.path.with_extension("db-wal");
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let idle = self.active.is_empty() && self.idle_since.elapsed() >= CHECKPOINT_IDLE;
+        if size == 0 {
+            self.wal_pending = false;
+            return;
+        }
+        if !idle && size < WAL_LIMIT {
+            return;
+        }
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            Ok(()) if idle => self.wal_pending = false,
+            Ok(()) => {}
+            Err(e) => self.warn(&e),
         }
     }
 
@@ -280,32 +315,37 @@ impl Writer {
     fn write_batch(&mut self) -> rusqlite::Result<Vec<usize>> {
         let tx = self.conn.transaction()?;
         let mut finished = Vec::new();
-        {
-            let mut upsert = tx.prepare_cached(UPSERT_NODE)?;
-            for (idx, a) in self.active.iter_mut().enumerate() {
-                let Some(j) = a.run.journal.clone() else {
-                    finished.push(idx);
-                    continue;
-                };
-                // Read "done" before draining, so nothing noted before the end is missed.
-                let ended = a.run.is_done();
-                if !a.graph_written {
-                    write_graph(&tx, &a.run, &j)?;
-                    a.graph_written = true;
+        let mut buf: Vec<u8> = Vec::new();
+        for (idx, a) in self.active.iter_mut().enumerate() {
+            let Some(j) = a.run.journal.clone() else {
+                finished.push(idx);
+                continue;
+            };
+            // Read "done" before scanning: every node is final once it is set.
+            let ended = a.run.is_done();
+            if !a.graph_written {
+                write_graph(&tx, &a.run, &j)?;
+                a.graph_written = true;
+            }
+            buf.clear();
+            buf.push(b'[');
+            scan(&mut buf, a, ended);
+            if buf.len() > 1 {
+                buf.push(b']');
+                let text = std::str::from_utf8(&buf).unwrap_or("[]");
+                tx.prepare_cached(
+                    "INSERT INTO node_log (dispatch_id, path, seq, entries) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![j.dispatch_id, j.path, a.seq, text])?;
+                a.seq += 1;
+                if j.path.is_empty() {
+                    tx.prepare_cached("UPDATE dispatches SET done_count = ?1 WHERE id = ?2")?
+                        .execute(params![a.done_tasks, j.dispatch_id])?;
                 }
-                let pending = std::mem::take(&mut *j.pending.lock().unwrap());
-                for i in pending {
-                    write_node(&mut upsert, &a.run, &j, i as usize, &mut a.done)?;
-                }
-                if ended {
-                    for i in 0..a.done.len() {
-                        if !a.done[i] {
-                            write_node(&mut upsert, &a.run, &j, i, &mut a.done)?;
-                        }
-                    }
-                    write_final(&tx, &a.run, &j)?;
-                    finished.push(idx);
-                }
+            }
+            if ended {
+                write_final(&tx, &a.run, &j)?;
+                finished.push(idx);
             }
         }
         tx.commit()?;
@@ -362,7 +402,7 @@ impl Writer {
 }
 
 fn write_graph(tx: &Transaction<'_>, run: &Run, j: &RunJournal) -> rusqlite::Result<()> {
-    let graph = serde_json::to_string(&encode::encode_run(run)).unwrap_or_default();
+    let graph = encode::encode_run(run);
     if j.path.is_empty() {
         tx.execute(
             "UPDATE dispatches SET graph = ?1 WHERE id = ?2",
@@ -404,73 +444,116 @@ fn write_final(tx: &Transaction<'_>, run: &Run, j: &RunJournal) -> rusqlite::Res
     Ok(())
 }
 
-fn write_node(
-    upsert: &mut rusqlite::CachedStatement<'_>,
-    run: &Run,
-    j: &RunJournal,
-    i: usize,
-    done: &mut [bool],
-) -> rusqlite::Result<()> {
-    if done[i] || matches!(run.graph.nodes[i].op, crate::graph::Op::Param(_)) {
-        done[i] = true;
-        return Ok(());
-    }
-    let view = NodeResult::new(run, i);
-    let status = view.status();
-    if status.is_terminal() {
-        done[i] = true;
-    }
-    let (start, end) = run.states[i].times();
-    let at = |d: Option<Duration>| d.map(|d| micros(run.started_wall + d));
-    let output = match status {
-        Status::Completed | Status::Reused => view.output().map(|o| o.to_json_string()),
-        _ => None,
-    };
-    let (error, stdout, stderr, attempts, job) = {
-        let extra = run.states[i].extra.lock().unwrap();
-        match extra.as_deref() {
-            None => (None, String::new(), String::new(), None, None),
-            Some(x) => (
-                x.error.clone(),
-                x.stdout.clone(),
-                x.stderr.clone(),
-                (!x.attempts.is_empty()).then(|| {
-                    let recs: Vec<crate::record::AttemptRecord> = x
-                        .attempts
-                        .iter()
-                        .map(|a| crate::record::AttemptRecord {
-                            number: a.number,
-                            start_time: chrono::DateTime::from(run.started_wall + a.start_offset()),
-                            end_time: chrono::DateTime::from(
-                                run.started_wall + a.start_offset() + a.duration(),
-                            ),
-                            error: a.error.clone(),
-                        })
-                        .collect();
-                    serde_json::to_string(&recs).unwrap_or_default()
-                }),
-                x.job_handle
-                    .as_ref()
-                    .map(|h| serde_json::to_string(&h.0).unwrap_or_default()),
-            ),
+/// Appends node `i`'s state to a batch: `[id, status, start, end, output, {extras}]` (see
+/// `NodeRow` in `store/mod.rs`).
+/// Appends the nodes whose status changed since the last batch (all remaining ones when the
+/// run has ended). NEW and PENDING nodes are not logged: no entry means "not started".
+fn scan(buf: &mut Vec<u8>, a: &mut Active, ended: bool) {
+    let n = a.written.len();
+    let mut i = a.low;
+    let mut all_final_so_far = true;
+    while i < n {
+        let written = a.written[i];
+        if written != UNWRITTEN && Status::from_u8(written).is_terminal() {
+            if all_final_so_far {
+                a.low = i + 1;
+            }
+            i += 1;
+            continue;
         }
-    };
-    upsert.execute(params![
-        j.dispatch_id,
-        j.path,
-        i as i64,
-        view.name(),
-        view.is_internal(),
-        status.as_str(),
-        view.executor(),
-        at(start),
-        at(end),
-        output,
-        error,
-        stdout,
-        stderr,
-        attempts,
-        job,
-    ])?;
-    Ok(())
+        let status = if matches!(a.run.graph.nodes[i].op, crate::graph::Op::Param(_)) {
+            a.written[i] = Status::Completed as u8;
+            i += 1;
+            continue;
+        } else {
+            a.run.states[i].status()
+        };
+        let changed =
+            status as u8 != written && (ended || !matches!(status, Status::New | Status::Pending));
+        if changed {
+            entry(buf, a, i, status);
+            a.written[i] = status as u8;
+        }
+        if !status.is_terminal() {
+            all_final_so_far = false;
+        } else if all_final_so_far {
+            a.low = i + 1;
+        }
+        i += 1;
+    }
+}
+
+fn entry(buf: &mut Vec<u8>, a: &mut Active, i: usize, status: Status) {
+    let run = &a.run;
+    let view = NodeResult::new(run, i);
+    if matches!(status, Status::Completed | Status::Reused) && !view.is_internal() {
+        a.done_tasks += 1;
+    }
+    if buf.len() > 1 {
+        buf.push(b',');
+    }
+    let mut num = itoa::Buffer::new();
+    buf.push(b'[');
+    buf.extend_from_slice(num.format(i).as_bytes());
+    buf.push(b',');
+    buf.extend_from_slice(num.format(status as u8).as_bytes());
+    let (start, end) = run.states[i].times();
+    for t in [start, end] {
+        match t {
+            Some(t) => {
+                buf.push(b',');
+                buf.extend_from_slice(num.format(t.as_micros() as u64).as_bytes());
+            }
+            None => buf.extend_from_slice(b",null"),
+        }
+    }
+    match view.output() {
+        Some(o) if matches!(status, Status::Completed | Status::Reused) => {
+            buf.push(b',');
+            o.write_json(buf);
+        }
+        _ => buf.extend_from_slice(b",null"),
+    }
+    let extra = run.states[i].extra.lock().unwrap();
+    if let Some(x) = extra.as_deref() {
+        let mut extras = serde_json::Map::new();
+        let mut text = |key: &str, v: &str| {
+            extras.insert(key.into(), serde_json::Value::from(v));
+        };
+        if let Some(e) = &x.error {
+            text("e", e);
+        }
+        if !x.stdout.is_empty() {
+            text("out", &x.stdout);
+        }
+        if !x.stderr.is_empty() {
+            text("err", &x.stderr);
+        }
+        if let Some(e) = &x.executor {
+            text("x", e.short_name());
+        }
+        if let Some(h) = &x.job_handle {
+            extras.insert("j".into(), h.0.clone());
+        }
+        if !x.attempts.is_empty() {
+            let recs: Vec<crate::record::AttemptRecord> = x
+                .attempts
+                .iter()
+                .map(|t| crate::record::AttemptRecord {
+                    number: t.number,
+                    start_time: chrono::DateTime::from(run.started_wall + t.start_offset()),
+                    end_time: chrono::DateTime::from(
+                        run.started_wall + t.start_offset() + t.duration(),
+                    ),
+                    error: t.error.clone(),
+                })
+                .collect();
+            extras.insert("t".into(), serde_json::to_value(recs).unwrap_or_default());
+        }
+        if !extras.is_empty() {
+            buf.push(b',');
+            let _ = serde_json::to_writer(&mut *buf, &serde_json::Value::Object(extras));
+        }
+    }
+    buf.push(b']');
 }

@@ -287,7 +287,8 @@ impl Store {
         }
     }
 
-    /// Marks dispatches whose process died as INTERRUPTED (and their running nodes).
+    /// Marks dispatches whose process died as INTERRUPTED (their running nodes then read as
+    /// INTERRUPTED too).
     pub fn sweep_interrupted(&self) -> Result<usize, StoreError> {
         let me = std::process::id();
         let here = host();
@@ -319,11 +320,6 @@ impl Store {
                         "UPDATE dispatches SET status = 'INTERRUPTED', ended_at = heartbeat_at,
                              error = 'The process running this dispatch stopped before it ended'
                          WHERE id = ?1 AND status = 'RUNNING'",
-                        [&id],
-                    )?;
-                    c.execute(
-                        "UPDATE nodes SET status = 'INTERRUPTED'
-                         WHERE dispatch_id = ?1 AND status IN ('RUNNING', 'PENDING')",
                         [&id],
                     )?;
                     Ok(changed)
@@ -383,7 +379,7 @@ impl Store {
             .unwrap_or_default();
         let rows = self.node_rows(&key)?;
         let subs = self.sublattice_rows(&key)?;
-        let nodes = assemble(&graph, "", &rows, &subs);
+        let nodes = assemble(&graph, "", &rows, &subs, status == Status::Interrupted);
         Ok(DispatchRecord {
             id,
             lattice,
@@ -398,32 +394,27 @@ impl Store {
         })
     }
 
+    /// The latest logged state of every node of a dispatch, by `(path, node id)`.
     fn node_rows(&self, id: &str) -> Result<HashMap<(String, usize), NodeRow>, StoreError> {
-        self.with(|c| {
+        let batches: Vec<(String, String)> = self.with(|c| {
             let mut st = c.prepare(
-                "SELECT path, node_id, status, executor, started_at, ended_at, output, error,
-                        stdout, stderr, attempts, job_handle
-                 FROM nodes WHERE dispatch_id = ?1",
+                "SELECT path, entries FROM node_log WHERE dispatch_id = ?1 ORDER BY seq",
             )?;
-            let rows = st.query_map([id], |r| {
-                Ok((
-                    (r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize),
-                    NodeRow {
-                        status: r.get(2)?,
-                        executor: r.get(3)?,
-                        started: r.get(4)?,
-                        ended: r.get(5)?,
-                        output: r.get(6)?,
-                        error: r.get(7)?,
-                        stdout: r.get(8)?,
-                        stderr: r.get(9)?,
-                        attempts: r.get(10)?,
-                        job_handle: r.get(11)?,
-                    },
-                ))
-            })?;
+            let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
-        })
+        })?;
+        let mut out = HashMap::new();
+        for (path, entries) in batches {
+            let entries: Vec<serde_json::Value> =
+                serde_json::from_str(&entries).map_err(|e| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    reason: format!("the node log of dispatch {id} is damaged: {e}"),
+                })?;
+            for e in entries.into_iter().filter_map(NodeRow::parse) {
+                out.insert((path.clone(), e.n), e);
+            }
+        }
+        Ok(out)
     }
 
     fn sublattice_rows(
@@ -478,8 +469,8 @@ impl Store {
             if !path.is_empty() || i >= fps.len() {
                 continue;
             }
-            if matches!(row.status.as_str(), "COMPLETED" | "REUSED")
-                && let Some(v) = row.output.and_then(|o| serde_json::from_str(&o).ok())
+            if matches!(row.s, Status::Completed | Status::Reused)
+                && let Some(v) = row.o
             {
                 out.insert(fps[i], v);
             }
@@ -498,9 +489,7 @@ impl Store {
         let limit = filter.limit.map(|l| l as i64).unwrap_or(-1);
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT d.id, d.lattice, d.status, d.task_count, d.created_at, d.ended_at,
-                        (SELECT count(*) FROM nodes n WHERE n.dispatch_id = d.id AND n.path = ''
-                           AND n.internal = 0 AND n.status IN ('COMPLETED', 'REUSED'))
+                "SELECT d.id, d.lattice, d.status, d.task_count, d.created_at, d.ended_at, d.done_count
                  FROM dispatches d
                  WHERE (?1 = '' OR d.status = ?1)
                    AND (?2 = '' OR d.lattice LIKE '%' || ?2 || '%' OR d.id LIKE ?2 || '%')
@@ -614,7 +603,8 @@ impl Store {
         self.sweep_interrupted()?;
         let cutoff = match (older_than, all) {
             (_, true) => i64::MAX,
-            (Some(d), false) => micros(SystemTime::now()) - d.as_micros() as i64,
+            (Some(d), false) => micros(SystemTime::now())
+                .saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
             (None, false) => return Ok(0),
         };
         let mut conn = self.conn.lock().unwrap();
@@ -628,7 +618,7 @@ impl Store {
                 rows.collect::<rusqlite::Result<_>>()?
             };
             for id in &ids {
-                for table in ["nodes", "sublattices", "cancel_requests"] {
+                for table in ["node_log", "sublattices", "cancel_requests"] {
                     tx.execute(&format!("DELETE FROM {table} WHERE dispatch_id = ?1"), [id])?;
                 }
                 tx.execute("DELETE FROM dispatches WHERE id = ?1", [id])?;
@@ -641,17 +631,48 @@ impl Store {
     }
 }
 
+/// One entry of the node log: `[id, status, start, end, output, {extras}]`, times in µs from
+/// the run's start (`GraphRec::t0`), extras (`e` error, `out`/`err` streams, `t` attempts,
+/// `j` job handle, `x` executor) only when present.
+#[derive(Default)]
 struct NodeRow {
-    status: String,
-    executor: Option<String>,
-    started: Option<i64>,
-    ended: Option<i64>,
-    output: Option<String>,
-    error: Option<String>,
-    stdout: String,
-    stderr: String,
-    attempts: Option<String>,
-    job_handle: Option<String>,
+    n: usize,
+    s: Status,
+    a: Option<i64>,
+    b: Option<i64>,
+    o: Option<serde_json::Value>,
+    e: Option<String>,
+    out: String,
+    err: String,
+    t: Option<Vec<AttemptRecord>>,
+    j: Option<serde_json::Value>,
+    x: Option<String>,
+}
+
+impl NodeRow {
+    fn parse(v: serde_json::Value) -> Option<NodeRow> {
+        let serde_json::Value::Array(mut a) = v else {
+            return None;
+        };
+        a.resize(6, serde_json::Value::Null);
+        let extras = a[5].take();
+        let text = |k: &str| extras.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        Some(NodeRow {
+            n: a[0].as_u64()? as usize,
+            s: Status::from_u8(a[1].as_u64()? as u8),
+            a: a[2].as_i64(),
+            b: a[3].as_i64(),
+            o: Some(a[4].take()).filter(|v| !v.is_null()),
+            e: text("e"),
+            out: text("out").unwrap_or_default(),
+            err: text("err").unwrap_or_default(),
+            t: extras
+                .get("t")
+                .and_then(|t| serde_json::from_value(t.clone()).ok()),
+            j: extras.get("j").cloned(),
+            x: text("x"),
+        })
+    }
 }
 
 /// Builds node records from a stored graph and its node rows (nodes without a row have not
@@ -661,6 +682,7 @@ fn assemble(
     path: &str,
     rows: &HashMap<(String, usize), NodeRow>,
     subs: &HashMap<String, (String, String, GraphRec)>,
+    interrupted: bool,
 ) -> Vec<NodeRecord> {
     (0..graph.nodes.len())
         .map(|i| {
@@ -680,7 +702,7 @@ fn assemble(
                 .map(|(lattice, status, g)| SublatticeRecord {
                     lattice: lattice.clone(),
                     status: status.parse().unwrap_or(Status::Running),
-                    nodes: assemble(g, &sub_path, rows, subs),
+                    nodes: assemble(g, &sub_path, rows, subs, interrupted),
                 });
             let mut rec = NodeRecord {
                 id: i,
@@ -701,37 +723,38 @@ fn assemble(
             };
             if spec.1 == encode::PARAMETER {
                 rec.status = Status::Completed;
-                rec.output = spec.5.clone();
+                rec.output = spec
+                    .5
+                    .as_ref()
+                    .and_then(|v| serde_json::from_str(v.get()).ok());
             }
             if let Some(row) = rows.get(&(path.to_string(), i)) {
-                rec.status = row.status.parse().unwrap_or(Status::Running);
-                rec.executor = row.executor.clone().or(rec.executor);
-                rec.start_time = row.started.map(from_micros);
-                rec.end_time = row.ended.map(from_micros);
-                rec.output = row
-                    .output
-                    .as_deref()
-                    .and_then(|o| serde_json::from_str(o).ok());
-                rec.error = row.error.clone();
-                rec.stdout = row.stdout.clone();
-                rec.stderr = row.stderr.clone();
-                rec.job_handle = row
-                    .job_handle
-                    .as_deref()
-                    .and_then(|h| serde_json::from_str(h).ok());
-                rec.attempts = row
-                    .attempts
-                    .as_deref()
-                    .and_then(|a| serde_json::from_str::<Vec<AttemptRecord>>(a).ok())
-                    .unwrap_or_else(|| match (rec.start_time, rec.end_time) {
-                        (Some(s), Some(e)) if rec.status != Status::Reused => vec![AttemptRecord {
-                            number: 1,
-                            start_time: s,
-                            end_time: e,
-                            error: rec.error.clone(),
-                        }],
-                        _ => Vec::new(),
-                    });
+                rec.status = match row.s {
+                    Status::Running | Status::Pending if interrupted => Status::Interrupted,
+                    s => s,
+                };
+                rec.executor = row.x.clone().or(rec.executor);
+                rec.start_time = row.a.map(|t| from_micros(graph.t0 + t));
+                rec.end_time = row.b.map(|t| from_micros(graph.t0 + t));
+                rec.output = row.o.clone();
+                rec.error = row.e.clone();
+                rec.stdout = row.out.clone();
+                rec.stderr = row.err.clone();
+                rec.job_handle = row.j.clone();
+                rec.attempts =
+                    row.t
+                        .clone()
+                        .unwrap_or_else(|| match (rec.start_time, rec.end_time) {
+                            (Some(s), Some(e)) if rec.status != Status::Reused => {
+                                vec![AttemptRecord {
+                                    number: 1,
+                                    start_time: s,
+                                    end_time: e,
+                                    error: rec.error.clone(),
+                                }]
+                            }
+                            _ => Vec::new(),
+                        });
             }
             rec
         })
@@ -790,7 +813,9 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
             .map_err(|e| open_err(describe_open(path, &e)))?;
     }
-    conn.execute_batch("PRAGMA synchronous = NORMAL;")
+    // Checkpoints are the writer's job (when idle, or when the log grows large), never the
+    // dispatcher's: an automatic one would land on whichever commit crosses the threshold.
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")
         .map_err(|e| open_err(describe_open(path, &e)))?;
     Ok(conn)
 }

@@ -1,6 +1,11 @@
 //! The store's schema and its migrations, and the checks that keep us from touching a database
 //! that is not ours (foreign, corrupt, or written by a newer version).
 //!
+//! Node states are kept as a log: each row of `node_log` holds one batch of the journal (a
+//! JSON array of node entries, later entries win). A per-node row would cost the dispatcher's
+//! writer a B-tree insert per node; a batch costs one, which is what keeps recording within a
+//! small factor of not recording.
+//!
 //! This module owns DDL only; reading and writing rows is the rest of `store/`.
 
 use rusqlite::Connection;
@@ -25,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
         created_at    INTEGER NOT NULL,
         ended_at      INTEGER,
         task_count    INTEGER NOT NULL,
+        done_count    INTEGER NOT NULL DEFAULT 0,
         graph         TEXT,
         results_dir   TEXT,
         pid           INTEGER NOT NULL,
@@ -35,23 +41,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX dispatches_by_time ON dispatches(created_at);
     CREATE INDEX dispatches_by_status ON dispatches(status);
-    CREATE TABLE nodes (
+    CREATE TABLE node_log (
         dispatch_id  TEXT NOT NULL,
         path         TEXT NOT NULL,
-        node_id      INTEGER NOT NULL,
-        name         TEXT NOT NULL,
-        internal     INTEGER NOT NULL,
-        status       TEXT NOT NULL,
-        executor     TEXT,
-        started_at   INTEGER,
-        ended_at     INTEGER,
-        output       TEXT,
-        error        TEXT,
-        stdout       TEXT NOT NULL DEFAULT '',
-        stderr       TEXT NOT NULL DEFAULT '',
-        attempts     TEXT,
-        job_handle   TEXT,
-        PRIMARY KEY (dispatch_id, path, node_id)
+        seq          INTEGER NOT NULL,
+        entries      TEXT NOT NULL,
+        PRIMARY KEY (dispatch_id, path, seq)
     ) WITHOUT ROWID;
     CREATE TABLE sublattices (
         dispatch_id  TEXT NOT NULL,
@@ -101,7 +96,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Found> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let found = inspect(&tx)?;
     let from = match found {
-        Found::Empty => 0,
+        Found::Empty => {
+            // Larger pages: node-log batches and graphs are large rows.
+            tx.execute_batch("PRAGMA page_size = 16384;")?;
+            0
+        }
         Found::Ours(v) if v < SCHEMA_VERSION => v,
         other => return Ok(other),
     };

@@ -1,0 +1,171 @@
+//! The command line: every subcommand and option of `covalent`, parsed with clap's derive API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use covalent::Status;
+
+/// Inspect and manage the dispatches that covalent workflows record.
+///
+/// Every dispatch of a `#[lattice]` is recorded in the store, `<data dir>/covalent.db`. The data
+/// dir is `--home`, else `COVALENT_HOME`, else `[sdk] data_dir` in covalent.toml, else the
+/// user's data directory + `covalent`. Dispatch ids may be shortened to any unique prefix.
+#[derive(Debug, Parser)]
+#[command(name = "covalent", version, propagate_version = true)]
+pub struct Cli {
+    /// Use the store in DIR (overrides COVALENT_HOME and `[sdk] data_dir`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List recorded dispatches, newest first.
+    List(ListArgs),
+    /// Print a dispatch's report and a table of its nodes.
+    Show(ShowArgs),
+    /// Print a dispatch's result as JSON (exit 1 unless it COMPLETED).
+    Result(ResultArgs),
+    /// Ask the process running a dispatch to cancel it, or some of its nodes.
+    Cancel(CancelArgs),
+    /// Print the stdout and stderr recorded for a dispatch's tasks.
+    Logs(LogsArgs),
+    /// Delete ended dispatches from the store (running ones are never deleted).
+    Purge(PurgeArgs),
+    /// Show the effective configuration and where each value comes from.
+    Config,
+    /// List the executor plugins built into this binary, with their default options.
+    Executors(ExecutorsArgs),
+}
+
+/// `covalent list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only dispatches with this status: running, completed, failed, cancelled or interrupted.
+    #[arg(long, value_name = "STATUS", value_parser = parse_status)]
+    pub status: Option<Status>,
+    /// Only dispatches whose lattice name contains TEXT or whose id starts with it.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// Show at most N dispatches.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+    /// Skip the N newest matching dispatches.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub offset: usize,
+    /// Show whole dispatch ids instead of the shortest unique prefix.
+    #[arg(long)]
+    pub full_ids: bool,
+    /// Print the dispatches as a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `covalent show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Dispatch id, or a unique prefix of one.
+    pub id: String,
+    /// Also list internal nodes (parameters, collections, indexing).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `covalent result`.
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    /// Dispatch id, or a unique prefix of one.
+    pub id: String,
+    /// Print the whole record (status, inputs, every node) as JSON, whatever the status.
+    #[arg(long)]
+    pub json: bool,
+    /// Wait for a running dispatch to end first.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long (e.g. 30s, 5m, 1h 30m).
+    #[arg(long, value_name = "DURATION", requires = "wait", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// `covalent cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Dispatch id, or a unique prefix of one.
+    pub id: String,
+    /// Cancel only this node (repeat for several); without it, the whole dispatch.
+    #[arg(long = "node", value_name = "N")]
+    pub nodes: Vec<usize>,
+}
+
+/// `covalent logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Dispatch id, or a unique prefix of one.
+    pub id: String,
+    /// Only this node (and, for a sublattice, its children).
+    #[arg(long, value_name = "N")]
+    pub node: Option<usize>,
+}
+
+/// `covalent purge`.
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Delete ended dispatches that started more than DURATION ago (e.g. 7d, 12h, 30m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "all")]
+    pub older_than: Option<Duration>,
+    /// Delete every ended dispatch.
+    #[arg(long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `covalent executors`.
+#[derive(Debug, Args)]
+pub struct ExecutorsArgs {
+    /// Print the executors as a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_status(s: &str) -> Result<Status, String> {
+    s.parse()
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; expected a duration such as 30s, 12h, 7d or 1h 30m"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_and_statuses_parse() {
+        let cli = Cli::try_parse_from(["covalent", "purge", "--older-than", "7d"]).unwrap();
+        let Command::Purge(p) = cli.command else {
+            panic!("not purge")
+        };
+        assert_eq!(p.older_than, Some(Duration::from_secs(7 * 86400)));
+        let cli = Cli::try_parse_from(["covalent", "list", "--status", "failed"]).unwrap();
+        let Command::List(l) = cli.command else {
+            panic!("not list")
+        };
+        assert_eq!(l.status, Some(Status::Failed));
+        assert!(Cli::try_parse_from(["covalent", "result", "x", "--timeout", "5s"]).is_err());
+    }
+}

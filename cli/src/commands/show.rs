@@ -1,0 +1,58 @@
+//! `covalent show`: a dispatch's report followed by a table of its nodes, sublattice children
+//! indented under their node.
+
+use std::io::Write;
+
+use anyhow::Result;
+use covalent::NodeRecord;
+
+use crate::cli::ShowArgs;
+use crate::context::Context;
+use crate::format;
+use crate::table::Table;
+
+/// Longest error excerpt in the table.
+const ERROR_WIDTH: usize = 60;
+
+/// Runs `covalent show`.
+pub fn run(ctx: &Context, args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
+    let (store, id) = ctx.dispatch(&args.id)?;
+    let record = store.get(id)?;
+    write!(out, "{record}")?;
+    writeln!(out)?;
+    writeln!(out, "Nodes")?;
+    writeln!(out, "-----")?;
+    let mut t = Table::new(&[
+        "ID", "NAME", "STATUS", "EXECUTOR", "ATTEMPTS", "STARTED", "RUNTIME", "ERROR",
+    ]);
+    add_rows(&mut t, &record.nodes, "", args.all);
+    if t.is_empty() {
+        writeln!(out, "(no tasks; `--all` lists internal nodes)")?;
+    } else {
+        write!(out, "{t}")?;
+    }
+    Ok(())
+}
+
+/// Rows for `nodes`, whose ids are written under `prefix` (`3/` inside node 3's sublattice).
+fn add_rows(t: &mut Table, nodes: &[NodeRecord], prefix: &str, all: bool) {
+    let indent = "  ".repeat(prefix.matches('/').count());
+    for n in nodes.iter().filter(|n| all || !n.internal) {
+        t.row([
+            format!("{indent}{prefix}{}", n.id),
+            n.name.clone(),
+            n.status.to_string(),
+            n.executor.clone().unwrap_or_else(|| "-".into()),
+            n.attempts.len().to_string(),
+            format::local_time(n.start_time, "%H:%M:%S%.3f"),
+            format::elapsed(n.start_time, n.end_time),
+            n.error
+                .as_deref()
+                .map(|e| format::first_line(e, ERROR_WIDTH))
+                .unwrap_or_default(),
+        ]);
+        if let Some(sub) = &n.sublattice {
+            add_rows(t, &sub.nodes, &format!("{prefix}{}/", n.id), all);
+        }
+    }
+}
