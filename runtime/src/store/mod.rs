@@ -593,7 +593,9 @@ impl Store {
         }
     }
 
-    fn data_version(&self) -> Result<i64, StoreError> {
+    /// A number that changes whenever another connection (another process, or this process's
+    /// writer) commits to the store: poll it to notice changes cheaply.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
         self.with(|c| c.query_row("PRAGMA data_version", [], |r| r.get(0)))
     }
 
