@@ -55,7 +55,7 @@ static HOOK: Once = Once::new();
 
 /// Installs (once) a panic hook that, inside an electron, records the message and location
 /// instead of printing them; elsewhere it defers to the previous hook.
-fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     HOOK.call_once(|| {
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {

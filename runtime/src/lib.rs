@@ -41,6 +41,7 @@ mod graph;
 mod lattice;
 mod local;
 mod pool;
+mod process;
 mod progress;
 mod record;
 mod registry;
@@ -49,6 +50,7 @@ mod runtime;
 mod status;
 mod store;
 mod value;
+pub mod worker;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -73,6 +75,7 @@ pub use executor::{
 pub use graph::{AnyNode, Graph, IntoNode, Node, Waitable, wait};
 pub use lattice::{Dispatch, Error, Lattice, dispatch, dispatch_sync};
 pub use local::LocalExecutor;
+pub use process::ProcessExecutor;
 pub use record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord};
 pub use registry::{ExecutorInfo, ExecutorPlugin, registered_executors};
 pub use result::{LatticeResult, NodeResult, SublatticeResult};

@@ -1,0 +1,387 @@
+//! The worker protocol: how an out-of-process executor runs one task by re-running the same
+//! binary in worker mode.
+//!
+//! The executor writes a [`TaskEnvelope`] (protocol version, electron registration name and
+//! source digest, inputs as JSON, dispatch and node ids) to a file and starts the program with
+//! `COVALENT_WORKER_TASK=<envelope>` and `COVALENT_WORKER_RESULT=<result file>` in its
+//! environment. Before `main` runs (a constructor in this crate, so it works for `cargo run`
+//! binaries, examples and `cargo test` harnesses alike, and no user code runs first) the
+//! program notices those variables, runs the electron (hooks included), writes a
+//! [`ResultEnvelope`] (the output or a classified error, and timings) and exits. The task's own
+//! stdout and stderr are the process's.
+//!
+//! A different protocol version, or an electron whose source digest differs from the one the
+//! dispatcher built (a worker binary of another build), is a clear error, never a wrong answer.
+//!
+//! This module owns the envelopes and the worker side; starting workers is each executor's job.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::electron::{Args, TaskError, find_electron};
+use crate::executor::{ExecutorError, Task, TaskContext};
+use crate::value::Output;
+
+/// Version of the envelopes; a worker refuses any other.
+pub const PROTOCOL: u32 = 1;
+
+/// Environment variable naming the task envelope a worker runs.
+pub const TASK_ENV: &str = "COVALENT_WORKER_TASK";
+/// Environment variable naming the file a worker writes its result to.
+pub const RESULT_ENV: &str = "COVALENT_WORKER_RESULT";
+
+/// What a worker is asked to run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskEnvelope {
+    /// [`PROTOCOL`].
+    pub protocol: u32,
+    /// The covalent version that wrote it.
+    pub covalent: String,
+    /// The electron's registration name (`module::path::function`).
+    pub electron: String,
+    /// Digest of the electron's source in the dispatcher's build.
+    pub digest: String,
+    /// Inputs as JSON, in parameter order.
+    pub inputs: Vec<serde_json::Value>,
+    /// The dispatch id.
+    pub dispatch_id: String,
+    /// The node id.
+    pub node_id: usize,
+    /// The attempt number.
+    pub attempt: u32,
+    /// `deps_bash` commands the worker runs first (from the electron's definition).
+    pub deps_bash: Vec<String>,
+    /// `call_before` / `call_after` hooks, by name (run from the worker's own definition).
+    pub hooks: Vec<String>,
+}
+
+/// Why a worker did not produce a value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerErrorKind {
+    /// The electron returned `Err`.
+    Failed,
+    /// The electron panicked.
+    Panicked,
+    /// An input could not be read as its parameter type.
+    Input,
+    /// A `deps_bash` command or hook failed.
+    Hook,
+    /// The envelope could not be read or has another protocol version.
+    Protocol,
+    /// The binary has no electron of that name, or a different build of it.
+    Build,
+}
+
+/// What a worker reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultEnvelope {
+    /// [`PROTOCOL`].
+    pub protocol: u32,
+    /// The output, when the task succeeded.
+    pub output: Option<serde_json::Value>,
+    /// The error kind, when it failed.
+    pub error_kind: Option<WorkerErrorKind>,
+    /// The error message, when it failed.
+    pub error: Option<String>,
+    /// When the task started in the worker (µs since the Unix epoch).
+    pub started_at: i64,
+    /// When it ended.
+    pub ended_at: i64,
+}
+
+impl TaskEnvelope {
+    /// The envelope of a task.
+    pub fn of(task: &Task, ctx: &TaskContext) -> TaskEnvelope {
+        TaskEnvelope {
+            protocol: PROTOCOL,
+            covalent: env!("CARGO_PKG_VERSION").to_string(),
+            electron: task.def.path.to_string(),
+            digest: task.def.digest.to_string(),
+            inputs: task.inputs_json(),
+            dispatch_id: ctx.dispatch_id().to_string(),
+            node_id: ctx.node_id(),
+            attempt: ctx.attempt(),
+            deps_bash: task.def.deps_bash.iter().map(|s| s.to_string()).collect(),
+            hooks: task
+                .def
+                .call_before
+                .iter()
+                .chain(task.def.call_after)
+                .map(|h| h.name.to_string())
+                .collect(),
+        }
+    }
+
+    /// Writes it as JSON.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(
+            path,
+            serde_json::to_vec(self).map_err(std::io::Error::other)?,
+        )
+    }
+
+    /// As JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl ResultEnvelope {
+    /// Reads a result file.
+    pub fn read(path: &Path) -> Result<ResultEnvelope, ExecutorError> {
+        let text = std::fs::read(path).map_err(|e| {
+            ExecutorError::Failed(format!(
+                "the worker wrote no result ({}): {e}",
+                path.display()
+            ))
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses a result.
+    pub fn parse(bytes: &[u8]) -> Result<ResultEnvelope, ExecutorError> {
+        let r: ResultEnvelope = serde_json::from_slice(bytes).map_err(|e| {
+            ExecutorError::Failed(format!("the worker's result is not readable: {e}"))
+        })?;
+        if r.protocol != PROTOCOL {
+            return Err(ExecutorError::Failed(format!(
+                "the worker speaks protocol {} and this dispatcher {PROTOCOL}: run a worker binary of this build",
+                r.protocol
+            )));
+        }
+        Ok(r)
+    }
+
+    /// The task's output, or its error classified for retries.
+    pub fn into_output(self) -> Result<Output, ExecutorError> {
+        match (self.output, self.error_kind) {
+            (Some(v), None) => Ok(Output::new(v)),
+            (_, kind) => {
+                let msg = self
+                    .error
+                    .unwrap_or_else(|| "the worker reported no output".into());
+                Err(match kind {
+                    Some(WorkerErrorKind::Failed) | None => {
+                        ExecutorError::Task(TaskError::Failed(msg))
+                    }
+                    Some(WorkerErrorKind::Panicked) => {
+                        ExecutorError::Task(TaskError::Panicked(msg))
+                    }
+                    Some(WorkerErrorKind::Input) => ExecutorError::Task(TaskError::Input(msg)),
+                    Some(WorkerErrorKind::Hook) => ExecutorError::Task(TaskError::Hook(msg)),
+                    Some(WorkerErrorKind::Protocol) | Some(WorkerErrorKind::Build) => {
+                        ExecutorError::Failed(msg)
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// The running program's binary (what workers re-run).
+pub fn current_binary() -> std::io::Result<PathBuf> {
+    std::env::current_exe()
+}
+
+/// A content hash of the running program's binary (hex), computed once: remote executors
+/// ship the binary once per hash.
+pub fn binary_hash() -> Result<String, String> {
+    static HASH: OnceLock<Result<String, String>> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let path = current_binary().map_err(|e| e.to_string())?;
+        let mut f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut h = blake3::Hasher::new();
+        std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(h.finalize().to_hex()[..32].to_string())
+    })
+    .clone()
+}
+
+fn now_micros() -> i64 {
+    crate::store::micros(SystemTime::now())
+}
+
+/// Runs one envelope in this process and returns the result (the worker side).
+pub fn run_envelope(env: &TaskEnvelope) -> ResultEnvelope {
+    crate::dispatcher::install_panic_hook();
+    let started_at = now_micros();
+    let fail = |kind: WorkerErrorKind, msg: String| ResultEnvelope {
+        protocol: PROTOCOL,
+        output: None,
+        error_kind: Some(kind),
+        error: Some(msg),
+        started_at,
+        ended_at: now_micros(),
+    };
+    if env.protocol != PROTOCOL {
+        return fail(
+            WorkerErrorKind::Protocol,
+            format!(
+                "the dispatcher speaks worker protocol {} and this worker {PROTOCOL} (covalent {} vs {}): run a worker binary of the same build",
+                env.protocol,
+                env.covalent,
+                env!("CARGO_PKG_VERSION")
+            ),
+        );
+    }
+    let Some(def) = find_electron(&env.electron) else {
+        return fail(
+            WorkerErrorKind::Build,
+            format!(
+                "this worker binary has no electron `{}`: it is not a build of the dispatching program",
+                env.electron
+            ),
+        );
+    };
+    if def.digest != env.digest {
+        return fail(
+            WorkerErrorKind::Build,
+            format!(
+                "electron `{}` differs between the dispatching program and this worker binary (source digest {} vs {}): rebuild and ship the same binary",
+                env.electron, env.digest, def.digest
+            ),
+        );
+    }
+    let args = Args::new(env.inputs.iter().cloned().map(Output::new).collect());
+    let task = Task { def, args };
+    // Async electrons need a runtime; sync ones run right here.
+    let result = if task.is_async() {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => {
+                let _guard = rt.enter();
+                task.call_blocking()
+            }
+            Err(e) => Err(TaskError::Failed(format!(
+                "cannot start an async runtime: {e}"
+            ))),
+        }
+    } else {
+        task.call_blocking()
+    };
+    match result {
+        Ok(v) => ResultEnvelope {
+            protocol: PROTOCOL,
+            output: Some(v.to_json().unwrap_or_else(serde_json::Value::String)),
+            error_kind: None,
+            error: None,
+            started_at,
+            ended_at: now_micros(),
+        },
+        Err(e) => {
+            let kind = match &e {
+                TaskError::Failed(_) => WorkerErrorKind::Failed,
+                TaskError::Panicked(_) => WorkerErrorKind::Panicked,
+                TaskError::Input(_) => WorkerErrorKind::Input,
+                TaskError::Hook(_) => WorkerErrorKind::Hook,
+            };
+            let msg = match e {
+                TaskError::Failed(m)
+                | TaskError::Panicked(m)
+                | TaskError::Input(m)
+                | TaskError::Hook(m) => m,
+            };
+            fail(kind, msg)
+        }
+    }
+}
+
+/// Worker mode: when the environment names a task, run it, write the result and exit.
+/// Returns (does nothing) otherwise.
+pub fn enter_if_worker() {
+    let Some(task) = std::env::var_os(TASK_ENV) else {
+        return;
+    };
+    let result_path = std::env::var_os(RESULT_ENV).map(PathBuf::from);
+    let task = PathBuf::from(task);
+    let result = match std::fs::read(&task)
+        .map_err(|e| format!("cannot read the task envelope {}: {e}", task.display()))
+        .and_then(|b| {
+            serde_json::from_slice::<TaskEnvelope>(&b)
+                .map_err(|e| format!("the task envelope {} is not readable: {e}", task.display()))
+        }) {
+        Ok(env) => run_envelope(&env),
+        Err(msg) => ResultEnvelope {
+            protocol: PROTOCOL,
+            output: None,
+            error_kind: Some(WorkerErrorKind::Protocol),
+            error: Some(msg),
+            started_at: now_micros(),
+            ended_at: now_micros(),
+        },
+    };
+    let bytes = serde_json::to_vec(&result).unwrap_or_default();
+    let written = match &result_path {
+        Some(p) => std::fs::write(p, &bytes).map_err(|e| format!("{}: {e}", p.display())),
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&bytes)
+                .map_err(|e| e.to_string())
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("covalent worker: cannot write the result: {e}");
+        std::process::exit(70);
+    }
+    std::process::exit(0);
+}
+
+/// Worker mode before `main` (glibc Linux): binaries whose `main` is not `#[covalent::main]`
+/// (test harnesses) are workers too, and no user code runs first in a worker.
+///
+/// Electrons register themselves from constructors as well, and constructors run in link
+/// order, so some may not have run yet when this one does. In worker mode it therefore runs
+/// the constructors that come after it itself (with the arguments the C runtime gave it), then
+/// the task, then exits: the C runtime never reaches them again. Outside worker mode it
+/// returns at once.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod preinit {
+    use std::ffi::{c_char, c_int};
+
+    type InitFn = unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char);
+
+    unsafe extern "C" {
+        static __init_array_start: [InitFn; 0];
+        static __init_array_end: [InitFn; 0];
+    }
+
+    unsafe extern "C" fn entry(
+        argc: c_int,
+        argv: *const *const c_char,
+        envp: *const *const c_char,
+    ) {
+        if std::env::var_os(super::TASK_ENV).is_none() {
+            return;
+        }
+        // SAFETY: the linker delimits the array of constructor pointers with these symbols;
+        // we read it in place and call each constructor after ours exactly once, with the
+        // arguments the C runtime passes to constructors, then exit before it would.
+        unsafe {
+            let mut p = (&raw const __init_array_start).cast::<InitFn>();
+            let end = (&raw const __init_array_end).cast::<InitFn>();
+            let me = entry as InitFn as usize;
+            let mut after_me = false;
+            while p < end {
+                let f = *p;
+                if after_me {
+                    f(argc, argv, envp);
+                } else if f as usize == me {
+                    after_me = true;
+                }
+                p = p.add(1);
+            }
+        }
+        super::enter_if_worker();
+    }
+
+    #[used]
+    #[unsafe(link_section = ".init_array")]
+    static ENTRY: InitFn = entry;
+}
