@@ -25,6 +25,19 @@ use crate::electron::{Args, TaskError, find_electron};
 use crate::executor::{ExecutorError, Task, TaskContext};
 use crate::value::Output;
 
+pub use crate::process::{describe_exit, kill_group, signal_name, tail};
+
+/// Quotes a string for a POSIX shell (`'...'`), for executors that build remote commands.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// Version of the envelopes; a worker refuses any other.
 pub const PROTOCOL: u32 = 1;
 
@@ -384,4 +397,29 @@ mod preinit {
     #[used]
     #[unsafe(link_section = ".init_array")]
     static ENTRY: InitFn = entry;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn shell_quoting_survives_the_shell() {
+        for s in [
+            "plain",
+            "with space",
+            "it's",
+            "$HOME",
+            "a\"b",
+            "",
+            "x;rm -rf /",
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(s)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s);
+        }
+    }
 }
