@@ -1,0 +1,1 @@
+//! The `container` executor for covalent (being written).

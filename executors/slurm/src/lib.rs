@@ -1,0 +1,1 @@
+//! The `slurm` executor for covalent (being written).

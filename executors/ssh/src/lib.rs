@@ -1,0 +1,1 @@
+//! The `ssh` executor for covalent (being written).
