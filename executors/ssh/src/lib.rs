@@ -1,1 +1,230 @@
-//! The `ssh` executor for covalent (being written).
+//! The `ssh` executor: runs covalent tasks on another host over SSH, with the user's own
+//! OpenSSH setup (config, keys, known hosts, agent).
+//!
+//! ```no_run
+//! use covalent::prelude::*;
+//! use covalent_ssh::SshExecutor;
+//!
+//! #[electron(executor = SshExecutor::new("gpu-box").with_username("me"))]
+//! fn heavy(x: u64) -> u64 { x * 2 }
+//!
+//! #[lattice]
+//! fn flow() -> u64 { heavy(21) }
+//!
+//! # fn main() {
+//! covalent_ssh::link();
+//! let r = covalent::dispatch_sync(flow()).unwrap();
+//! assert_eq!(r.value(), Some(&42));
+//! # }
+//! ```
+//!
+//! How a task runs: the program's own binary is copied once per content hash into
+//! `remote_cache` on the host; the task envelope goes to a work directory; the worker starts
+//! detached (its own session, pid recorded as the job handle) and one SSH session waits for it
+//! and brings back its result, stdout and stderr. If that session drops, the executor
+//! reconnects and polls until the task ends. Connections are shared (OpenSSH `ControlMaster`),
+//! so a task costs one round trip on an open connection, not a handshake. Cancelling or timing
+//! out kills the remote process group. Strict host-key checking stays on unless turned off.
+//!
+//! Register the plugin (so `executor = "ssh"` and `[executors.ssh]` work) by linking the crate:
+//! call [`link`] once, or `use covalent_ssh as _;`.
+
+mod remote;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use covalent::{BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext};
+use serde::{Deserialize, Serialize};
+
+pub use remote::SshError;
+
+/// Runs tasks on a host over SSH. Options (`[executors.ssh]` in `covalent.toml`, or fields):
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `hostname` | (required) | host name, address, or a `Host` alias of your ssh config |
+/// | `username` | ssh's | remote user |
+/// | `port` | ssh's | remote port |
+/// | `ssh_key_file` | ssh's | private key (`-i`, with `IdentitiesOnly`) |
+/// | `ssh_config` | ssh's | an ssh config file (`-F`) |
+/// | `known_hosts` | ssh's | a known-hosts file (`UserKnownHostsFile`) |
+/// | `strict_host_key_checking` | `true` | refuse unknown or changed host keys; `false` accepts new keys only |
+/// | `remote_cache` | `.cache/covalent` | where the binary is kept, per content hash |
+/// | `remote_workdir` | `covalent-workdir` | where tasks run |
+/// | `create_unique_workdir` | `true` | one directory per dispatch/node/attempt |
+/// | `do_cleanup` | `true` | remove the task's work directory afterwards |
+/// | `poll_freq` | `0.5` | seconds between polls when the waiting session was lost |
+/// | `max_connection_attempts` | `3` | tries per remote step when the connection fails |
+/// | `retry_wait_time` | `2.0` | seconds between those tries |
+/// | `connect_timeout` | `10` | seconds to establish a connection |
+/// | `command_timeout` | `120` | seconds for each remote step other than the task itself |
+/// | `env` | `{}` | environment variables for the task |
+/// | `pre_launch` / `post_launch` | `[]` | shell commands run in the work directory before / after the task |
+/// | `remote_binary` | (ship) | use this binary on the host instead of shipping ours |
+///
+/// plus the [`BaseOptions`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SshExecutor {
+    /// Base options.
+    #[serde(flatten)]
+    pub base: BaseOptions,
+    /// Host name, address or ssh-config alias.
+    pub hostname: String,
+    /// Remote user.
+    pub username: Option<String>,
+    /// Remote port.
+    pub port: Option<u16>,
+    /// Private key file.
+    pub ssh_key_file: Option<PathBuf>,
+    /// ssh config file.
+    pub ssh_config: Option<PathBuf>,
+    /// Known-hosts file.
+    pub known_hosts: Option<PathBuf>,
+    /// Refuse unknown or changed host keys.
+    pub strict_host_key_checking: bool,
+    /// Binary cache directory on the host.
+    pub remote_cache: String,
+    /// Work directory on the host.
+    pub remote_workdir: String,
+    /// One work directory per task.
+    pub create_unique_workdir: bool,
+    /// Remove the work directory afterwards.
+    pub do_cleanup: bool,
+    /// Seconds between polls.
+    pub poll_freq: f64,
+    /// Tries per remote step on connection failure.
+    pub max_connection_attempts: u32,
+    /// Seconds between tries.
+    pub retry_wait_time: f64,
+    /// Seconds to connect.
+    pub connect_timeout: u64,
+    /// Seconds per remote step (not the task).
+    pub command_timeout: f64,
+    /// Environment variables for the task.
+    pub env: BTreeMap<String, String>,
+    /// Commands run before the task.
+    pub pre_launch: Vec<String>,
+    /// Commands run after the task.
+    pub post_launch: Vec<String>,
+    /// A binary already on the host.
+    pub remote_binary: Option<String>,
+    #[serde(skip)]
+    state: Arc<State>,
+}
+
+/// Per-instance state: the control-socket directory and the binaries already shipped.
+#[derive(Debug, Default)]
+struct State {
+    shipped: Mutex<HashSet<String>>,
+}
+
+impl Default for SshExecutor {
+    fn default() -> Self {
+        SshExecutor {
+            base: BaseOptions::default(),
+            hostname: String::new(),
+            username: None,
+            port: None,
+            ssh_key_file: None,
+            ssh_config: None,
+            known_hosts: None,
+            strict_host_key_checking: true,
+            remote_cache: ".cache/covalent".into(),
+            remote_workdir: "covalent-workdir".into(),
+            create_unique_workdir: true,
+            do_cleanup: true,
+            poll_freq: 0.5,
+            max_connection_attempts: 3,
+            retry_wait_time: 2.0,
+            connect_timeout: 10,
+            command_timeout: 120.0,
+            env: BTreeMap::new(),
+            pre_launch: Vec::new(),
+            post_launch: Vec::new(),
+            remote_binary: None,
+            state: Arc::default(),
+        }
+    }
+}
+
+impl SshExecutor {
+    /// An executor for `hostname` with default options.
+    pub fn new(hostname: impl Into<String>) -> Self {
+        SshExecutor {
+            hostname: hostname.into(),
+            ..Default::default()
+        }
+    }
+    /// Sets the remote user.
+    pub fn with_username(mut self, user: impl Into<String>) -> Self {
+        self.username = Some(user.into());
+        self
+    }
+    /// Sets the port.
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+    /// Sets the private key file.
+    pub fn with_key_file(mut self, key: impl Into<PathBuf>) -> Self {
+        self.ssh_key_file = Some(key.into());
+        self
+    }
+    /// Sets the known-hosts file.
+    pub fn with_known_hosts(mut self, file: impl Into<PathBuf>) -> Self {
+        self.known_hosts = Some(file.into());
+        self
+    }
+    /// Sets an ssh config file.
+    pub fn with_ssh_config(mut self, file: impl Into<PathBuf>) -> Self {
+        self.ssh_config = Some(file.into());
+        self
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s.max(0.0))
+    }
+}
+
+#[covalent::async_trait]
+impl Executor for SshExecutor {
+    fn short_name(&self) -> &str {
+        "ssh"
+    }
+
+    fn base(&self) -> &BaseOptions {
+        &self.base
+    }
+
+    async fn run(&self, task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        if self.hostname.is_empty() {
+            return Err(ExecutorError::Failed(
+                "the ssh executor needs a hostname: set `hostname` in [executors.ssh] or use SshExecutor::new(host)".into(),
+            ));
+        }
+        remote::run(self, task, ctx)
+            .await
+            .map_err(ExecutorError::from)
+    }
+
+    async fn cancel(
+        &self,
+        _ctx: &TaskContext,
+        job: Option<&JobHandle>,
+    ) -> Result<bool, ExecutorError> {
+        let Some(job) = job else { return Ok(false) };
+        remote::cancel(self, &job.0)
+            .await
+            .map_err(ExecutorError::from)
+    }
+}
+
+covalent::register_executor!("ssh", SshExecutor);
+
+/// Links this crate so its `ssh` plugin is registered (call once, e.g. at the top of `main`;
+/// a `use covalent_ssh::SshExecutor` that is used has the same effect).
+pub fn link() {}

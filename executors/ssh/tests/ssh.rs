@@ -1,0 +1,357 @@
+//! The ssh executor against a real OpenSSH server on 127.0.0.1 (started by
+//! `scripts/sshd-up.sh`, with a dedicated user). Without one, each test prints why it is
+//! skipped; with `COVALENT_REQUIRE_ENGINES=1` (as CI sets) that is a failure instead.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use covalent::prelude::*;
+use covalent::{Config, ExecutorRef};
+use covalent_ssh::SshExecutor;
+
+/// The server's coordinates from `scripts/sshd-up.sh`'s env file, starting it if possible.
+static SERVER: LazyLock<Result<HashMap<String, String>, String>> = LazyLock::new(|| {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = std::env::var("COVALENT_SSHD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir().join("covalent-sshd"));
+    let env_file = dir.join("env");
+    let up = std::process::Command::new("bash")
+        .arg(root.join("scripts/sshd-up.sh"))
+        .output()
+        .map_err(|e| format!("cannot run scripts/sshd-up.sh: {e}"))?;
+    if !up.status.success() {
+        return Err(format!(
+            "scripts/sshd-up.sh failed: {}",
+            String::from_utf8_lossy(&up.stderr).trim()
+        ));
+    }
+    let text =
+        std::fs::read_to_string(&env_file).map_err(|e| format!("{}: {e}", env_file.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+});
+
+/// The server, or `None` after printing why the test is skipped.
+fn server() -> Option<&'static HashMap<String, String>> {
+    match &*SERVER {
+        Ok(s) => Some(s),
+        Err(e) if std::env::var_os("COVALENT_REQUIRE_ENGINES").is_some() => {
+            panic!("no SSH server for the ssh executor's tests: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "SKIPPED: no SSH server ({e}); set COVALENT_REQUIRE_ENGINES=1 to make this a failure"
+            );
+            None
+        }
+    }
+}
+
+fn executor(s: &HashMap<String, String>) -> SshExecutor {
+    SshExecutor::new(&s["COVALENT_SSH_HOST"])
+        .with_port(s["COVALENT_SSH_PORT"].parse().unwrap())
+        .with_username(&s["COVALENT_SSH_USER"])
+        .with_key_file(&s["COVALENT_SSH_KEY"])
+        .with_known_hosts(&s["COVALENT_SSH_KNOWN_HOSTS"])
+}
+
+static SSH: LazyLock<ExecutorRef> =
+    LazyLock::new(|| ExecutorRef::new(executor(server().expect("checked before use"))));
+
+fn no_record() -> Config {
+    Config::parse(
+        "[sdk]\nrecord = false\nprogress = false\n",
+        Path::new("t.toml"),
+    )
+    .unwrap()
+}
+
+#[electron(executor = &SSH, deps_bash = "test \"$(id -un)\" = covalent-ssh")]
+fn whoami(greeting: String) -> String {
+    println!("remote stdout line");
+    eprintln!("remote stderr line");
+    format!(
+        "{greeting} from {}",
+        std::env::var("USER").unwrap_or_else(|_| "?".into())
+    )
+}
+
+#[electron]
+fn local_len(s: String) -> usize {
+    s.len()
+}
+
+#[lattice]
+fn basic() -> (String, usize) {
+    let w = whoami("hello".to_string());
+    (w, local_len(w))
+}
+
+#[test]
+fn tasks_run_on_the_host_with_their_streams() {
+    let Some(s) = server() else { return };
+    let r = covalent::dispatch_sync(basic().with_config(no_record())).unwrap();
+    assert_eq!(r.status(), Status::Completed, "{r}");
+    let (w, n) = r.value().unwrap();
+    assert!(w.starts_with("hello from "), "{w}");
+    assert_eq!(*n, w.len());
+    let node = r.node(0).unwrap();
+    assert_eq!(node.executor().as_deref(), Some("ssh"));
+    assert_eq!(node.stdout(), "remote stdout line\n");
+    assert_eq!(node.stderr(), "remote stderr line\n");
+    let job = node.job_handle().unwrap().0;
+    assert!(job["pid"].as_i64().unwrap() > 1);
+    // The binary was shipped once, into the cache, by content hash.
+    let cache = Path::new(&s["COVALENT_SSH_HOME"]).join(".cache/covalent");
+    let bins: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+    assert!(
+        bins.iter()
+            .any(|b| b.file_name().to_string_lossy().starts_with(&format!(
+                "covalent-worker-{}",
+                covalent::worker::binary_hash().unwrap()
+            )))
+    );
+}
+
+#[electron(executor = &SSH)]
+fn fails_remotely() -> Result<i64, String> {
+    Err("remote trouble".into())
+}
+
+#[electron(executor = &SSH)]
+fn aborts_remotely() -> i64 {
+    eprintln!("going down");
+    std::process::abort()
+}
+
+#[lattice]
+fn failures() -> (i64, i64) {
+    (fails_remotely(), aborts_remotely())
+}
+
+#[test]
+fn failures_and_crashes_are_reported() {
+    if server().is_none() {
+        return;
+    }
+    let r = covalent::dispatch_sync(failures().with_config(no_record())).unwrap();
+    let err = |name: &str| {
+        r.nodes()
+            .find(|n| n.name() == name)
+            .unwrap()
+            .error()
+            .unwrap()
+    };
+    assert_eq!(err("fails_remotely"), "remote trouble");
+    let e = err("aborts_remotely");
+    assert!(e.contains("SIGABRT") && e.contains("going down"), "{e}");
+}
+
+/// Live (not zombie) processes of a process group (the server is on this machine).
+fn group_alive(pgid: i64) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read_to_string(e.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1.to_string();
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some(f[2].parse::<i64>().ok()? == pgid && f[0] != "Z")
+            })
+            .unwrap_or(false)
+    })
+}
+
+#[electron(executor = &SSH)]
+fn ping() -> i64 {
+    1
+}
+
+#[lattice]
+fn warm_up() -> i64 {
+    ping()
+}
+
+/// Ships the binary before a test whose time limit should only cover the task.
+fn warm() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        let r = covalent::dispatch_sync(warm_up().with_config(no_record())).unwrap();
+        assert_eq!(r.value(), Some(&1), "{r}");
+    });
+}
+
+#[electron(executor = &SSH, time_limit = "1s")]
+fn stuck() -> i64 {
+    std::thread::sleep(Duration::from_secs(60));
+    1
+}
+
+#[lattice]
+fn timed() -> i64 {
+    stuck()
+}
+
+#[test]
+fn a_time_limit_kills_the_remote_process_group() {
+    if server().is_none() {
+        return;
+    }
+    warm();
+    let start = Instant::now();
+    let r = covalent::dispatch_sync(timed().with_config(no_record())).unwrap();
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let node = r.node(0).unwrap();
+    assert!(node.error().unwrap().contains("timed out after 1s"), "{r}");
+    let pid = node.job_handle().unwrap().0["pid"].as_i64().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!group_alive(pid), "the remote task is gone");
+}
+
+#[lattice]
+fn cancellable() -> i64 {
+    stuck()
+}
+
+#[covalent::test]
+async fn cancel_kills_the_remote_task() {
+    if server().is_none() {
+        return;
+    }
+    tokio::task::spawn_blocking(warm).await.unwrap();
+    let d = covalent::dispatch(cancellable().with_config(no_record()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    d.cancel();
+    let r = d.wait().await.unwrap();
+    assert_eq!(r.status(), Status::Cancelled);
+    let pid = r.node(0).unwrap().job_handle().unwrap().0["pid"]
+        .as_i64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!group_alive(pid));
+}
+
+#[electron(executor = &SSH, retries = 1)]
+fn crashes_first(token: String) -> String {
+    let flag = PathBuf::from(std::env::var("HOME").unwrap()).join(format!("crash-{token}"));
+    if !flag.exists() {
+        std::fs::write(&flag, "x").unwrap();
+        std::process::abort();
+    }
+    let _ = std::fs::remove_file(&flag);
+    "recovered".into()
+}
+
+#[lattice]
+fn retried(token: String) -> String {
+    crashes_first(token)
+}
+
+#[test]
+fn a_remote_worker_crash_is_retried() {
+    if server().is_none() {
+        return;
+    }
+    let token = format!("{}-{:?}", std::process::id(), Instant::now());
+    let r =
+        covalent::dispatch_sync(retried(token.replace(' ', "")).with_config(no_record())).unwrap();
+    assert_eq!(r.value().map(String::as_str), Some("recovered"), "{r}");
+    assert_eq!(r.node(0).unwrap().attempt_count(), 2);
+}
+
+#[electron(executor = &SSH)]
+fn meet(me: String, other: String) -> bool {
+    let home = PathBuf::from(std::env::var("HOME").unwrap());
+    std::fs::write(home.join(&me), "here").unwrap();
+    let start = Instant::now();
+    while !home.join(&other).exists() {
+        if start.elapsed() > Duration::from_secs(20) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+#[lattice]
+fn pair(a: String, b: String) -> (bool, bool) {
+    (meet(a.clone(), b.clone()), meet(b, a))
+}
+
+#[test]
+fn two_remote_tasks_run_in_parallel() {
+    let Some(s) = server() else { return };
+    let (a, b) = (
+        format!("meet-a-{}", std::process::id()),
+        format!("meet-b-{}", std::process::id()),
+    );
+    let r = covalent::dispatch_sync(pair(a.clone(), b.clone()).with_config(no_record())).unwrap();
+    let home = Path::new(&s["COVALENT_SSH_HOME"]);
+    let _ = (
+        std::fs::remove_file(home.join(&a)),
+        std::fs::remove_file(home.join(&b)),
+    );
+    assert_eq!(r.value(), Some(&(true, true)), "{r}");
+}
+
+#[electron]
+fn plain() -> i64 {
+    1
+}
+
+/// Dispatches `plain` on a given executor and returns its node error.
+fn error_with(e: SshExecutor) -> String {
+    #[lattice]
+    fn one() -> i64 {
+        plain()
+    }
+    let start = Instant::now();
+    let r = covalent::dispatch_sync(one().with_executor(e).with_config(no_record())).unwrap();
+    assert!(start.elapsed() < Duration::from_secs(60), "no hang");
+    r.node(0).unwrap().error().unwrap_or_default()
+}
+
+#[test]
+fn bad_hosts_keys_and_host_keys_fail_clearly_without_hanging() {
+    let Some(s) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+
+    // Unknown host key: an empty known_hosts with strict checking on.
+    let empty = dir.path().join("known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let e = error_with(executor(s).with_known_hosts(&empty));
+    assert!(
+        e.contains("host key") && e.contains("strict host-key checking is on"),
+        "{e}"
+    );
+
+    // A key the server does not accept.
+    let key = dir.path().join("stranger");
+    assert!(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let e = error_with(executor(s).with_key_file(&key));
+    assert!(
+        e.contains("refused the login") && e.contains("ssh_key_file"),
+        "{e}"
+    );
+
+    // Nobody listens on that port.
+    let mut gone = executor(s).with_port(1);
+    gone.max_connection_attempts = 2;
+    gone.retry_wait_time = 0.1;
+    let e = error_with(gone);
+    assert!(e.contains("cannot connect to") && e.contains(":1"), "{e}");
+}
