@@ -206,9 +206,7 @@ impl Executor for SshExecutor {
                 "the ssh executor needs a hostname: set `hostname` in [executors.ssh] or use SshExecutor::new(host)".into(),
             ));
         }
-        remote::run(self, task, ctx)
-            .await
-            .map_err(ExecutorError::from)
+        remote::run(self, task, ctx).await
     }
 
     async fn cancel(
