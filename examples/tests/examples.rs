@@ -131,3 +131,13 @@ fn a_malformed_config_stops_the_dispatch_with_file_line_and_key() {
         "{err}"
     );
 }
+
+#[test]
+fn process_executor_captures_streams_and_survives_a_crash() {
+    let out = run_example("process_executor", &[]);
+    assert!(out.contains("squaring 3 in process"), "{out}");
+    assert!(
+        out.contains("the crash node failed with:") && out.contains("SIGABRT"),
+        "{out}"
+    );
+}

@@ -193,6 +193,13 @@ impl<T: Value> IntoNode<T> for T {
     }
 }
 
+/// A string literal where a `String` is expected: `greet("world")`.
+impl IntoNode<String> for &str {
+    fn into_node(self, b: &mut Builder) -> u32 {
+        b.param(Output::new(self.to_string()))
+    }
+}
+
 impl<T> IntoNode<T> for Node<T> {
     fn into_node(self, b: &mut Builder) -> u32 {
         b.check(self.at.graph);
