@@ -1,0 +1,171 @@
+//! Per-task overhead of the out-of-process executors against the bare engine doing the same
+//! work: the `process` executor vs starting this binary as a worker directly, and the `ssh`
+//! executor vs `ssh host BIN` on a shared connection. Prints medians; no assertions.
+//!
+//! `cargo run --release -p covalent-ssh --example overhead [RUNS]` (the ssh part needs the
+//! server of `scripts/sshd-up.sh`; it is skipped without one).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use covalent::prelude::*;
+use covalent::worker::{PROTOCOL, RESULT_ENV, TASK_ENV, TaskEnvelope, current_binary};
+use covalent::{Config, ExecutorRef};
+use covalent_ssh::SshExecutor;
+
+#[electron]
+fn inc(x: u64) -> u64 {
+    x + 1
+}
+
+#[lattice]
+fn one(x: u64) -> u64 {
+    inc(x)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> Duration {
+    f();
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn envelope() -> TaskEnvelope {
+    let def = inc::electron();
+    TaskEnvelope {
+        protocol: PROTOCOL,
+        covalent: "bench".into(),
+        electron: def.path.into(),
+        digest: def.digest.into(),
+        inputs: vec![serde_json::json!(41)],
+        dispatch_id: "bench".into(),
+        node_id: 0,
+        attempt: 1,
+        deps_bash: vec![],
+        hooks: vec![],
+    }
+}
+
+static SERVER: LazyLock<Option<HashMap<String, String>>> = LazyLock::new(|| {
+    let dir = std::env::var("COVALENT_SSHD_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir().join("covalent-sshd"));
+    let text = std::fs::read_to_string(dir.join("env")).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+});
+
+fn main() {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(30);
+    let cfg = Arc::new(
+        Config::parse(
+            "[sdk]\nrecord = false\nprogress = false\n",
+            Path::new("o.toml"),
+        )
+        .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (task, result) = (dir.path().join("t.json"), dir.path().join("r.json"));
+    envelope().write(&task).unwrap();
+    let bin = current_binary().unwrap();
+
+    let bare = time(runs, || {
+        let ok = Command::new(&bin)
+            .env(TASK_ENV, &task)
+            .env(RESULT_ENV, &result)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok);
+    });
+    let executor = ExecutorRef::new(covalent::ProcessExecutor::new());
+    let ours = time(runs, || {
+        let r = covalent::dispatch_sync(one(41).with_config(cfg.clone()).with_executor(&executor))
+            .unwrap();
+        assert_eq!(r.value(), Some(&42));
+    });
+    println!("per-task overhead, median of {runs} (one trivial electron, end to end)");
+    println!(
+        "process executor: {:.2} ms vs the binary started directly {:.2} ms = {:.2}x",
+        ours.as_secs_f64() * 1e3,
+        bare.as_secs_f64() * 1e3,
+        ours.as_secs_f64() / bare.as_secs_f64()
+    );
+
+    let Some(s) = SERVER.as_ref() else {
+        println!("ssh: skipped (no server: run `bash scripts/sshd-up.sh`)");
+        return;
+    };
+    let ssh = SshExecutor::new(&s["COVALENT_SSH_HOST"])
+        .with_port(s["COVALENT_SSH_PORT"].parse().unwrap())
+        .with_username(&s["COVALENT_SSH_USER"])
+        .with_key_file(&s["COVALENT_SSH_KEY"])
+        .with_known_hosts(&s["COVALENT_SSH_KNOWN_HOSTS"]);
+    let remote = ExecutorRef::new(ssh);
+    let ours = time(runs, || {
+        let r = covalent::dispatch_sync(one(41).with_config(cfg.clone()).with_executor(&remote))
+            .unwrap();
+        assert_eq!(r.value(), Some(&42), "{r}");
+    });
+    // The bare engine: the same worker run with `ssh host BIN` on a shared connection.
+    let hash = covalent::worker::binary_hash().unwrap();
+    let remote_bin = format!(".cache/covalent/covalent-worker-{hash}");
+    let ctl = std::env::temp_dir().join(format!("ovh-{}", std::process::id()));
+    std::fs::create_dir_all(&ctl).unwrap();
+    let env_json = envelope().to_json();
+    let bare = time(runs, || {
+        let out = Command::new("ssh")
+            .args(["-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", "ControlPersist=30"])
+            .arg("-o")
+            .arg(format!("ControlPath={}/%C", ctl.display()))
+            .arg("-i")
+            .arg(&s["COVALENT_SSH_KEY"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", s["COVALENT_SSH_KNOWN_HOSTS"]))
+            .args(["-p", &s["COVALENT_SSH_PORT"], "-l", &s["COVALENT_SSH_USER"]])
+            .arg(&s["COVALENT_SSH_HOST"])
+            .arg(format!(
+                "cat > /tmp/ovh-task.json && {TASK_ENV}=/tmp/ovh-task.json {RESULT_ENV}=/tmp/ovh-result.json {remote_bin} && cat /tmp/ovh-result.json"
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(env_json.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("42"));
+    });
+    println!(
+        "ssh executor: {:.2} ms vs `ssh host BIN` on a shared connection {:.2} ms = {:.2}x",
+        ours.as_secs_f64() * 1e3,
+        bare.as_secs_f64() * 1e3,
+        ours.as_secs_f64() / bare.as_secs_f64()
+    );
+}
