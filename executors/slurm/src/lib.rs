@@ -1,1 +1,833 @@
-//! The `slurm` executor for covalent (being written).
+//! The `slurm` executor: runs each covalent task as a Slurm batch job, on this host (a login
+//! node) or through SSH to one.
+//!
+//! ```no_run
+//! use covalent::prelude::*;
+//! use covalent_slurm as _; // links the plugin, so `executor = "slurm"` is known
+//!
+//! #[electron(executor = "slurm", time_limit = "10m")]
+//! fn heavy(x: u64) -> u64 { x * 2 }
+//!
+//! #[lattice]
+//! fn flow() -> u64 { heavy(21) }
+//!
+//! fn main() {
+//!     let r = covalent::dispatch_sync(flow()).unwrap();
+//!     assert_eq!(r.value(), Some(&42));
+//! }
+//! ```
+//!
+//! How a task runs: the program's own binary is staged once per content hash under
+//! `<workdir>/bin/<hash>/` (copied there, or shipped over SSH), the task envelope goes to a
+//! directory of its own, `<workdir>/<job name>/`, and a batch script (the `#SBATCH` lines of
+//! the options, `env`, `prerun`, the worker directly or through `srun`, `postrun`) is
+//! submitted from there with `sbatch --parsable`. The job id is the node's job handle. One
+//! `squeue` per `poll_interval` watches every job of the executor; when the job has ended its
+//! result, stdout and stderr are read back and the directory is removed (`cleanup`). A job
+//! that failed, ran out of time or was cancelled ends its node that way, with the job's stderr;
+//! its final state comes from `sacct` (or `scontrol show job` when accounting is off).
+//!
+//! The node's `time_limit` becomes `--time` (whole minutes, rounded up) and is enforced by
+//! the runtime as well (Slurm checks limits only every 30 s or so); time-outs and cancellation
+//! `scancel` the job and wait for it to end. Over SSH every command goes through one shared
+//! OpenSSH connection (`ControlMaster`) with strict host-key checking, and every remote step
+//! has a time limit (`command_timeout`).
+//!
+//! Register the plugin by linking the crate: `use covalent_slurm as _;` anywhere in the
+//! program, or call [`link`] once.
+
+mod duration;
+mod host;
+mod poll;
+mod script;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use covalent::worker::{
+    ResultEnvelope, TaskEnvelope, binary_hash, current_binary, shell_quote, signal_name, tail,
+};
+use covalent::{BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext};
+use serde::{Deserialize, Serialize};
+
+pub use host::SshOptions;
+use host::{Host, Input};
+use poll::{Poller, Record, Seen};
+
+/// Links this crate into a program, so the `slurm` plugin is registered (as
+/// `use covalent_slurm as _;` does).
+#[inline(never)]
+pub fn link() {}
+
+/// Runs each task as a Slurm batch job. Options (`[executors.slurm]` in `covalent.toml`, or
+/// the fields):
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `ssh` | none: submit on this host | a login node to submit through: `{ host, user, port, key, ssh_config, known_hosts, strict_host_key_checking, connect_timeout, options }` ([`SshOptions`]) |
+/// | `partition`, `account`, `qos`, `mem`, `gres` | none | `#SBATCH --partition=...` etc. |
+/// | `cpus_per_task` | none | `#SBATCH --cpus-per-task=N` |
+/// | `time` | none | `--time` (Slurm format) for nodes without a `time_limit` |
+/// | `extra` | `[]` | more `#SBATCH` lines, e.g. `"--constraint=a100"` |
+/// | `use_srun`, `srun_options` | `false`, `[]` | run the worker as `srun OPTIONS BINARY` |
+/// | `prerun`, `postrun` | `[]` | shell lines run in the job before / after the worker |
+/// | `env` | `{}` | environment variables for the job |
+/// | `workdir` | `<cache_dir>/slurm` here, `.cache/covalent/slurm` over SSH | where binaries and task directories go (relative: to the login home) |
+/// | `slurm_path` | the `PATH` | the directory of `sbatch`, `squeue`, `sacct`, `scontrol`, `scancel` |
+/// | `poll_interval` | `250ms` | time between two `squeue` |
+/// | `command_timeout` | `30s` | time limit of each Slurm command and remote step |
+/// | `cleanup` | `true` | remove each task's directory once it is read back |
+///
+/// plus the [`BaseOptions`] (`time_limit`, `retries`, `log_stdout`, ...).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SlurmExecutor {
+    /// Base options.
+    #[serde(flatten)]
+    pub base: BaseOptions,
+    /// Submit through this login node instead of on this host.
+    pub ssh: Option<SshOptions>,
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--time` (Slurm format: `30`, `1:00:00`, `1-00:00:00`) for nodes without a `time_limit`.
+    pub time: Option<String>,
+    /// `--cpus-per-task`.
+    pub cpus_per_task: Option<u32>,
+    /// `--mem`, e.g. `"8G"`.
+    pub mem: Option<String>,
+    /// `--gres`, e.g. `"gpu:1"`.
+    pub gres: Option<String>,
+    /// `--account`.
+    pub account: Option<String>,
+    /// `--qos`.
+    pub qos: Option<String>,
+    /// More `#SBATCH` lines (with or without the `#SBATCH` prefix).
+    pub extra: Vec<String>,
+    /// Run the worker through `srun` (a job step) instead of directly in the batch script.
+    pub use_srun: bool,
+    /// Options of that `srun`.
+    pub srun_options: Vec<String>,
+    /// Shell lines run in the job before the worker.
+    pub prerun: Vec<String>,
+    /// Shell lines run in the job after the worker (its exit status is the job's).
+    pub postrun: Vec<String>,
+    /// Environment variables for the job.
+    pub env: BTreeMap<String, String>,
+    /// Where binaries and task directories go.
+    pub workdir: Option<String>,
+    /// Directory of the Slurm commands (default: found on `PATH`).
+    pub slurm_path: Option<String>,
+    /// Time between two `squeue`.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    /// Time limit of each Slurm command and remote step.
+    #[serde(with = "duration")]
+    pub command_timeout: Duration,
+    /// Remove each task's directory once its result is read back.
+    pub cleanup: bool,
+}
+
+/// Binaries staged so far, as `place|path`; held while staging, so one task stages.
+static STAGED: LazyLock<tokio::sync::Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+
+/// The job watcher of a submission place (this host or a login node, and the Slurm commands'
+/// directory), shared by every executor submitting there: one squeue per poll for all their
+/// jobs.
+fn poller_for(place: String) -> Arc<Poller> {
+    static ALL: LazyLock<Mutex<HashMap<String, Arc<Poller>>>> = LazyLock::new(Default::default);
+    ALL.lock().unwrap().entry(place).or_default().clone()
+}
+
+impl Default for SlurmExecutor {
+    fn default() -> Self {
+        SlurmExecutor {
+            base: BaseOptions::default(),
+            ssh: None,
+            partition: None,
+            time: None,
+            cpus_per_task: None,
+            mem: None,
+            gres: None,
+            account: None,
+            qos: None,
+            extra: Vec::new(),
+            use_srun: false,
+            srun_options: Vec::new(),
+            prerun: Vec::new(),
+            postrun: Vec::new(),
+            env: BTreeMap::new(),
+            workdir: None,
+            slurm_path: None,
+            poll_interval: Duration::from_millis(250),
+            command_timeout: Duration::from_secs(30),
+            cleanup: true,
+        }
+    }
+}
+
+/// The job handle a node records: the job id (once submitted), the job's name (unique per
+/// attempt, so a submission cut short can still be found) and its directory.
+#[derive(Debug, Serialize, Deserialize)]
+struct Handle {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    job_id: Option<String>,
+    job_name: String,
+    dir: String,
+    host: String,
+}
+
+fn failed(msg: impl Into<String>) -> ExecutorError {
+    ExecutorError::Failed(msg.into())
+}
+
+fn config(reason: impl Into<String>) -> ExecutorError {
+    ExecutorError::Config {
+        name: "slurm".into(),
+        reason: reason.into(),
+    }
+}
+
+/// How the job ended, from the worker's status as the job script saw it (`134`: killed by
+/// signal 6), else from Slurm's `ExitCode` (`4:0`, `0:15`).
+fn describe_exit(worker_status: Option<&str>, exit_code: Option<&str>) -> String {
+    if let Some(status) = worker_status.and_then(|s| s.trim().parse::<i32>().ok()) {
+        return if status > 128 && status < 128 + 65 {
+            format!(": the worker was killed by {}", signal_name(status - 128))
+        } else {
+            format!(": the worker exited with code {status}")
+        };
+    }
+    let Some((status, signal)) = exit_code.and_then(|c| c.split_once(':')) else {
+        return String::new();
+    };
+    let (status, signal) = (
+        status.parse::<i32>().unwrap_or(0),
+        signal.parse::<i32>().unwrap_or(0),
+    );
+    if signal != 0 {
+        format!(", killed by {}", signal_name(signal))
+    } else {
+        format!(", exit code {status}")
+    }
+}
+
+/// The Slurm job name of one attempt: readable, and unique (the random end of the dispatch
+/// id, the node, the attempt).
+fn job_name(task: &Task, ctx: &TaskContext) -> String {
+    let mut name: String = task
+        .electron_name()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    if name.is_empty() {
+        name.push_str("task");
+    }
+    let id = ctx.dispatch_id().simple().to_string();
+    format!(
+        "covalent-{name}-{}-n{}-a{}",
+        &id[id.len() - 12..],
+        ctx.node_id(),
+        ctx.attempt()
+    )
+}
+
+/// Cancels a submitted job (or one whose submission was cut short, by name) if the attempt is
+/// dropped before it ended, e.g. when the dispatch goes away. Time-outs and cancellation also
+/// reach [`SlurmExecutor::cancel`], which waits for the job's end.
+struct Leftover {
+    host: Host,
+    poller: Arc<Poller>,
+    scancel: String,
+    job: Option<String>,
+    name: String,
+    armed: bool,
+}
+
+impl Leftover {
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Leftover {
+    fn drop(&mut self) {
+        if let Some(id) = &self.job {
+            self.poller.unwatch(id);
+        }
+        if !self.armed {
+            return;
+        }
+        let target = match &self.job {
+            Some(id) => id.clone(),
+            None => format!("--name={}", shell_quote(&self.name)),
+        };
+        self.host
+            .fire_and_forget(&format!("{} {target}", self.scancel));
+    }
+}
+
+impl SlurmExecutor {
+    /// A Slurm executor with default options, submitting on this host.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Submits through a login node over SSH.
+    pub fn through_ssh(mut self, ssh: SshOptions) -> Self {
+        self.ssh = Some(ssh);
+        self
+    }
+
+    /// `--partition`.
+    pub fn with_partition(mut self, partition: impl Into<String>) -> Self {
+        self.partition = Some(partition.into());
+        self
+    }
+
+    /// This host or the login node, and the Slurm commands' directory.
+    fn place(&self) -> String {
+        serde_json::to_string(&(&self.ssh, &self.slurm_path)).unwrap_or_default()
+    }
+
+    fn poller(&self) -> Arc<Poller> {
+        poller_for(self.place())
+    }
+
+    fn host(&self) -> Result<Host, ExecutorError> {
+        match &self.ssh {
+            None => Ok(Host::local()),
+            Some(o) => Host::ssh(o, &self.control_dir()).map_err(config),
+        }
+    }
+
+    /// Where the shared SSH connections' sockets live (short: sockets have a path limit).
+    fn control_dir(&self) -> PathBuf {
+        let mut dir = self.base.cache_dir().join("ssh");
+        if dir.as_os_str().len() > 40 {
+            dir = std::env::temp_dir().join(format!("covalent-ssh-{}", uid()));
+        }
+        if std::fs::create_dir_all(&dir).is_ok() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
+        dir
+    }
+
+    /// `sbatch` etc. as a shell word: on `PATH`, or in `slurm_path`.
+    fn slurm_cmd(&self, name: &str) -> String {
+        format!("{}{name}", self.slurm_prefix())
+    }
+
+    fn slurm_prefix(&self) -> String {
+        match &self.slurm_path {
+            Some(dir) => shell_quote(&format!("{}/", dir.trim_end_matches('/'))),
+            None => String::new(),
+        }
+    }
+
+    /// The directory binaries and task directories go in, as the host sees it.
+    fn root(&self, host: &Host) -> Result<String, ExecutorError> {
+        if let Some(w) = &self.workdir {
+            if host.is_remote() || Path::new(w).is_absolute() {
+                return Ok(w.trim_end_matches('/').to_string());
+            }
+            let cwd = std::env::current_dir()
+                .map_err(|e| failed(format!("cannot resolve workdir {w}: {e}")))?;
+            return Ok(cwd.join(w).display().to_string());
+        }
+        Ok(if host.is_remote() {
+            ".cache/covalent/slurm".to_string()
+        } else {
+            self.base.cache_dir().join("slurm").display().to_string()
+        })
+    }
+
+    /// Puts this program's binary under `<root>/bin/<hash>/` (once per process and place) and
+    /// returns its path there.
+    async fn stage_binary(&self, host: &Host, root: &str) -> Result<String, ExecutorError> {
+        let src = current_binary()
+            .map_err(|e| failed(format!("cannot find this program's binary: {e}")))?;
+        let hash =
+            binary_hash().map_err(|e| failed(format!("cannot hash this program's binary: {e}")))?;
+        let file = src
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "worker".into());
+        let dir = format!("{root}/bin/{hash}");
+        let path = format!("{dir}/{file}");
+        let key = format!(
+            "{}|{path}",
+            if host.is_remote() {
+                self.place()
+            } else {
+                String::new()
+            }
+        );
+        let mut staged = STAGED.lock().await;
+        if staged.contains(&key) {
+            return Ok(path);
+        }
+        if !host.is_remote() {
+            if !Path::new(&path).exists() {
+                let tmp = format!("{path}.{}.tmp", std::process::id());
+                std::fs::create_dir_all(&dir)
+                    .and_then(|_| std::fs::copy(&src, &tmp))
+                    .and_then(|_| std::fs::rename(&tmp, &path))
+                    .map_err(|e| {
+                        let _ = std::fs::remove_file(&tmp);
+                        failed(format!("cannot stage the worker binary in {dir}: {e}"))
+                    })?;
+            }
+        } else {
+            let q = shell_quote(&path);
+            let there = host
+                .sh(&format!("test -x {q}"), Input::None, self.command_timeout)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            if !there.ok() {
+                let upload = format!(
+                    "mkdir -p {d} && cat > {q}.$$ && chmod 755 {q}.$$ && mv -f {q}.$$ {q}",
+                    d = shell_quote(&dir)
+                );
+                let out = host
+                    .sh(
+                        &upload,
+                        Input::File(src.clone()),
+                        self.command_timeout.max(Duration::from_secs(600)),
+                    )
+                    .await
+                    .map_err(|e| failed(format!("shipping the worker binary: {e}")))?;
+                if !out.ok() {
+                    return Err(failed(format!(
+                        "cannot ship the worker binary to {} ({path}): {}",
+                        host.label(),
+                        out.stderr
+                    )));
+                }
+            }
+        }
+        staged.insert(key);
+        Ok(path)
+    }
+
+    /// `sbatch --parsable` in the task's directory, the script on stdin; the job id.
+    async fn submit(&self, host: &Host, dir: &str, script: String) -> Result<String, Submit> {
+        let out = host
+            .sh(
+                &format!(
+                    "cd {} && {} --parsable",
+                    shell_quote(dir),
+                    self.slurm_cmd("sbatch")
+                ),
+                Input::Bytes(script.into_bytes()),
+                self.command_timeout,
+            )
+            .await
+            .map_err(|e| Submit::Unknown(format!("submitting to {}: {e}", host.label())))?;
+        if out.code() == Some(127) {
+            let msg = if host.is_remote() {
+                format!(
+                    "sbatch not found on the login node {}: set slurm_path to the directory that has it (a non-interactive ssh session may not load the module that puts it on PATH)",
+                    host.label()
+                )
+            } else {
+                let mut m = "sbatch not found: is this a Slurm login node? set ssh = { host = \"...\" } to submit through one".to_string();
+                if let Some(p) = &self.slurm_path {
+                    m.push_str(&format!(" (looked for {p}/sbatch; slurm_path is set)"));
+                }
+                m
+            };
+            return Err(Submit::Refused(msg));
+        }
+        if !out.ok() {
+            return Err(Submit::Refused(format!(
+                "sbatch rejected the job: {}",
+                out.stderr
+            )));
+        }
+        let text = out.stdout_text();
+        let id = text.trim().split(';').next().unwrap_or("").to_string();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit() || c == '_') {
+            return Err(Submit::Unknown(format!(
+                "sbatch printed no job id: {text:?} {}",
+                out.stderr
+            )));
+        }
+        Ok(id)
+    }
+
+    /// Polls until the job has ended (or squeue no longer knows it).
+    async fn wait_for_end(&self, host: &Host, id: &str) -> Result<Seen, ExecutorError> {
+        // Short jobs end within a second: look early, then back off to `poll_interval`.
+        let mut delay = self.poll_interval.min(Duration::from_millis(50));
+        let mut failures = 0;
+        let prefix = self.slurm_prefix();
+        let poller = self.poller();
+        loop {
+            tokio::time::sleep(delay).await;
+            let seen = poller
+                .state(host, &prefix, id, delay / 2, self.command_timeout)
+                .await;
+            delay = (delay * 2).min(self.poll_interval);
+            match seen {
+                Ok(Seen::State(s)) if poll::is_final(&s) => return Ok(Seen::State(s)),
+                Ok(Seen::Gone) => return Ok(Seen::Gone),
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    if failures >= 5 {
+                        return Err(failed(format!("lost track of Slurm job {id}: {e}")));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `scancel`, then waits (up to `command_timeout`) until the job has ended.
+    async fn scancel_and_wait(
+        &self,
+        host: &Host,
+        target: &str,
+        id: Option<&str>,
+    ) -> Result<bool, ExecutorError> {
+        let out = host
+            .sh(
+                &format!("{} {target}", self.slurm_cmd("scancel")),
+                Input::None,
+                self.command_timeout,
+            )
+            .await
+            .map_err(|e| failed(format!("scancel {target}: {e}")))?;
+        if !out.ok() {
+            if out.stderr.contains("already completing or completed")
+                || out.stderr.contains("Invalid job id")
+            {
+                return Ok(false); // it ended on its own
+            }
+            return Err(failed(format!("scancel {target} failed: {}", out.stderr)));
+        }
+        let Some(id) = id else { return Ok(true) };
+        let deadline = tokio::time::Instant::now() + self.command_timeout;
+        while tokio::time::Instant::now() < deadline {
+            let out = host
+                .sh(
+                    &format!("{} -h -t all -j {id} -o %T", self.slurm_cmd("squeue")),
+                    Input::None,
+                    self.command_timeout,
+                )
+                .await;
+            match out {
+                Ok(o) if !o.ok() => break, // forgotten: long gone
+                Ok(o) if poll::is_final(&poll::state_word(&o.stdout_text())) => break,
+                Err(_) => break,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        Ok(true)
+    }
+
+    /// The error of a job that ended without a result.
+    fn job_error(
+        &self,
+        id: &str,
+        record: &Record,
+        worker_status: Option<&str>,
+        stderr: &str,
+        limit: Option<Duration>,
+    ) -> ExecutorError {
+        let with_stderr = |mut msg: String| {
+            let t = tail(stderr, 20);
+            if !t.is_empty() {
+                msg.push_str(":\n");
+                msg.push_str(&t);
+            }
+            failed(msg)
+        };
+        match record.state.as_str() {
+            "CANCELLED" => ExecutorError::Cancelled,
+            "TIMEOUT" => match limit {
+                Some(l) => ExecutorError::TimedOut(l),
+                None => with_stderr(format!("Slurm job {id} ran past its time limit (TIMEOUT)")),
+            },
+            "COMPLETED" => with_stderr(format!(
+                "Slurm job {id} completed but the worker wrote no result"
+            )),
+            "" => with_stderr(format!(
+                "Slurm no longer knows job {id} and it left no result"
+            )),
+            state => with_stderr(format!(
+                "Slurm job {id} ended {state}{}",
+                describe_exit(worker_status, record.exit_code.as_deref())
+            )),
+        }
+    }
+}
+
+/// Why a submission did not give a job id.
+enum Submit {
+    /// sbatch ran and said no (or is missing): no job exists.
+    Refused(String),
+    /// The answer was lost (time-out, connection): a job may exist.
+    Unknown(String),
+}
+
+/// This process's user id (names a private directory).
+fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
+}
+
+#[covalent::async_trait]
+impl Executor for SlurmExecutor {
+    fn short_name(&self) -> &str {
+        "slurm"
+    }
+
+    fn base(&self) -> &BaseOptions {
+        &self.base
+    }
+
+    async fn run(&self, task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        let host = self.host()?;
+        let t = self.command_timeout;
+        // The node's time limit (the electron's own, else this executor's) becomes --time.
+        let limit = covalent::find_electron(task.electron_path())
+            .and_then(|d| d.time_limit)
+            .or(self.base.time_limit);
+        let time = limit
+            .map(script::slurm_minutes)
+            .or_else(|| self.time.clone());
+        let slurm_limit = time.as_deref().and_then(script::parse_slurm_time);
+        let name = job_name(&task, ctx);
+        let root = self.root(&host)?;
+        let dir = format!("{root}/{name}");
+        let binary = self.stage_binary(&host, &root).await?;
+        let script = script::render(
+            self,
+            &script::JobSpec {
+                name: &name,
+                time,
+                binary: &script::script_path(&binary),
+            },
+        )
+        .map_err(config)?;
+        let envelope = TaskEnvelope::of(&task, ctx).to_json().into_bytes();
+        let mut handle = Handle {
+            job_id: None,
+            job_name: name.clone(),
+            dir: dir.clone(),
+            host: host.label(),
+        };
+        ctx.set_job_handle(&handle);
+        if let Err(e) = host.put(&dir, "task.json", envelope, t).await {
+            host.remove(&dir, t).await;
+            return Err(failed(e));
+        }
+
+        let poller = self.poller();
+        let mut leftover = Leftover {
+            host: host.clone(),
+            poller: poller.clone(),
+            scancel: self.slurm_cmd("scancel"),
+            job: None,
+            name: name.clone(),
+            armed: true,
+        };
+        let id = match self.submit(&host, &dir, script).await {
+            Ok(id) => id,
+            Err(Submit::Refused(msg)) => {
+                leftover.disarm();
+                host.remove(&dir, t).await;
+                return Err(failed(msg));
+            }
+            Err(Submit::Unknown(msg)) => return Err(failed(msg)), // `leftover` cancels by name
+        };
+        handle.job_id = Some(id.clone());
+        ctx.set_job_handle(&handle);
+        poller.watch(&id);
+        leftover.job = Some(id.clone());
+
+        let seen = match self.wait_for_end(&host, &id).await {
+            Ok(seen) => seen,
+            Err(e) => {
+                leftover.disarm();
+                let _ = self.scancel_and_wait(&host, &id, Some(&id)).await;
+                host.remove(&dir, t).await;
+                return Err(e);
+            }
+        };
+        leftover.disarm();
+        drop(leftover);
+
+        let files = host
+            .fetch(
+                &dir,
+                &["result.json", "stdout", "stderr", "worker.status"],
+                self.cleanup,
+                t,
+            )
+            .await
+            .map_err(|e| failed(format!("reading back Slurm job {id}: {e}")))?;
+        let mut files = files.into_iter();
+        let result = files.next().flatten();
+        let text =
+            |b: Option<Vec<u8>>| String::from_utf8_lossy(&b.unwrap_or_default()).into_owned();
+        let stdout = text(files.next().flatten());
+        let stderr = text(files.next().flatten());
+        let worker_status = files.next().flatten().map(|b| text(Some(b)));
+        ctx.record_streams(stdout, stderr.clone());
+        if let Some(bytes) = result {
+            return ResultEnvelope::parse(&bytes)?.into_output();
+        }
+        let record = match &seen {
+            Seen::State(s) if s == "COMPLETED" => Record {
+                state: s.clone(),
+                exit_code: None,
+            },
+            _ => {
+                let fallback = Record {
+                    state: match &seen {
+                        Seen::State(s) => s.clone(),
+                        _ => String::new(),
+                    },
+                    exit_code: None,
+                };
+                poll::final_record(&host, &self.slurm_prefix(), &id, t)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(fallback)
+            }
+        };
+        Err(self.job_error(&id, &record, worker_status.as_deref(), &stderr, slurm_limit))
+    }
+
+    async fn cancel(
+        &self,
+        ctx: &TaskContext,
+        job: Option<&JobHandle>,
+    ) -> Result<bool, ExecutorError> {
+        let Some(handle) = job.and_then(|j| serde_json::from_value::<Handle>(j.0.clone()).ok())
+        else {
+            return Ok(false);
+        };
+        let host = self.host()?;
+        let target = match &handle.job_id {
+            Some(id) => id.clone(),
+            None => format!("--name={}", shell_quote(&handle.job_name)),
+        };
+        let cancelled = self
+            .scancel_and_wait(&host, &target, handle.job_id.as_deref())
+            .await?;
+        // Keep what the job printed before it was stopped.
+        if let Ok(files) = host
+            .fetch(
+                &handle.dir,
+                &["stdout", "stderr"],
+                self.cleanup,
+                self.command_timeout,
+            )
+            .await
+        {
+            let mut files = files.into_iter();
+            let text =
+                |b: Option<Vec<u8>>| String::from_utf8_lossy(&b.unwrap_or_default()).into_owned();
+            let (out, err) = (text(files.next().flatten()), text(files.next().flatten()));
+            if !out.is_empty() || !err.is_empty() {
+                ctx.record_streams(out, err);
+            }
+        }
+        Ok(cancelled)
+    }
+}
+
+covalent::register_executor!("slurm", SlurmExecutor);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits_are_described() {
+        assert_eq!(
+            describe_exit(Some("134\n"), Some("6:0")),
+            ": the worker was killed by signal 6 (SIGABRT)"
+        );
+        assert_eq!(
+            describe_exit(Some("3"), None),
+            ": the worker exited with code 3"
+        );
+        assert_eq!(describe_exit(None, Some("4:0")), ", exit code 4");
+        assert_eq!(
+            describe_exit(None, Some("0:15")),
+            ", killed by signal 15 (SIGTERM)"
+        );
+        assert_eq!(describe_exit(None, None), "");
+    }
+
+    #[test]
+    fn the_readme_configuration_is_valid() {
+        let text = r#"
+[executors.slurm]
+ssh = { host = "login.cluster.example", user = "me", key = "~/.ssh/id_ed25519" }
+partition = "gpu"
+cpus_per_task = 4
+mem = "16G"
+gres = "gpu:1"
+account = "proj42"
+qos = "normal"
+extra = ["--constraint=a100"]
+use_srun = false
+prerun = ["module load cuda"]
+postrun = []
+env = { OMP_NUM_THREADS = "4" }
+workdir = ".cache/covalent/slurm"
+slurm_path = "/opt/slurm/bin"
+poll_interval = "250ms"
+command_timeout = "30s"
+cleanup = true
+"#;
+        let config = covalent::Config::parse(text, Path::new("README.md")).unwrap();
+        assert!(config.executor("slurm").is_ok());
+    }
+
+    #[test]
+    fn options_round_trip_and_reject_unknown_keys() {
+        let e: SlurmExecutor = covalent::from_dict(serde_json::json!({
+            "partition": "debug",
+            "poll_interval": "1s",
+            "ssh": { "host": "login", "user": "me", "port": 2222 },
+            "time_limit": "5m",
+        }))
+        .unwrap();
+        assert_eq!(e.partition.as_deref(), Some("debug"));
+        assert_eq!(e.poll_interval, Duration::from_secs(1));
+        let ssh = e.ssh.as_ref().unwrap();
+        assert!(ssh.strict_host_key_checking, "strict by default");
+        assert_eq!(ssh.label(), "me@login:2222");
+        let again: SlurmExecutor = covalent::from_dict(covalent::ToDict::to_dict(&e)).unwrap();
+        assert_eq!(again.ssh, e.ssh);
+        let err = covalent::from_dict::<SlurmExecutor>(serde_json::json!({ "partiton": "x" }))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("unknown key `partiton`"), "{err}");
+        let err =
+            covalent::from_dict::<SlurmExecutor>(serde_json::json!({ "ssh": { "hots": "x" } }))
+                .err()
+                .unwrap()
+                .to_string();
+        assert!(err.contains("hots"), "{err}");
+    }
+}

@@ -1,0 +1,105 @@
+//! Bringing up the engines the Slurm tests run against: the single-node cluster of
+//! `scripts/slurm-up.sh` and, for the tests through a login node, the loopback sshd of
+//! `scripts/sshd-up.sh`. Each is started at most once per test binary, only when it is not up
+//! already and this machine allows it (root with apt-get). When an engine cannot be had the
+//! test is skipped with a message on stderr, or fails under `COVALENT_REQUIRE_ENGINES=1`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Whether a missing engine fails the test instead of skipping it.
+pub fn required() -> bool {
+    std::env::var("COVALENT_REQUIRE_ENGINES").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Skips (or, when engines are required, fails) the calling test.
+pub fn skip(test: &str, why: &str) {
+    if required() {
+        panic!("{test}: {why} (COVALENT_REQUIRE_ENGINES is set, so this is a failure)");
+    }
+    // Straight to the process's stderr: the test harness captures `eprintln!` of passing tests.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {test}: {why} (set COVALENT_REQUIRE_ENGINES=1 to make this a failure)"
+    );
+}
+
+fn scripts() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts")
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn succeeds(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("{cmd} >/dev/null 2>&1"))
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs a script of `scripts/`; its last stdout line on success.
+fn run_script(name: &str) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg(scripts().join(name))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run scripts/{name}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "scripts/{name} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string())
+}
+
+/// The Slurm cluster: `Ok` when `sbatch` can submit here, else why not.
+pub fn slurm() -> Result<(), String> {
+    static UP: OnceLock<Result<(), String>> = OnceLock::new();
+    UP.get_or_init(|| {
+        if succeeds("scontrol ping | grep -q UP && sinfo -h -o %t | grep -Eq 'idle|mix|alloc'") {
+            return Ok(());
+        }
+        if !is_root() {
+            return Err("no Slurm cluster here, and starting one needs root".into());
+        }
+        run_script("slurm-up.sh").map(|_| ())
+    })
+    .clone()
+}
+
+/// A login node for Slurm over SSH: the sshd of `scripts/sshd-up.sh`, as its env file's
+/// variables (`COVALENT_SSH_HOST`, `_PORT`, `_USER`, `_KEY`, `_KNOWN_HOSTS`, `_CONFIG`).
+pub fn sshd() -> Result<Vec<(String, String)>, String> {
+    static UP: OnceLock<Result<Vec<(String, String)>, String>> = OnceLock::new();
+    UP.get_or_init(|| {
+        if !scripts().join("sshd-up.sh").exists() {
+            return Err("scripts/sshd-up.sh is missing".into());
+        }
+        if !is_root() {
+            return Err("starting the test sshd needs root".into());
+        }
+        let ready = run_script("sshd-up.sh")?;
+        let env_file = ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("env="))
+            .ok_or_else(|| format!("sshd-up.sh did not name its env file: {ready:?}"))?;
+        let text = std::fs::read_to_string(env_file).map_err(|e| format!("{env_file}: {e}"))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    })
+    .clone()
+}
