@@ -292,12 +292,33 @@ fn describe_toml_error(text: &str, origin: &Path, e: &toml::de::Error) -> String
     }
 }
 
-/// Serde for `Option<Duration>` written as `"30s"` / `"1m 30s"` or a number of seconds.
-pub(crate) mod duration_opt {
+/// Serde for `Duration` options written as `"250ms"`, `"30s"`, `"1m 30s"` or a number of
+/// seconds (`#[serde(with = "covalent::serde_duration")]`), for executor plugins.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    /// Writes `"1m 30s"`.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        super::duration_opt::serialize(&Some(*d), s)
+    }
+
+    /// Reads a humantime string or a number of seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        super::duration_opt::deserialize(d)?
+            .ok_or_else(|| serde::de::Error::custom("a duration is required here"))
+    }
+}
+
+/// Serde for `Option<Duration>` written as `"30s"` / `"1m 30s"` or a number of seconds
+/// (`#[serde(with = "covalent::serde_duration_opt")]`).
+pub mod duration_opt {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Writes `"1m 30s"` or nothing.
     pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
@@ -312,6 +333,7 @@ pub(crate) mod duration_opt {
         Secs(f64),
     }
 
+    /// Reads a humantime string, a number of seconds, or nothing.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         match Option::<Raw>::deserialize(d)? {
             None => Ok(None),

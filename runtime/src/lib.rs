@@ -61,6 +61,7 @@ pub use async_trait::async_trait;
 pub use covalent_macros::{electron, lattice, main, test};
 
 pub use config::{Config, ConfigError, SdkConfig};
+pub use config::{duration as serde_duration, duration_opt as serde_duration_opt};
 pub use dispatcher::Attempt;
 pub use electron::{ElectronDef, TaskError, find_electron};
 /// Covalent's name for the blocking executor interface.

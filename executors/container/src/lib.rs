@@ -33,7 +33,6 @@
 //! Register the plugin by linking the crate: `use covalent_container as _;` anywhere in the
 //! program, or call [`link`] once.
 
-mod duration;
 mod engine;
 
 use std::collections::{BTreeMap, HashMap};
@@ -102,7 +101,7 @@ pub struct ContainerExecutor {
     /// `--init`: the worker is not PID 1 (which ignores its own `abort()` and SIGTERM).
     pub init: bool,
     /// Time limit of engine commands other than the run itself.
-    #[serde(with = "duration")]
+    #[serde(with = "covalent::serde_duration")]
     pub command_timeout: Duration,
 }
 

@@ -40,7 +40,7 @@ pub struct SshOptions {
     /// (`accept-new`).
     pub strict_host_key_checking: bool,
     /// Time to establish a connection.
-    #[serde(with = "crate::duration")]
+    #[serde(with = "covalent::serde_duration")]
     pub connect_timeout: Duration,
     /// Extra `-o` options, e.g. `"ProxyJump=bastion"`.
     pub options: Vec<String>,

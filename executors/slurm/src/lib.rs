@@ -36,7 +36,6 @@
 //! Register the plugin by linking the crate: `use covalent_slurm as _;` anywhere in the
 //! program, or call [`link`] once.
 
-mod duration;
 mod host;
 mod poll;
 mod script;
@@ -120,10 +119,10 @@ pub struct SlurmExecutor {
     /// Directory of the Slurm commands (default: found on `PATH`).
     pub slurm_path: Option<String>,
     /// Time between two `squeue`.
-    #[serde(with = "duration")]
+    #[serde(with = "covalent::serde_duration")]
     pub poll_interval: Duration,
     /// Time limit of each Slurm command and remote step.
-    #[serde(with = "duration")]
+    #[serde(with = "covalent::serde_duration")]
     pub command_timeout: Duration,
     /// Remove each task's directory once its result is read back.
     pub cleanup: bool,
