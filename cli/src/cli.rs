@@ -1,5 +1,6 @@
 //! The command line: every subcommand and option of `covalent`, parsed with clap's derive API.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ pub enum Command {
     Config,
     /// List the executor plugins built into this binary, with their default options.
     Executors(ExecutorsArgs),
+    /// Serve the web UI: watch, inspect and cancel dispatches in a browser.
+    Ui(UiArgs),
 }
 
 /// `covalent list`.
@@ -135,6 +138,29 @@ pub struct ExecutorsArgs {
     pub json: bool,
 }
 
+/// `covalent ui`.
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// Listen on this address. Anything but a loopback address needs `--token`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Listen on this port (0 picks a free one).
+    #[arg(long, short = 'p', value_name = "PORT", default_value_t = 48008)]
+    pub port: u16,
+    /// Require this token on every request (header `Authorization: Bearer TOKEN`, or the
+    /// cookie set by opening the printed `?token=` link). Also read from COVALENT_UI_TOKEN.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "COVALENT_UI_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Open the UI in the default browser once it is listening.
+    #[arg(long)]
+    pub open: bool,
+}
+
 fn parse_status(s: &str) -> Result<Status, String> {
     s.parse()
 }
@@ -167,5 +193,23 @@ mod tests {
         };
         assert_eq!(l.status, Some(Status::Failed));
         assert!(Cli::try_parse_from(["covalent", "result", "x", "--timeout", "5s"]).is_err());
+    }
+
+    #[test]
+    fn ui_defaults_to_loopback_port_48008() {
+        let cli = Cli::try_parse_from(["covalent", "ui"]).unwrap();
+        let Command::Ui(u) = cli.command else {
+            panic!("not ui")
+        };
+        assert_eq!(u.host, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(u.port, 48008);
+        assert!(!u.open);
+        let cli =
+            Cli::try_parse_from(["covalent", "ui", "--host", "::", "-p", "0", "--open"]).unwrap();
+        let Command::Ui(u) = cli.command else {
+            panic!("not ui")
+        };
+        assert!(u.host.is_unspecified() && u.port == 0 && u.open);
+        assert!(Cli::try_parse_from(["covalent", "ui", "--host", "nowhere"]).is_err());
     }
 }

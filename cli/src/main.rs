@@ -8,6 +8,7 @@ mod commands;
 mod context;
 mod format;
 mod table;
+mod ui;
 
 use std::process::ExitCode;
 

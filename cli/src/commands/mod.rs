@@ -25,6 +25,10 @@ pub fn run(cli: Cli) -> Result<()> {
         return executors::run(args, out);
     }
     let ctx = Context::load(cli.home.is_some())?;
+    if let Command::Ui(args) = &cli.command {
+        // Serves until interrupted; owns the context from here on.
+        return crate::ui::run(ctx, args);
+    }
     match &cli.command {
         Command::List(args) => list::run(&ctx, args, out),
         Command::Show(args) => show::run(&ctx, args, out),
@@ -34,6 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Purge(args) => purge::run(&ctx, args, out),
         Command::Config => config::run(&ctx, out),
         Command::Executors(args) => executors::run(args, out),
+        Command::Ui(_) => unreachable!("handled above"),
     }?;
     out.flush()?;
     Ok(())
