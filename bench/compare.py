@@ -383,7 +383,7 @@ def run_peer(engine, config, workloads, venv_path, work, args):
             with open(logdir / f"{tag}.stderr.log", "a") as err:
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env,
                                         cwd=work, start_new_session=True)
-            cut = pump(proc, tag, todo, results, server, args.cap, logdir / f"{tag}.events.log")
+            cut = pump(proc, tag, results, server, args.cap, logdir / f"{tag}.events.log")
             if cut is None:
                 break
             # Stop everything the cut run left behind, then go on with the workloads after it.
@@ -401,7 +401,7 @@ def run_peer(engine, config, workloads, venv_path, work, args):
     return results, notes
 
 
-def pump(proc, tag, todo, results, server, cap, events_log):
+def pump(proc, tag, results, server, cap, events_log):
     """Reads the peer's events until it exits (returns None) or a run passes `cap` seconds
     (returns the workload that was cut)."""
     buf = b""
@@ -542,7 +542,7 @@ def fmt_ratio(x, lower=False):
     return f"{p}{x:.3g}×"
 
 
-def build_report(ours, peers, meta, args):
+def build_report(ours, peers, args):
     """Returns (rows, markdown) for the comparison."""
     ours_rows = {(r["workload"], r["size"], r["record"]): r for r in ours["rows"]}
     rows = []
@@ -721,7 +721,8 @@ def targets(ours, rows):
         if r:
             add(f"≤ 1 µs per task at 100k nodes, {shape}, recording off",
                 f"{r['per_task_us']:.3f} µs", r["per_task_us"] <= 1.0)
-        a, b = by.get((f"scale-{shape}", 1_000, False)), by.get((f"scale-{shape}", 1_000_000, False))
+        a = by.get((f"scale-{shape}", 1_000, False))
+        b = by.get((f"scale-{shape}", 1_000_000, False))
         if a and b:
             g = b["per_task_us"] / a["per_task_us"]
             add(f"per-task time grows ≤ 1.5× from 1k to 1M, {shape}",
@@ -866,7 +867,7 @@ def main():
         peers[(engine, config)] = res
         notes[f"{engine}/{config}"] = note
 
-    rows, md = build_report(ours, peers, None, args)
+    rows, md = build_report(ours, peers, args)
     srows, smd = scaling(ours) if ours["rows"] else ([], "")
     tg = targets(ours, rows) if ours["rows"] else []
     mach = machine(ours, vers)
@@ -907,6 +908,10 @@ def main():
     (out / f"machine{suffix}.md").write_text(
         "# Machine\n\n" + "\n".join(f"- {k}: {v}" for k, v in mach.items()) + "\n")
     print(report)
+    # Keep the logs; the peers' homes (Covalent's per-node files, Prefect's database) can go.
+    for d in work.iterdir():
+        if d.is_dir() and d.name != "logs":
+            shutil.rmtree(d, ignore_errors=True)
     log(f"written under {out}; logs kept in {work}/logs")
 
 

@@ -5,7 +5,7 @@ Configs:
   threads8    the same with num_workers=8 (W4 only: 8 slots for 8 sleepers)
   threads-graph  the same scheduler (dask.threaded.get) on a task graph written as a dict: no
               dask.delayed objects, whose graph building grows faster than linearly (a 10,000
-              chain of delayed takes ~14 s to build and run, the dict ~0.7 s)
+              chain of delayed takes ~14 s to build and run, the dict ~1.2 s)
   dist        distributed LocalCluster on 127.0.0.1: 2 worker processes x 1 thread
   dist-t4     the same with 4 threads per worker (W4 only: 8 slots)
 """
@@ -17,7 +17,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-import dask  # noqa: E402
 from dask import delayed  # noqa: E402
 
 
