@@ -38,6 +38,34 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// A readable name for one attempt of a task, unique per dispatch, node and attempt
+/// (`covalent-<electron>-<end of dispatch id>-n<node>-a<attempt>`), usable as a job or
+/// container name.
+pub fn attempt_name(task: &Task, ctx: &TaskContext) -> String {
+    let mut name: String = task
+        .electron_name()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    if name.is_empty() {
+        name.push_str("task");
+    }
+    let id = ctx.dispatch_id().simple().to_string();
+    format!(
+        "covalent-{name}-{}-n{}-a{}",
+        &id[id.len() - 12..],
+        ctx.node_id(),
+        ctx.attempt()
+    )
+}
+
 /// Version of the envelopes; a worker refuses any other.
 pub const PROTOCOL: u32 = 1;
 

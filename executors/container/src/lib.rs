@@ -149,33 +149,6 @@ fn config(reason: impl Into<String>) -> ExecutorError {
     }
 }
 
-/// The container's name: readable, and unique per attempt (the random end of the dispatch
-/// id, the node, the attempt).
-fn container_name(task: &Task, ctx: &TaskContext) -> String {
-    let mut name: String = task
-        .electron_name()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect();
-    if name.is_empty() {
-        name.push_str("task");
-    }
-    let id = ctx.dispatch_id().simple().to_string();
-    format!(
-        "covalent-{name}-{}-n{}-a{}",
-        &id[id.len() - 12..],
-        ctx.node_id(),
-        ctx.attempt()
-    )
-}
-
 /// Removes the container and the task directory if a run is dropped before its end (a
 /// time-out, a cancellation, a dispatch going away). `cancel` removes them too, and waits.
 struct Leftover {
@@ -334,7 +307,7 @@ impl Executor for ContainerExecutor {
         let (engine, program) = Engine::resolve(self.engine).map_err(failed)?;
         let binary = current_binary()
             .map_err(|e| failed(format!("cannot find this program's binary: {e}")))?;
-        let name = container_name(&task, ctx);
+        let name = covalent::worker::attempt_name(&task, ctx);
         let dir = self.root()?.join(&name);
         let args = engine::run_args(
             self,

@@ -212,33 +212,6 @@ fn describe_exit(worker_status: Option<&str>, exit_code: Option<&str>) -> String
     }
 }
 
-/// The Slurm job name of one attempt: readable, and unique (the random end of the dispatch
-/// id, the node, the attempt).
-fn job_name(task: &Task, ctx: &TaskContext) -> String {
-    let mut name: String = task
-        .electron_name()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect();
-    if name.is_empty() {
-        name.push_str("task");
-    }
-    let id = ctx.dispatch_id().simple().to_string();
-    format!(
-        "covalent-{name}-{}-n{}-a{}",
-        &id[id.len() - 12..],
-        ctx.node_id(),
-        ctx.attempt()
-    )
-}
-
 /// Cancels a submitted job (or one whose submission was cut short, by name) if the attempt is
 /// dropped before it ended, e.g. when the dispatch goes away. Time-outs and cancellation also
 /// reach [`SlurmExecutor::cancel`], which waits for the job's end.
@@ -608,7 +581,7 @@ impl Executor for SlurmExecutor {
             .map(script::slurm_minutes)
             .or_else(|| self.time.clone());
         let slurm_limit = time.as_deref().and_then(script::parse_slurm_time);
-        let name = job_name(&task, ctx);
+        let name = covalent::worker::attempt_name(&task, ctx);
         let root = self.root(&host)?;
         let dir = format!("{root}/{name}");
         let binary = self.stage_binary(&host, &root).await?;
