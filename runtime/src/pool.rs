@@ -87,16 +87,21 @@ impl Pool {
     /// Queues nodes of `run`.
     pub(crate) fn push(&self, run: &Arc<Run>, nodes: Vec<u32>) {
         let n = nodes.len();
-        let mut q = self.queue.lock().unwrap();
-        q.jobs.extend(nodes.into_iter().map(|i| (run.clone(), i)));
-        if q.idle > 0 {
+        let (idle, monitor_parked) = {
+            let mut q = self.queue.lock().unwrap();
+            q.jobs.extend(nodes.into_iter().map(|i| (run.clone(), i)));
+            (q.idle, q.monitor_parked)
+        };
+        // Wake after unlocking, so a woken worker does not block on the queue at once. Idle
+        // workers and a parked monitor wait on the condvars until notified, so nothing is lost.
+        if idle > 0 {
             if n == 1 {
                 self.work.notify_one();
             } else {
                 self.work.notify_all();
             }
         }
-        if q.monitor_parked {
+        if monitor_parked {
             self.monitor.notify_one();
         }
     }
