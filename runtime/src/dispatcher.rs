@@ -6,7 +6,8 @@
 //! become ready: sync electrons on the local executor and internal nodes run on the worker
 //! pool (the finishing worker keeps one as its next job, so a chain never changes thread);
 //! everything else (async electrons, other executors, time limits, sublattices) runs as a task
-//! on the async runtime, where `time_limit`, `retries` and cancellation are enforced.
+//! on the async runtime, where `time_limit`, `retries` and cancellation are enforced. A
+//! `dispatch_sync` caller runs pool nodes of its own dispatch too ([`Run::help_until_done`]).
 //!
 //! This module owns scheduling, attempts and failure propagation. It does not build graphs,
 //! format results or know any particular executor beyond the `Executor` trait.
@@ -339,12 +340,16 @@ pub(crate) struct Run {
     failed: Mutex<Vec<u32>>,
     done: AtomicBool,
     done_notify: Notify,
+    /// A `dispatch_sync` caller that helps run this run's pool nodes, while it is parked: woken
+    /// when the run ends or queues pool nodes (see [`Run::help_until_done`]).
+    helper: Mutex<Option<std::thread::Thread>>,
+    helper_parked: AtomicBool,
     pub handle: tokio::runtime::Handle,
     pub config: Arc<Config>,
     /// For a sublattice: the parent run and node, taken when the child finishes (so the
     /// parent ↔ child references do not keep each other alive).
     parent: Mutex<Option<(Arc<Run>, u32)>>,
-    pub results_dir: PathBuf,
+    results_dir: OnceLock<PathBuf>,
     /// Where this run is recorded, if it is.
     pub journal: Option<Arc<RunJournal>>,
 }
@@ -436,7 +441,6 @@ impl Run {
                 .as_ref()
                 .map(|(p, node)| (p.cancel.clone(), *node as usize)),
         ));
-        let results_dir = config.results_dir().join(id.to_string());
         let fail_fast = graph.fail_fast || config.sdk.fail_fast;
         Arc::new(Run {
             id,
@@ -455,19 +459,22 @@ impl Run {
             failed: Mutex::new(Vec::new()),
             done: AtomicBool::new(false),
             done_notify: Notify::new(),
+            helper: Mutex::new(None),
+            helper_parked: AtomicBool::new(false),
             handle,
             config,
             parent: Mutex::new(parent),
-            results_dir,
+            results_dir: OnceLock::new(),
             journal,
         })
     }
 
-    /// Schedules every node that has no pending inputs.
-    pub(crate) fn start(self: &Arc<Self>) {
+    /// Schedules every node that has no pending inputs. With `keep_one`, one pool node is not
+    /// queued but returned, for the caller to run (see [`Run::help_until_done`]).
+    pub(crate) fn start(self: &Arc<Self>, keep_one: bool) -> Option<u32> {
         if self.remaining.load(Ordering::Acquire) == 0 {
             self.finish();
-            return;
+            return None;
         }
         let ready: Vec<u32> = (0..self.states.len() as u32)
             .filter(|&i| {
@@ -475,7 +482,81 @@ impl Run {
                 s.status.load(Ordering::Relaxed) == NEW && s.pending.load(Ordering::Relaxed) == 0
             })
             .collect();
-        self.schedule(ready, false);
+        self.schedule(ready, keep_one)
+    }
+
+    /// Blocks the calling thread until the run has ended, running this run's pool nodes on it
+    /// meanwhile: `first` (from [`Run::start`] with `keep_one`) and its continuations, then any
+    /// of the run's nodes at the head of the pool's queue. So a small synchronous dispatch runs
+    /// entirely on the caller's thread with no hand-off to a worker and back (each costs tens of
+    /// microseconds where an idle core has to be woken), and a large one has one more thread.
+    ///
+    /// Before parking it spins briefly, since the last node usually ends within microseconds;
+    /// parked, it is woken when the run ends or queues more pool nodes.
+    pub(crate) fn help_until_done(self: &Arc<Self>, first: Option<u32>) {
+        /// How long to look for work or the end before parking.
+        const SPIN: Duration = Duration::from_micros(50);
+        let pool = pool::global();
+        let mut next = first;
+        loop {
+            let mut at = 0;
+            while let Some(n) = next {
+                let r = self.run_on_pool(n, at);
+                pool.ran_one();
+                (next, at) = match r {
+                    Some((n, end)) => (Some(n), end),
+                    None => (None, 0),
+                };
+            }
+            if self.is_done() {
+                return;
+            }
+            next = pool.take_for(self);
+            if next.is_some() {
+                continue;
+            }
+            let found = pool::spin(SPIN, |checkpoint| {
+                if checkpoint {
+                    next = pool.take_for(self);
+                }
+                next.is_some() || self.is_done()
+            });
+            if found {
+                continue;
+            }
+            // Park. Wakers set their state first and then look at `helper_parked`; here the flag
+            // is set first and the state looked at after, both with full fences, so a wake-up
+            // cannot fall between the look and the park (and `unpark` before `park` is kept).
+            {
+                let mut h = self.helper.lock().unwrap();
+                if h.is_none() {
+                    *h = Some(std::thread::current());
+                }
+            }
+            self.helper_parked.store(true, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            next = pool.take_for(self);
+            if next.is_none() && !self.is_done() {
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+            self.helper_parked.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakes a parked [`Run::help_until_done`] caller.
+    fn wake_helper(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.helper_parked.load(Ordering::SeqCst)
+            && let Some(t) = self.helper.lock().unwrap().as_ref()
+        {
+            t.unpark();
+        }
+    }
+
+    /// Where this dispatch keeps its files (worked out when first asked for).
+    pub(crate) fn results_dir(&self) -> &std::path::Path {
+        self.results_dir
+            .get_or_init(|| self.config.results_dir().join(self.id.to_string()))
     }
 
     fn now(&self) -> u64 {
@@ -581,12 +662,14 @@ impl Run {
         }
         if !pooled.is_empty() {
             pool::global().push(self, pooled);
+            self.wake_helper();
         }
         next
     }
 
-    /// Claims node `i` for running; false if it was cancelled or will not run.
-    fn claim(self: &Arc<Self>, i: u32) -> bool {
+    /// Claims node `i` for running; false if it was cancelled or will not run. `at` is the
+    /// time stamp to record as its start ([`Run::now`]), 0 to read the clock.
+    fn claim(self: &Arc<Self>, i: u32, at: u64) -> bool {
         let st = &self.states[i as usize];
         if self.cancel.is_requested(i as usize) {
             if st
@@ -613,7 +696,8 @@ impl Run {
                 .compare_exchange(NEW, RUNNING, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok();
         if ok {
-            st.start.store(self.now(), Ordering::Release);
+            let at = if at == 0 { self.now() } else { at };
+            st.start.store(at, Ordering::Release);
         }
         ok
     }
@@ -635,9 +719,11 @@ impl Run {
         Args::new(values)
     }
 
-    /// Runs a pool node and returns the next one to run on this thread.
-    pub(crate) fn run_on_pool(self: &Arc<Self>, i: u32) -> Option<u32> {
-        if !self.claim(i) {
+    /// Runs a pool node and returns the next one to run on this thread, with the time stamp
+    /// this one ended at (the next one's start: a chain reads the clock once per node). `at` is
+    /// the node's start stamp, 0 to read the clock.
+    pub(crate) fn run_on_pool(self: &Arc<Self>, i: u32, at: u64) -> Option<(u32, u64)> {
+        if !self.claim(i, at) {
             return None;
         }
         let mut args = self.gather(i as usize);
@@ -653,7 +739,12 @@ impl Run {
                     .unwrap_or(0);
                 let mut attempt = 1;
                 loop {
-                    let t0 = self.now();
+                    // The first attempt starts when the node does (one clock read fewer).
+                    let t0 = if attempt == 1 {
+                        self.states[i as usize].start.load(Ordering::Relaxed)
+                    } else {
+                        self.now()
+                    };
                     let r = run_before_hooks(def)
                         .and_then(|_| catch(|| f(&mut args)))
                         .and_then(|v| run_after_hooks(def).map(|_| v));
@@ -677,7 +768,8 @@ impl Run {
             Op::Param(_) => unreachable!("parameters never run"),
         };
         let result = result.map_err(|e| e.to_string());
-        self.complete(i, result, true)
+        let end = self.now();
+        self.complete(i, result, true, end).map(|n| (n, end))
     }
 
     fn record_attempt(&self, i: u32, number: u32, t0: u64, error: Option<String>) {
@@ -698,9 +790,10 @@ impl Run {
         i: u32,
         result: Result<Output, String>,
         keep_one: bool,
+        end: u64,
     ) -> Option<u32> {
         let st = &self.states[i as usize];
-        st.end.store(self.now(), Ordering::Release);
+        st.end.store(end, Ordering::Release);
         let next = match result {
             Ok(v) => {
                 let _ = st.value.set(v);
@@ -866,6 +959,7 @@ impl Run {
         self.status.store(status, Ordering::Release);
         self.done.store(true, Ordering::Release);
         self.done_notify.notify_waiters();
+        self.wake_helper();
         if let Some(j) = &self.journal {
             j.wake();
         }
@@ -884,7 +978,7 @@ impl Run {
                     self.error.get().map(String::as_str).unwrap_or("")
                 )),
             };
-            let next = parent.complete(node, result, false);
+            let next = parent.complete(node, result, false, parent.now());
             debug_assert!(next.is_none());
         }
     }
@@ -892,18 +986,13 @@ impl Run {
     /// Runs a node on the async runtime: executors, time limits, retries, cancellation,
     /// sublattices.
     async fn run_async(self: Arc<Self>, i: u32) {
-        if !self.claim(i) {
+        let Op::Electron(def) = &self.graph.nodes[i as usize].op else {
+            unreachable!("internal nodes always run on the pool")
+        };
+        let def = *def;
+        if !self.claim(i, 0) {
             return;
         }
-        let def = match &self.graph.nodes[i as usize].op {
-            Op::Electron(def) => *def,
-            _ => {
-                // Internal nodes only come here through a pool hand-off.
-                let run = self.clone();
-                let _ = tokio::task::spawn_blocking(move || run.run_on_pool(i)).await;
-                return;
-            }
-        };
         let mut args = self.gather(i as usize);
         if let Body::Sublattice(build) = def.body {
             match catch(|| build(&mut args)) {
@@ -925,7 +1014,7 @@ impl Run {
                     if let Some(j) = &journal {
                         j.register(&child);
                     }
-                    child.start();
+                    child.start(false);
                 }
                 Err(e) => {
                     self.complete_async(i, Err(format!("building the sublattice failed: {e}")));
@@ -953,7 +1042,7 @@ impl Run {
                     node_id: i as usize,
                     node_name: def.name,
                     attempt,
-                    results_dir: self.results_dir.clone(),
+                    results_dir: self.results_dir().to_path_buf(),
                     cancel: self.cancel.clone(),
                     job_handle: Mutex::new(None),
                     streams: Mutex::new(None),
@@ -1004,7 +1093,7 @@ impl Run {
     }
 
     fn complete_async(self: &Arc<Self>, i: u32, result: Result<Output, String>) {
-        let next = self.complete(i, result, false);
+        let next = self.complete(i, result, false, self.now());
         debug_assert!(next.is_none());
     }
 }

@@ -235,10 +235,15 @@ impl<T: Value> Dispatch<T> {
 /// # Ok::<(), covalent::Error>(()) }).unwrap();
 /// ```
 pub async fn dispatch<T: Value>(lattice: Lattice<T>) -> Result<Dispatch<T>, Error> {
-    start(lattice)
+    start(lattice, false).map(|(d, _)| d)
 }
 
-fn start<T: Value>(lattice: Lattice<T>) -> Result<Dispatch<T>, Error> {
+/// Starts a lattice. With `keep_one`, one ready pool node is returned instead of queued, for
+/// the caller to run.
+fn start<T: Value>(
+    lattice: Lattice<T>,
+    keep_one: bool,
+) -> Result<(Dispatch<T>, Option<u32>), Error> {
     let config = match lattice.config {
         Some(c) => c,
         None => Config::global()?,
@@ -283,14 +288,34 @@ fn start<T: Value>(lattice: Lattice<T>) -> Result<Dispatch<T>, Error> {
     if let Some(j) = &journal {
         j.register(&run);
     }
-    run.start();
-    Ok(Dispatch {
-        run,
-        _t: PhantomData,
-    })
+    let first = run.start(keep_one);
+    Ok((
+        Dispatch {
+            run,
+            _t: PhantomData,
+        },
+        first,
+    ))
 }
 
 /// Runs a lattice to the end from synchronous code and returns its result.
+///
+/// The calling thread takes part: it runs the dispatch's synchronous electrons on the `local`
+/// executor (and internal nodes) alongside the worker pool instead of only waiting, so a small
+/// dispatch completes without a thread hand-off. Other executors, async electrons and time
+/// limits run on the async runtime as with [`dispatch`].
 pub fn dispatch_sync<T: Value>(lattice: Lattice<T>) -> Result<LatticeResult<T>, Error> {
-    crate::runtime::block_on(async move { start(lattice)?.wait().await })?
+    crate::runtime::blocking(move || {
+        let (d, first) = start(lattice, true)?;
+        let run = d.run;
+        let progress = crate::progress::Progress::start(&run);
+        run.help_until_done(first);
+        drop(progress);
+        if let Some(j) = &run.journal {
+            // Written once the writer has caught up; rare enough to go through the runtime.
+            let j = j.clone();
+            crate::runtime::handle().block_on(async move { j.flushed().await });
+        }
+        LatticeResult::from_run(run)
+    })?
 }

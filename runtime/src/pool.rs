@@ -17,6 +17,10 @@ use crate::dispatcher::Run;
 
 /// How long the monitor waits without progress before adding a thread.
 const STARVATION: Duration = Duration::from_millis(2);
+/// How long a worker that found the queue empty looks for new jobs before it sleeps: jobs often
+/// come in bursts microseconds apart (a layer of a graph making the next one ready), and waking
+/// a sleeping thread costs tens of microseconds where the core has gone idle.
+const SPIN: Duration = Duration::from_micros(30);
 /// How long an extra thread idles before it retires.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// Default cap on threads.
@@ -36,6 +40,8 @@ pub(crate) struct Pool {
     work: Condvar,
     monitor: Condvar,
     progress: AtomicU64,
+    /// Jobs in the queue, readable without the lock (by spinning workers).
+    queued: AtomicUsize,
     core: usize,
     max: AtomicUsize,
 }
@@ -54,6 +60,7 @@ static POOL: LazyLock<Arc<Pool>> = LazyLock::new(|| {
         work: Condvar::new(),
         monitor: Condvar::new(),
         progress: AtomicU64::new(0),
+        queued: AtomicUsize::new(0),
         core,
         max: AtomicUsize::new(DEFAULT_MAX_THREADS.max(core)),
     });
@@ -90,6 +97,7 @@ impl Pool {
         let (idle, monitor_parked) = {
             let mut q = self.queue.lock().unwrap();
             q.jobs.extend(nodes.into_iter().map(|i| (run.clone(), i)));
+            self.queued.store(q.jobs.len(), Ordering::Release);
             (q.idle, q.monitor_parked)
         };
         // Wake after unlocking, so a woken worker does not block on the queue at once. Idle
@@ -107,6 +115,26 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Takes the job at the head of the queue if it is one of `run`'s.
+    pub(crate) fn take_for(&self, run: &Arc<Run>) -> Option<u32> {
+        let mut q = self.queue.lock().unwrap();
+        match q.jobs.front() {
+            Some((r, _)) if Arc::ptr_eq(r, run) => {
+                let job = q.jobs.pop_front();
+                self.queued.store(q.jobs.len(), Ordering::Release);
+                job.map(|(_, n)| n)
+            }
+            _ => None,
+        }
+    }
+
+    /// Counts a node run outside the pool's threads (by a helping caller) as progress.
+    pub(crate) fn ran_one(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 fn spawn_worker(pool: Arc<Pool>) {
     let r = std::thread::Builder::new()
         .name("covalent-worker".into())
@@ -120,9 +148,18 @@ fn worker(pool: Arc<Pool>) {
     loop {
         let job = {
             let mut q = pool.queue.lock().unwrap();
+            let mut spun = false;
             loop {
                 if let Some(j) = q.jobs.pop_front() {
+                    pool.queued.store(q.jobs.len(), Ordering::Release);
                     break j;
+                }
+                if !spun {
+                    spun = true;
+                    drop(q);
+                    spin_for_jobs(&pool);
+                    q = pool.queue.lock().unwrap();
+                    continue;
                 }
                 q.idle += 1;
                 let (g, timeout) = pool.work.wait_timeout(q, KEEP_ALIVE).unwrap();
@@ -135,13 +172,42 @@ fn worker(pool: Arc<Pool>) {
             }
         };
         let (run, mut node) = job;
+        let mut at = 0;
         loop {
-            let next = run.run_on_pool(node);
+            let next = run.run_on_pool(node, at);
             pool.progress.fetch_add(1, Ordering::Relaxed);
             match next {
-                Some(n) => node = n,
+                Some((n, end)) => (node, at) = (n, end),
                 None => break,
             }
+        }
+    }
+}
+
+/// Waits up to [`SPIN`] for a job to be queued, without sleeping.
+fn spin_for_jobs(pool: &Pool) {
+    spin(SPIN, |_| pool.queued.load(Ordering::Acquire) > 0);
+}
+
+/// Spins until `done` says so or `limit` has passed, yielding the core now and then (on a busy
+/// machine the thread that would end the wait needs it). `done` gets `true` on those rounds, for
+/// checks too costly to make on every round. Returns whether `done` said so.
+pub(crate) fn spin(limit: Duration, mut done: impl FnMut(bool) -> bool) -> bool {
+    let start = std::time::Instant::now();
+    let mut round = 0u32;
+    loop {
+        round = round.wrapping_add(1);
+        let checkpoint = round.is_multiple_of(64);
+        if done(checkpoint) {
+            return true;
+        }
+        if checkpoint {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
         }
     }
 }

@@ -17,10 +17,10 @@ pub(crate) struct Progress {
 
 impl Progress {
     pub(crate) fn start(run: &Arc<Run>) -> Progress {
-        let wanted = run.config.sdk.progress
+        let wanted = !run.is_done()
+            && run.config.sdk.progress
             && std::env::var_os("COVALENT_NO_PROGRESS").is_none()
-            && std::io::stderr().is_terminal()
-            && !run.is_done();
+            && std::io::stderr().is_terminal();
         if !wanted {
             return Progress { task: None };
         }

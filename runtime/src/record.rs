@@ -161,7 +161,7 @@ impl DispatchRecord {
             error: run.error.get().cloned(),
             start_time: Some(DateTime::<Utc>::from(run.started_wall)),
             end_time: run.end_offset().map(wall),
-            results_dir: Some(run.results_dir.clone()),
+            results_dir: Some(run.results_dir().to_path_buf()),
             nodes: nodes_of(run),
         }
     }

@@ -98,7 +98,7 @@ impl<T> LatticeResult<T> {
     }
     /// The directory for the dispatch's files.
     pub fn results_dir(&self) -> &std::path::Path {
-        &self.run.results_dir
+        self.run.results_dir()
     }
     /// Every node of the top-level graph, internal ones included, in id order.
     pub fn nodes(&self) -> impl ExactSizeIterator<Item = NodeResult<'_>> + '_ {

@@ -19,24 +19,24 @@ pub(crate) fn handle() -> Handle {
     Handle::try_current().unwrap_or_else(|_| GLOBAL.handle().clone())
 }
 
-/// Runs a future to completion from synchronous code.
-///
-/// Outside any runtime it uses the process-wide one; inside a multi-threaded runtime it blocks
-/// in place; a single-threaded runtime cannot block, which is an error.
-pub(crate) fn block_on<F: Future>(f: F) -> Result<F::Output, crate::Error> {
+/// Runs blocking code from synchronous code or from a multi-threaded runtime's thread (through
+/// `block_in_place`); a single-threaded runtime cannot block, which is an error.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> Result<R, crate::Error> {
     match Handle::try_current() {
-        Err(_) => Ok(GLOBAL.block_on(f)),
+        Err(_) => Ok(f()),
         Ok(h) => match h.runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => {
-                Ok(tokio::task::block_in_place(|| h.block_on(f)))
-            }
-            _ => Err(crate::Error::Runtime(
-                "dispatch_sync was called on a single-threaded async runtime, which it would block; \
-                 use `covalent::dispatch(..).await` there"
-                    .into(),
-            )),
+            tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(f)),
+            _ => Err(single_threaded()),
         },
     }
+}
+
+fn single_threaded() -> crate::Error {
+    crate::Error::Runtime(
+        "dispatch_sync was called on a single-threaded async runtime, which it would block; \
+         use `covalent::dispatch(..).await` there"
+            .into(),
+    )
 }
 
 /// `#[covalent::main]`: builds a multi-threaded runtime and runs the program on it.

@@ -360,3 +360,77 @@ fn dispatch_sync_on_a_single_threaded_runtime_is_an_error() {
     let e = rt.block_on(async { covalent::dispatch_sync(retried_free()).unwrap_err() });
     assert!(e.to_string().contains("single-threaded"), "{e}");
 }
+
+/// The name of the thread the electron ran on.
+#[electron]
+fn thread_name(_step: u32) -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string()
+}
+
+#[electron]
+fn both(a: String, b: String) -> (String, String) {
+    (a, b)
+}
+
+#[lattice]
+fn two_steps() -> (String, String) {
+    both(thread_name(1), thread_name(2))
+}
+
+#[test]
+fn dispatch_sync_runs_a_small_dispatch_on_the_calling_thread() {
+    // No hand-off to the pool and back: the caller runs the ready electrons and their
+    // continuations itself.
+    let caller = std::thread::Builder::new()
+        .name("the-caller".into())
+        .spawn(|| covalent::dispatch_sync(two_steps()).unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+    let (a, b) = caller.value().unwrap().clone();
+    assert!(
+        a == "the-caller" || b == "the-caller",
+        "neither step ran on the calling thread: {a}, {b}"
+    );
+    // The caller keeps one of the two ready steps; the other may be taken by a pool worker.
+    for n in [&a, &b] {
+        assert!(n == "the-caller" || n == "covalent-worker", "{n}");
+    }
+}
+
+#[electron]
+fn hold(i: usize, ms: u64) -> usize {
+    std::thread::sleep(Duration::from_millis(ms));
+    i
+}
+
+#[lattice]
+fn wide(n: usize, ms: u64) -> usize {
+    count((0..n).map(|i| hold(i, ms)).collect::<Vec<_>>())
+}
+
+#[test]
+fn dispatch_sync_still_spreads_a_wide_dispatch_over_the_pool() {
+    // 16 electrons of 50 ms: the caller runs some, the pool the others, at the same time.
+    let r = covalent::dispatch_sync(wide(16, 50)).unwrap();
+    assert_eq!(r.value(), Some(&16));
+    let spans: Vec<_> = r
+        .nodes()
+        .filter(|n| n.name() == "hold")
+        .map(|n| (n.start_time().unwrap(), n.end_time().unwrap()))
+        .collect();
+    assert_eq!(spans.len(), 16);
+    // The most electrons running at one moment (at some electron's start).
+    let overlap = spans
+        .iter()
+        .map(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap();
+    assert!(
+        overlap >= 2,
+        "the electrons ran one after another: {spans:?}"
+    );
+}
