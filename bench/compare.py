@@ -805,6 +805,9 @@ def main():
                          "(default 60; quick 10)")
     ap.add_argument("--quiet-wait", type=float, default=120,
                     help="seconds to wait for the machine to go quiet before each config")
+    ap.add_argument("--workloads", default=None,
+                    help="comma-separated peer workloads to run (e.g. W3-100000), default all; "
+                         "with --reuse, a peer keeps its earlier results for the others")
     ap.add_argument("--out", default=str(BENCH / "results"))
     ap.add_argument("--reuse", metavar="JSON",
                     help="an earlier compare.json: take from it every engine that --only does "
@@ -827,6 +830,12 @@ def main():
     signal.signal(signal.SIGTERM, stop)
 
     workloads = SMALL if args.quick else FULL
+    if args.workloads:
+        wanted = args.workloads.split(",")
+        unknown = [w for w in wanted if w not in workloads]
+        if unknown:
+            raise SystemExit(f"unknown workloads {unknown}; known: {', '.join(workloads)}")
+        workloads = [w for w in workloads if w in wanted]
     started = time.time()
     old = json.loads(Path(args.reuse).read_text()) if args.reuse else None
     if "ours" in only:
@@ -846,6 +855,10 @@ def main():
             if not ({engine, key} & only):
                 peers[(engine, config)] = p["workloads"]
                 notes[key] = {**p["notes"], "reused_from": old["started"]}
+            elif args.workloads:
+                # Re-measured below for the selected workloads only; the rest is kept.
+                peers[(engine, config)] = dict(p["workloads"])
+                notes[key] = {**p["notes"], "reused_from": old["started"]}
     for engine, config, wl, what in CONFIGS:
         if not ({engine, f"{engine}/{config}"} & only):
             continue
@@ -864,8 +877,14 @@ def main():
         res, note = run_peer(engine, config, sel, path, work, args)
         note["quiet_before"] = quiet
         note["what"] = what
-        peers[(engine, config)] = res
-        notes[f"{engine}/{config}"] = note
+        if args.workloads and (engine, config) in peers:
+            peers[(engine, config)].update(res)
+            rerun = {**note, "workloads": sel, "cap_s": args.cap,
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            notes[f"{engine}/{config}"].setdefault("reruns", []).append(rerun)
+        else:
+            peers[(engine, config)] = res
+            notes[f"{engine}/{config}"] = note
 
     rows, md = build_report(ours, peers, args)
     srows, smd = scaling(ours) if ours["rows"] else ([], "")
@@ -873,13 +892,16 @@ def main():
     mach = machine(ours, vers)
     mach["peer_installs"] = installs
     now = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-           "duration_s": round(time.time() - started), "only": sorted(only)}
+           "duration_s": round(time.time() - started), "only": sorted(only),
+           "cap_s": args.cap}
+    if args.workloads:
+        now["workloads"] = workloads
     first = old if old else now
     doc = {
         "started": first["started"],
         "duration_s": first["duration_s"],
         "reruns": (old.get("reruns", []) + ([] if only == {"none"} else [now])) if old else [],
-        "quick": args.quick, "cap_s": args.cap, "budget_s": args.budget,
+        "quick": args.quick, "cap_s": first.get("cap_s", args.cap), "budget_s": args.budget,
         "machine": mach, "table": rows, "targets": tg, "ours": ours,
         "peers": {f"{e}/{c}": {"notes": notes[f"{e}/{c}"], "workloads": r}
                   for (e, c), r in peers.items()},
@@ -891,10 +913,14 @@ def main():
         f"{ {True: 'yes', False: '**no**', None: 'not determined'}[t['met']] } |" for t in tg]
     report = (f"# Side-by-side run{' (quick)' if args.quick else ''}\n\n"
               f"Run {doc['started']}, {doc['duration_s'] // 60} min"
-              + "".join(f"; re-run of {', '.join(r['only'])} at {r['started']}"
+              + "".join(f"; re-run of {', '.join(r['only'])}"
+                        + (f" ({', '.join(r['workloads'])} only)" if r.get("workloads") else "")
+                        + (f" with a cap of {r['cap_s']:.0f} s"
+                           if r.get("cap_s") and r["cap_s"] != doc["cap_s"] else "")
+                        + f" at {r['started']}"
                         for r in doc["reruns"])
               + f"; per-run cap "
-              f"{args.cap:.0f} s, budget {args.budget:.0f} s of timed runs per workload. "
+              f"{doc['cap_s']:.0f} s, budget {args.budget:.0f} s of timed runs per workload. "
               f"Machine: {mach['cores']} cores, {mach['memory']}, {mach['os']}; "
               f"{mach['rustc']}; Python {mach['python']}.\n\n"
               f"## Workloads\n\n{md}\n\n## Scaling (ours)\n\n{smd}\n\n## Targets\n\n"
