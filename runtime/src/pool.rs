@@ -42,6 +42,8 @@ pub(crate) struct Pool {
     progress: AtomicU64,
     /// Jobs in the queue, readable without the lock (by spinning workers).
     queued: AtomicUsize,
+    /// Workers spinning for jobs now (at most one per core spins; the others sleep at once).
+    spinning: AtomicUsize,
     core: usize,
     max: AtomicUsize,
 }
@@ -61,6 +63,7 @@ static POOL: LazyLock<Arc<Pool>> = LazyLock::new(|| {
         monitor: Condvar::new(),
         progress: AtomicU64::new(0),
         queued: AtomicUsize::new(0),
+        spinning: AtomicUsize::new(0),
         core,
         max: AtomicUsize::new(DEFAULT_MAX_THREADS.max(core)),
     });
@@ -184,9 +187,13 @@ fn worker(pool: Arc<Pool>) {
     }
 }
 
-/// Waits up to [`SPIN`] for a job to be queued, without sleeping.
+/// Waits up to [`SPIN`] for a job to be queued, without sleeping; at once if a worker per core
+/// is spinning already (a grown pool of blocked-electron threads must not all spin).
 fn spin_for_jobs(pool: &Pool) {
-    spin(SPIN, |_| pool.queued.load(Ordering::Acquire) > 0);
+    if pool.spinning.fetch_add(1, Ordering::AcqRel) < pool.core {
+        spin(SPIN, |_| pool.queued.load(Ordering::Acquire) > 0);
+    }
+    pool.spinning.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// Spins until `done` says so or `limit` has passed, yielding the core now and then (on a busy

@@ -405,8 +405,8 @@ fn write_graph(tx: &Transaction<'_>, run: &Run, j: &RunJournal) -> rusqlite::Res
     let graph = encode::encode_run(run);
     if j.path.is_empty() {
         tx.execute(
-            "UPDATE dispatches SET graph = ?1 WHERE id = ?2",
-            params![graph, j.dispatch_id],
+            "INSERT OR REPLACE INTO graphs (dispatch_id, graph) VALUES (?1, ?2)",
+            params![j.dispatch_id, graph],
         )?;
     } else {
         tx.execute(

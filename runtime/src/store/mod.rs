@@ -346,8 +346,9 @@ impl Store {
         );
         let row: Option<Row> = self.with(|c| {
             c.query_row(
-                "SELECT lattice, status, inputs, output, error, created_at, ended_at, graph, results_dir
-                 FROM dispatches WHERE id = ?1",
+                "SELECT d.lattice, d.status, d.inputs, d.output, d.error, d.created_at, d.ended_at,
+                        g.graph, d.results_dir
+                 FROM dispatches d LEFT JOIN graphs g ON g.dispatch_id = d.id WHERE d.id = ?1",
                 [&key],
                 |r| {
                     Ok((
@@ -450,9 +451,12 @@ impl Store {
         let key = id.to_string();
         let graph: Option<String> = self
             .with(|c| {
-                c.query_row("SELECT graph FROM dispatches WHERE id = ?1", [&key], |r| {
-                    r.get(0)
-                })
+                c.query_row(
+                    "SELECT g.graph FROM dispatches d LEFT JOIN graphs g ON g.dispatch_id = d.id
+                     WHERE d.id = ?1",
+                    [&key],
+                    |r| r.get(0),
+                )
                 .optional()
             })?
             .ok_or_else(|| StoreError::UnknownDispatch {
@@ -620,7 +624,7 @@ impl Store {
                 rows.collect::<rusqlite::Result<_>>()?
             };
             for id in &ids {
-                for table in ["node_log", "sublattices", "cancel_requests"] {
+                for table in ["node_log", "sublattices", "cancel_requests", "graphs"] {
                     tx.execute(&format!("DELETE FROM {table} WHERE dispatch_id = ?1"), [id])?;
                 }
                 tx.execute("DELETE FROM dispatches WHERE id = ?1", [id])?;

@@ -14,7 +14,7 @@ use rusqlite::Connection;
 pub(crate) const APPLICATION_ID: i64 = 0x434F_564C;
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations: `MIGRATIONS[v]` takes a database from version `v` to `v + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -62,6 +62,18 @@ const MIGRATIONS: &[&str] = &[
         node_id      INTEGER,
         created_at   INTEGER NOT NULL
     );
+    ",
+    // 1 → 2: graphs in their own table. A dispatch's row is updated while it runs (progress,
+    // heartbeat, final status), and SQLite rewrites a whole row, overflow pages included, on
+    // every update: with the graph in it, a 200,000-node dispatch rewrote megabytes each time.
+    "
+    CREATE TABLE graphs (
+        dispatch_id  TEXT PRIMARY KEY,
+        graph        TEXT NOT NULL
+    );
+    INSERT INTO graphs (dispatch_id, graph)
+        SELECT id, graph FROM dispatches WHERE graph IS NOT NULL;
+    ALTER TABLE dispatches DROP COLUMN graph;
     ",
 ];
 
@@ -112,4 +124,53 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Found> {
     ))?;
     tx.commit()?;
     Ok(Found::Ours(SCHEMA_VERSION))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_1_stores_move_their_graphs_to_the_graphs_table() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;"
+        ))
+        .unwrap();
+        for (id, graph) in [("a", Some("{\"nodes\":[]}")), ("b", None)] {
+            conn.execute(
+                "INSERT INTO dispatches (id, lattice, status, inputs, created_at, task_count,
+                     graph, pid, host, heartbeat_at)
+                 VALUES (?1, 'flow', 'COMPLETED', '{}', 1, 1, ?2, 1, 'h', 1)",
+                rusqlite::params![id, graph],
+            )
+            .unwrap();
+        }
+        assert!(matches!(
+            migrate(&mut conn).unwrap(),
+            Found::Ours(SCHEMA_VERSION)
+        ));
+        let graphs: Vec<(String, String)> = conn
+            .prepare("SELECT dispatch_id, graph FROM graphs ORDER BY dispatch_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(graphs, vec![("a".into(), "{\"nodes\":[]}".into())]);
+        // Both dispatches are still there, without the old column.
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM dispatches", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+        let has_graph: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('dispatches') WHERE name = 'graph'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(has_graph, 0);
+    }
 }
