@@ -268,6 +268,17 @@ impl NodeState {
             f(self.end.load(Ordering::Acquire)),
         )
     }
+    /// Moves a node that has not started (NEW or PENDING) to `to`; false if it had already
+    /// started or ended.
+    fn leave_waiting(&self, to: u8) -> bool {
+        self.status
+            .compare_exchange(PENDING, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            || self
+                .status
+                .compare_exchange(NEW, to, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
     fn extra<R>(&self, f: impl FnOnce(&mut NodeExtra) -> R) -> R {
         let mut g = self.extra.lock().unwrap();
         f(g.get_or_insert_with(Default::default))
@@ -670,31 +681,12 @@ impl Run {
     /// Claims node `i` for running; false if it was cancelled or will not run. `at` is the
     /// time stamp to record as its start ([`Run::now`]), 0 to read the clock.
     fn claim(self: &Arc<Self>, i: u32, at: u64) -> bool {
-        let st = &self.states[i as usize];
         if self.cancel.is_requested(i as usize) {
-            if st
-                .status
-                .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-                || st
-                    .status
-                    .compare_exchange(NEW, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            {
-                st.end.store(self.now(), Ordering::Release);
-                self.skip_dependants(i, CANCELLED);
-                self.node_done();
-            }
+            self.cancel_waiting(i);
             return false;
         }
-        let ok = st
-            .status
-            .compare_exchange(PENDING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-            || st
-                .status
-                .compare_exchange(NEW, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok();
+        let st = &self.states[i as usize];
+        let ok = st.leave_waiting(RUNNING);
         if ok {
             let at = if at == 0 { self.now() } else { at };
             st.start.store(at, Ordering::Release);
@@ -843,16 +835,7 @@ impl Run {
         let mut stack = vec![i];
         while let Some(n) = stack.pop() {
             for &d in self.graph.deps_of(n as usize) {
-                let ds = &self.states[d as usize];
-                if ds
-                    .status
-                    .compare_exchange(NEW, status, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                    || ds
-                        .status
-                        .compare_exchange(PENDING, status, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                {
+                if self.states[d as usize].leave_waiting(status) {
                     stack.push(d);
                     self.node_done();
                 }
@@ -864,15 +847,7 @@ impl Run {
     fn cancel_pending(self: &Arc<Self>) {
         let now = self.now();
         for st in self.states.iter() {
-            if st
-                .status
-                .compare_exchange(NEW, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-                || st
-                    .status
-                    .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            {
+            if st.leave_waiting(CANCELLED) {
                 st.end.store(now, Ordering::Release);
                 self.node_done();
             }
@@ -902,18 +877,15 @@ impl Run {
             return;
         }
         self.cancel.request_node(i);
-        let st = &self.states[i];
-        if st
-            .status
-            .compare_exchange(NEW, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-            || st
-                .status
-                .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
+        self.cancel_waiting(i as u32);
+    }
+
+    /// Cancels node `i` if it has not started, and its dependants with it.
+    fn cancel_waiting(self: &Arc<Self>, i: u32) {
+        let st = &self.states[i as usize];
+        if st.leave_waiting(CANCELLED) {
             st.end.store(self.now(), Ordering::Release);
-            self.skip_dependants(i as u32, CANCELLED);
+            self.skip_dependants(i, CANCELLED);
             self.node_done();
         }
     }
