@@ -9,68 +9,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use covalent::prelude::*;
 use covalent::{Config, Status};
 use serde_json::Value;
 
-#[electron]
-fn add(x: i64, y: i64) -> i64 {
-    x + y
-}
-
-#[electron]
-fn multiply(x: i64, y: i64) -> i64 {
-    x * y
-}
-
-#[lattice]
-fn workflow(x: i64, y: i64) -> i64 {
-    let r1 = add(x, y);
-    multiply(y, r1)
-}
-
-#[electron]
-fn fails(x: i64) -> Result<i64, String> {
-    Err(format!("bad input {x}"))
-}
-
-#[lattice]
-fn broken(x: i64) -> (i64, i64) {
-    (add(x, 1), fails(x))
-}
-
-#[electron]
-fn square(x: i64) -> i64 {
-    x * x
-}
-
-#[electron]
-fn total(xs: Vec<i64>) -> i64 {
-    xs.iter().sum()
-}
-
-#[electron]
-#[lattice]
-fn fan(n: i64) -> i64 {
-    let squares: Vec<Node<i64>> = (0..n).map(square).collect();
-    total(squares)
-}
-
-#[lattice]
-fn fanned(n: i64) -> i64 {
-    fan(add(n, 0))
-}
-
-#[electron]
-async fn nap(secs: u64) -> u64 {
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    secs
-}
-
-#[lattice]
-fn sleepy(secs: u64) -> u64 {
-    nap(secs)
-}
+mod common;
+use common::*;
 
 /// One runtime for every test of this file, as a program has one. With a runtime per test, a
 /// cancel request was once missed while another test's runtime shut down (not diagnosed; see

@@ -1,28 +1,8 @@
 //! Every example runs to the end and prints what its how-to promises.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-/// Runs `cargo run --example NAME` from the workspace root and returns stdout.
-fn run_example(name: &str, envs: &[(&str, &str)]) -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(&root)
-        .args(["run", "--quiet", "--example", name])
-        .env_remove("COVALENT_CONFIG");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("cargo runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "example {name} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use covalent_test_support::run_example;
 
 #[test]
 fn quickstart_prints_the_seed_report() {
@@ -117,9 +97,8 @@ fn a_malformed_config_stops_the_dispatch_with_file_line_and_key() {
         "[sdk]\ndefault_executor = \"local\"\nfail_fast = \"yes\"\n",
     )
     .unwrap();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new(env!("CARGO"))
-        .current_dir(&root)
+        .current_dir(covalent_test_support::workspace_root())
         .args(["run", "--quiet", "--example", "quickstart"])
         .env("COVALENT_CONFIG", &cfg)
         .output()

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use covalent::prelude::*;
 use covalent_container::{ContainerExecutor, Engine};
+use covalent_test_support::run_example;
 
 const CONFIG: &str = r#"
 [sdk]
@@ -428,43 +429,17 @@ fn a_missing_image_is_a_clear_error() {
 
 // ---- the examples -------------------------------------------------------------------------------
 
-/// `cargo run --example NAME` of the examples crate; its stdout.
-fn run_example(name: &str) -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "covalent-examples",
-            "--example",
-            name,
-        ])
-        .env_remove("COVALENT_CONFIG")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "example {name} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 #[test]
 fn the_container_examples_run() {
     need_podman!("the_container_examples_run");
     // The examples' binaries need no more libraries than this test's, which the image has.
-    let out = run_example("container_executor");
+    let out = run_example("container_executor", &[]);
     assert!(out.contains("9 words, counted in 3 containers"), "{out}");
     assert!(
         out.contains("count_words: container covalent-count_words-"),
         "{out}"
     );
-    let out = run_example("custom_container_executor");
+    let out = run_example("custom_container_executor", &[]);
     assert!(out.contains("add: adding in a container"), "{out}");
     assert!(
         out.contains(

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use covalent::prelude::*;
 use covalent_slurm::{SlurmExecutor, SshOptions};
+use covalent_test_support::run_example;
 
 fn config() -> covalent::Config {
     covalent::Config::parse(
@@ -636,38 +637,12 @@ fn an_unknown_host_key_is_refused() {
 
 // ---- the example --------------------------------------------------------------------------------
 
-/// `cargo run --example NAME` of the examples crate; its stdout.
-fn run_example(name: &str) -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "covalent-examples",
-            "--example",
-            name,
-        ])
-        .env_remove("COVALENT_CONFIG")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "example {name} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 #[test]
 fn the_slurm_example_runs() {
     need_slurm!("the_slurm_example_runs");
     // It names the plugin only through `use covalent_slurm as _;`: this also shows that
     // linking the crate that way registers `slurm`.
-    let out = run_example("slurm_executor");
+    let out = run_example("slurm_executor", &[]);
     assert!(
         out.contains("sum of squares of 1..=4 = 30, computed by 4 Slurm jobs"),
         "{out}"

@@ -13,21 +13,11 @@ use covalent_ssh::SshExecutor;
 
 /// The server's coordinates from `scripts/sshd-up.sh`'s env file, starting it if possible.
 static SERVER: LazyLock<Result<HashMap<String, String>, String>> = LazyLock::new(|| {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = std::env::var("COVALENT_SSHD_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir().join("covalent-sshd"));
     let env_file = dir.join("env");
-    let up = std::process::Command::new("bash")
-        .arg(root.join("scripts/sshd-up.sh"))
-        .output()
-        .map_err(|e| format!("cannot run scripts/sshd-up.sh: {e}"))?;
-    if !up.status.success() {
-        return Err(format!(
-            "scripts/sshd-up.sh failed: {}",
-            String::from_utf8_lossy(&up.stderr).trim()
-        ));
-    }
+    covalent_test_support::run_script("sshd-up.sh", &[])?;
     let text =
         std::fs::read_to_string(&env_file).map_err(|e| format!("{}: {e}", env_file.display()))?;
     Ok(text
@@ -37,17 +27,13 @@ static SERVER: LazyLock<Result<HashMap<String, String>, String>> = LazyLock::new
         .collect())
 });
 
-/// The server, or `None` after printing why the test is skipped.
+/// The server, or `None` after saying why the test is skipped (a failure when engines are
+/// required).
 fn server() -> Option<&'static HashMap<String, String>> {
     match &*SERVER {
         Ok(s) => Some(s),
-        Err(e) if std::env::var_os("COVALENT_REQUIRE_ENGINES").is_some() => {
-            panic!("no SSH server for the ssh executor's tests: {e}")
-        }
         Err(e) => {
-            eprintln!(
-                "SKIPPED: no SSH server ({e}); set COVALENT_REQUIRE_ENGINES=1 to make this a failure"
-            );
+            covalent_test_support::skip("ssh tests", &format!("no SSH server: {e}"));
             None
         }
     }

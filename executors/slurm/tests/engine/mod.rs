@@ -4,36 +4,11 @@
 //! already and this machine allows it (root with apt-get). When an engine cannot be had the
 //! test is skipped with a message on stderr, or fails under `COVALENT_REQUIRE_ENGINES=1`.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// Whether a missing engine fails the test instead of skipping it.
-pub fn required() -> bool {
-    std::env::var("COVALENT_REQUIRE_ENGINES").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Skips (or, when engines are required, fails) the calling test.
-pub fn skip(test: &str, why: &str) {
-    if required() {
-        panic!("{test}: {why} (COVALENT_REQUIRE_ENGINES is set, so this is a failure)");
-    }
-    // Straight to the process's stderr: the test harness captures `eprintln!` of passing tests.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: {test}: {why} (set COVALENT_REQUIRE_ENGINES=1 to make this a failure)"
-    );
-}
-
-fn scripts() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts")
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
+pub use covalent_test_support::skip;
+use covalent_test_support::{is_root, run_script, scripts};
 
 fn succeeds(cmd: &str) -> bool {
     Command::new("sh")
@@ -41,26 +16,6 @@ fn succeeds(cmd: &str) -> bool {
         .arg(format!("{cmd} >/dev/null 2>&1"))
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// Runs a script of `scripts/`; its last stdout line on success.
-fn run_script(name: &str) -> Result<String, String> {
-    let out = Command::new("bash")
-        .arg(scripts().join(name))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run scripts/{name}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "scripts/{name} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or("")
-        .to_string())
 }
 
 /// The Slurm cluster: `Ok` when `sbatch` can submit here, else why not.
@@ -73,7 +28,7 @@ pub fn slurm() -> Result<(), String> {
         if !is_root() {
             return Err("no Slurm cluster here, and starting one needs root".into());
         }
-        run_script("slurm-up.sh").map(|_| ())
+        run_script("slurm-up.sh", &[]).map(|_| ())
     })
     .clone()
 }
@@ -89,7 +44,7 @@ pub fn sshd() -> Result<Vec<(String, String)>, String> {
         if !is_root() {
             return Err("starting the test sshd needs root".into());
         }
-        let ready = run_script("sshd-up.sh")?;
+        let ready = run_script("sshd-up.sh", &[])?;
         let env_file = ready
             .split_whitespace()
             .find_map(|w| w.strip_prefix("env="))
