@@ -353,7 +353,7 @@ pub(crate) struct Run {
     done_notify: Notify,
     /// A `dispatch_sync` caller that helps run this run's pool nodes, while it is parked: woken
     /// when the run ends or queues pool nodes (see [`Run::help_until_done`]).
-    helper: Mutex<Option<std::thread::Thread>>,
+    helper: OnceLock<std::thread::Thread>,
     helper_parked: AtomicBool,
     pub handle: tokio::runtime::Handle,
     pub config: Arc<Config>,
@@ -470,7 +470,7 @@ impl Run {
             failed: Mutex::new(Vec::new()),
             done: AtomicBool::new(false),
             done_notify: Notify::new(),
-            helper: Mutex::new(None),
+            helper: OnceLock::new(),
             helper_parked: AtomicBool::new(false),
             handle,
             config,
@@ -510,21 +510,11 @@ impl Run {
         let pool = pool::global();
         let mut next = first;
         loop {
-            let mut at = 0;
-            while let Some(n) = next {
-                let r = self.run_on_pool(n, at);
-                pool.ran_one();
-                (next, at) = match r {
-                    Some((n, end)) => (Some(n), end),
-                    None => (None, 0),
-                };
+            if let Some(n) = next.take() {
+                pool.run_chain(self, n);
             }
             if self.is_done() {
                 return;
-            }
-            next = pool.take_for(self);
-            if next.is_some() {
-                continue;
             }
             let found = pool::spin(SPIN, |checkpoint| {
                 if checkpoint {
@@ -538,12 +528,7 @@ impl Run {
             // Park. Wakers set their state first and then look at `helper_parked`; here the flag
             // is set first and the state looked at after, both with full fences, so a wake-up
             // cannot fall between the look and the park (and `unpark` before `park` is kept).
-            {
-                let mut h = self.helper.lock().unwrap();
-                if h.is_none() {
-                    *h = Some(std::thread::current());
-                }
-            }
+            self.helper.get_or_init(std::thread::current);
             self.helper_parked.store(true, Ordering::SeqCst);
             std::sync::atomic::fence(Ordering::SeqCst);
             next = pool.take_for(self);
@@ -558,7 +543,7 @@ impl Run {
     fn wake_helper(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);
         if self.helper_parked.load(Ordering::SeqCst)
-            && let Some(t) = self.helper.lock().unwrap().as_ref()
+            && let Some(t) = self.helper.get()
         {
             t.unpark();
         }

@@ -116,9 +116,7 @@ impl Pool {
             self.monitor.notify_one();
         }
     }
-}
 
-impl Pool {
     /// Takes the job at the head of the queue if it is one of `run`'s.
     pub(crate) fn take_for(&self, run: &Arc<Run>) -> Option<u32> {
         let mut q = self.queue.lock().unwrap();
@@ -132,8 +130,15 @@ impl Pool {
         }
     }
 
-    /// Counts a node run outside the pool's threads (by a helping caller) as progress.
-    pub(crate) fn ran_one(&self) {
+    /// Runs `node` of `run` and the continuations it hands back, on this thread; each node's
+    /// end stamp is the next one's start. Pool workers and a helping `dispatch_sync` caller both
+    /// run nodes this way.
+    pub(crate) fn run_chain(&self, run: &Arc<Run>, mut node: u32) {
+        let mut at = 0;
+        while let Some((next, end)) = run.run_on_pool(node, at) {
+            self.progress.fetch_add(1, Ordering::Relaxed);
+            (node, at) = (next, end);
+        }
         self.progress.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -174,16 +179,8 @@ fn worker(pool: Arc<Pool>) {
                 }
             }
         };
-        let (run, mut node) = job;
-        let mut at = 0;
-        loop {
-            let next = run.run_on_pool(node, at);
-            pool.progress.fetch_add(1, Ordering::Relaxed);
-            match next {
-                Some((n, end)) => (node, at) = (n, end),
-                None => break,
-            }
-        }
+        let (run, node) = job;
+        pool.run_chain(&run, node);
     }
 }
 
@@ -198,13 +195,14 @@ fn spin_for_jobs(pool: &Pool) {
 
 /// Spins until `done` says so or `limit` has passed, yielding the core now and then (on a busy
 /// machine the thread that would end the wait needs it). `done` gets `true` on those rounds, for
-/// checks too costly to make on every round. Returns whether `done` said so.
+/// checks too costly to make on every round (the first round is one). Returns whether `done`
+/// said so.
 pub(crate) fn spin(limit: Duration, mut done: impl FnMut(bool) -> bool) -> bool {
     let start = std::time::Instant::now();
     let mut round = 0u32;
     loop {
-        round = round.wrapping_add(1);
         let checkpoint = round.is_multiple_of(64);
+        round = round.wrapping_add(1);
         if done(checkpoint) {
             return true;
         }
