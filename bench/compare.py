@@ -852,11 +852,9 @@ def main():
         installs = dict(old["machine"].get("peer_installs", {}))
         for key, p in old["peers"].items():
             engine, config = key.split("/", 1)
-            if not ({engine, key} & only):
-                peers[(engine, config)] = p["workloads"]
-                notes[key] = {**p["notes"], "reused_from": old["started"]}
-            elif args.workloads:
-                # Re-measured below for the selected workloads only; the rest is kept.
+            # Kept unless --only names it; with --workloads, a named peer keeps its results for
+            # the workloads not re-measured below.
+            if args.workloads or not ({engine, key} & only):
                 peers[(engine, config)] = dict(p["workloads"])
                 notes[key] = {**p["notes"], "reused_from": old["started"]}
     for engine, config, wl, what in CONFIGS:
