@@ -38,6 +38,28 @@ fn workflow(x: i64, y: i64) -> i64 {
 }
 
 #[test]
+fn purge_removes_everything_a_dispatch_left_in_the_store() {
+    let (_dir, cfg) = temp_config();
+    let path = cfg.store_path();
+    let r = covalent::dispatch_sync(workflow(3, 4).with_config(cfg)).unwrap();
+    let rows = |table: &str| -> i64 {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.query_row(
+            &format!("SELECT count(*) FROM {table} WHERE dispatch_id = ?1"),
+            [r.dispatch_id().to_string()],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(rows("graphs"), 1, "the graph is recorded in its own table");
+    assert!(rows("node_log") > 0);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.purge(None, true).unwrap(), 1);
+    assert!(store.get(r.dispatch_id()).is_err());
+    assert_eq!((rows("graphs"), rows("node_log")), (0, 0));
+}
+
+#[test]
 fn a_dispatch_is_recorded_and_reads_back_as_it_ran() {
     let (_dir, cfg) = temp_config();
     let path = cfg.store_path();
