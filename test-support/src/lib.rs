@@ -94,3 +94,11 @@ pub fn run_example(name: &str, envs: &[(&str, &str)]) -> String {
     );
     stdout
 }
+
+/// Median and mean of timings, in milliseconds (for the overhead examples; sorts `xs`).
+pub fn median_mean_ms(xs: &mut [std::time::Duration]) -> (f64, f64) {
+    xs.sort();
+    let median = xs[xs.len() / 2].as_secs_f64() * 1e3;
+    let mean = xs.iter().map(std::time::Duration::as_secs_f64).sum::<f64>() / xs.len() as f64 * 1e3;
+    (median, mean)
+}

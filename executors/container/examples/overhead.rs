@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use covalent::prelude::*;
 use covalent::worker::{PROTOCOL, RESULT_ENV, TASK_ENV, TaskEnvelope};
+use covalent_test_support::median_mean_ms;
 
 const IMAGE: &str = "localhost/covalent-worker:latest";
 
@@ -91,13 +92,6 @@ fn bare_run(dir: &Path, i: usize) -> Duration {
     took
 }
 
-fn stats(xs: &mut [Duration]) -> (f64, f64) {
-    xs.sort();
-    let median = xs[xs.len() / 2].as_secs_f64() * 1e3;
-    let mean = xs.iter().map(Duration::as_secs_f64).sum::<f64>() / xs.len() as f64 * 1e3;
-    (median, mean)
-}
-
 fn main() {
     covalent_container::link(); // nothing else here names the crate: this registers `container`
     let n: usize = std::env::args()
@@ -127,8 +121,8 @@ fn main() {
         ex.push(executor_run(i as i64));
         bare.push(bare_run(dir.path(), i + 1));
     }
-    let (ex_med, ex_mean) = stats(&mut ex);
-    let (b_med, b_mean) = stats(&mut bare);
+    let (ex_med, ex_mean) = median_mean_ms(&mut ex);
+    let (b_med, b_mean) = median_mean_ms(&mut bare);
     println!("container executor overhead, {n} trivial tasks one after another (ms per task)");
     println!("  covalent container executor (podman):  median {ex_med:6.1}  mean {ex_mean:6.1}");
     println!("  bare podman run, same flags:           median {b_med:6.1}  mean {b_mean:6.1}");

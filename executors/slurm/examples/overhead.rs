@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use covalent::prelude::*;
 use covalent::worker::{PROTOCOL, RESULT_ENV, TASK_ENV, TaskEnvelope};
+use covalent_test_support::median_mean_ms;
 
 #[electron(executor = "slurm")]
 fn trivial(x: i64) -> i64 {
@@ -142,13 +143,6 @@ fn bare_poll(dir: &Path, cmd: &str, every: Duration) -> Duration {
     took
 }
 
-fn stats(xs: &mut [Duration]) -> (f64, f64) {
-    xs.sort();
-    let median = xs[xs.len() / 2].as_secs_f64() * 1e3;
-    let mean = xs.iter().map(Duration::as_secs_f64).sum::<f64>() / xs.len() as f64 * 1e3;
-    (median, mean)
-}
-
 fn main() {
     covalent_slurm::link(); // nothing else here names the crate: this registers `slurm`
     let n: usize = std::env::args()
@@ -165,9 +159,9 @@ fn main() {
         wait.push(bare_wait(dir.path(), &cmd));
         poll.push(bare_poll(dir.path(), &cmd, every));
     }
-    let (ex_med, ex_mean) = stats(&mut ex);
-    let (w_med, w_mean) = stats(&mut wait);
-    let (p_med, p_mean) = stats(&mut poll);
+    let (ex_med, ex_mean) = median_mean_ms(&mut ex);
+    let (w_med, w_mean) = median_mean_ms(&mut wait);
+    let (p_med, p_mean) = median_mean_ms(&mut poll);
     println!("slurm executor overhead, {n} trivial tasks one after another (ms per task)");
     println!("  covalent slurm executor (poll {POLL}):  median {ex_med:7.1}  mean {ex_mean:7.1}");
     println!("  bare sbatch --wait:                     median {w_med:7.1}  mean {w_mean:7.1}");
