@@ -373,7 +373,7 @@ fn generate(e: &Electron) -> TokenStream {
             let run = quote! {
                 fn __run(
                     #args_ident: &mut ::covalent::__private::Args,
-                ) -> ::core::result::Result<::covalent::Graph, ::covalent::__private::TaskError> {
+                ) -> ::core::result::Result<::covalent::__private::SubGraph, ::covalent::__private::TaskError> {
                     #takes
                     ::core::result::Result::Ok(::covalent::__private::sublattice(self::lattice(#(#inner_idents),*)))
                 }

@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::executor::{ExecutorError, ExecutorRef};
-use crate::registry;
+use crate::executor::{ExecutorError, ExecutorRef, find_plugin, plugin_names};
 
 /// The `[sdk]` section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -172,7 +171,7 @@ impl Config {
         };
         // Check every plugin table now, so a wrong type is reported before anything runs.
         for name in config.executors.keys() {
-            if let Some(plugin) = registry::find(name) {
+            if let Some(plugin) = find_plugin(name) {
                 plugin
                     .validate(config.executor_options(name))
                     .map_err(|reason| ConfigError::Invalid {
@@ -224,7 +223,7 @@ impl Config {
 
     /// A plugin's options: its defaults overridden by `[executors.<name>]`.
     pub fn executor_options(&self, name: &str) -> serde_json::Value {
-        let mut opts = registry::find(name)
+        let mut opts = find_plugin(name)
             .map(|p| (p.defaults)())
             .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
         if let (Some(t), serde_json::Value::Object(map)) = (self.executors.get(name), &mut opts) {
@@ -252,9 +251,9 @@ impl Config {
         if let Some(e) = self.instances.lock().unwrap().get(name) {
             return Ok(e.clone());
         }
-        let plugin = registry::find(name).ok_or_else(|| ExecutorError::Unknown {
+        let plugin = find_plugin(name).ok_or_else(|| ExecutorError::Unknown {
             name: name.to_string(),
-            registered: registry::names(),
+            registered: plugin_names(),
         })?;
         let e = (plugin.construct)(self.executor_options(name)).map_err(|reason| {
             ExecutorError::Config {
@@ -289,63 +288,5 @@ fn describe_toml_error(text: &str, origin: &Path, e: &toml::de::Error) -> String
             format!("{}:{line}: `{source}`: {}", origin.display(), e.message())
         }
         None => format!("{}: {}", origin.display(), e.message()),
-    }
-}
-
-/// Serde for `Duration` options written as `"250ms"`, `"30s"`, `"1m 30s"` or a number of
-/// seconds (`#[serde(with = "covalent::serde_duration")]`), for executor plugins.
-pub mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserializer, Serializer};
-
-    /// Writes `"1m 30s"`.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        super::duration_opt::serialize(&Some(*d), s)
-    }
-
-    /// Reads a humantime string or a number of seconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        super::duration_opt::deserialize(d)?
-            .ok_or_else(|| serde::de::Error::custom("a duration is required here"))
-    }
-}
-
-/// Serde for `Option<Duration>` written as `"30s"` / `"1m 30s"` or a number of seconds
-/// (`#[serde(with = "covalent::serde_duration_opt")]`).
-pub mod duration_opt {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Writes `"1m 30s"` or nothing.
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
-            None => s.serialize_none(),
-        }
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Text(String),
-        Secs(f64),
-    }
-
-    /// Reads a humantime string, a number of seconds, or nothing.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        match Option::<Raw>::deserialize(d)? {
-            None => Ok(None),
-            Some(Raw::Secs(s)) if s >= 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s))),
-            Some(Raw::Secs(s)) => Err(serde::de::Error::custom(format!(
-                "a time limit must be a positive number of seconds, found {s}"
-            ))),
-            Some(Raw::Text(t)) => humantime::parse_duration(&t).map(Some).map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "malformed duration \"{t}\": {e}; expected e.g. \"30s\", \"1m 30s\" or a number of seconds"
-                ))
-            }),
-        }
     }
 }

@@ -3,14 +3,16 @@
 //! can end with.
 //!
 //! This module owns what a single task *is*; it does not schedule, retry or time anything (the
-//! dispatcher does) and does not know where a task runs (executors do).
+//! dispatcher does) and does not know where a task runs (executors do). It sits below the graph
+//! model: a sublattice's body builds a graph, which travels through here as an opaque
+//! [`SubGraph`] that only the graph model opens.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::graph::Graph;
+use crate::error::{ErrorKind, NodeError};
 use crate::value::{Output, Value};
 
 /// The future an `async fn` electron's body becomes.
@@ -24,7 +26,17 @@ pub enum Body {
     /// An `async fn`: runs on the async runtime.
     Async(fn(&mut Args) -> Result<TaskFuture, TaskError>),
     /// A sublattice: builds a child graph from its inputs at run time.
-    Sublattice(fn(&mut Args) -> Result<Graph, TaskError>),
+    Sublattice(fn(&mut Args) -> Result<SubGraph, TaskError>),
+}
+
+/// The graph a sublattice's body built, opaque at this layer (the graph model makes and opens
+/// it: `covalent::__private::sublattice` and the dispatcher).
+pub struct SubGraph(pub(crate) Box<dyn std::any::Any + Send>);
+
+impl fmt::Debug for SubGraph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubGraph")
+    }
 }
 
 /// A function run before or after an electron's body (`call_before` / `call_after`).
@@ -152,4 +164,22 @@ pub enum TaskError {
     /// A `deps_bash` command or a `call_before`/`call_after` hook failed.
     #[error("{0}")]
     Hook(String),
+}
+
+impl TaskError {
+    /// The kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            TaskError::Failed(_) => ErrorKind::User,
+            TaskError::Panicked(_) => ErrorKind::Panic,
+            TaskError::Input(_) => ErrorKind::BadInput,
+            TaskError::Hook(_) => ErrorKind::Hook,
+        }
+    }
+}
+
+impl From<TaskError> for NodeError {
+    fn from(e: TaskError) -> Self {
+        NodeError::new(e.kind(), e.to_string())
+    }
 }

@@ -11,7 +11,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::electron::{Args, ElectronDef, TaskError};
+use crate::electron::{Args, ElectronDef, SubGraph, TaskError};
 use crate::executor::ExecutorSel;
 use crate::value::{Output, Value};
 
@@ -493,7 +493,7 @@ macro_rules! arith {
                         std::ops::$tr::$m(a, b)
                     })) {
                         Ok(v) => Ok(Output::new(v)),
-                        Err(p) => Err(TaskError::Panicked(crate::dispatcher::panic_message(&p))),
+                        Err(p) => Err(TaskError::Panicked(crate::invoke::panic_message(&p))),
                     }
                 },
             };
@@ -637,6 +637,18 @@ impl fmt::Debug for Graph {
 }
 
 impl Graph {
+    /// Wraps the graph for the trip through a sublattice's body ([`SubGraph`]).
+    pub(crate) fn into_sub(self) -> SubGraph {
+        SubGraph(Box::new(self))
+    }
+
+    /// The graph a sublattice's body built.
+    pub(crate) fn from_sub(sub: SubGraph) -> Graph {
+        *sub.0
+            .downcast::<Graph>()
+            .expect("a sublattice's body builds its graph through `__private::sublattice`")
+    }
+
     /// Number of nodes, internal ones included.
     pub fn len(&self) -> usize {
         self.nodes.len()

@@ -2,57 +2,24 @@
 //! ([`dispatch`], [`dispatch_sync`]) and following a running dispatch ([`Dispatch`]).
 //!
 //! This module owns the user-facing entry points and their errors; building is `graph.rs`,
-//! running is `dispatcher.rs`, reporting is `result.rs`.
+//! running is `dispatcher/`, recording is `store/`, reporting is `result.rs`.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::config::{Config, ConfigError};
-use crate::dispatcher::{Run, RunSpec};
+use crate::api_error::Error;
+use crate::config::Config;
+use crate::dispatcher::{Run, RunObserver, RunSpec};
 use crate::electron::{Body, ElectronDef};
 use crate::executor::{ExecutorSel, IntoExecutor};
 use crate::graph::{Graph, Op};
 use crate::result::LatticeResult;
 use crate::status::Status;
 use crate::store::Store;
+use crate::store::journal::RunJournal;
 use crate::value::Value;
-
-/// Errors of the dispatch API. Failures of nodes are not errors here: they are recorded in the
-/// [`LatticeResult`], whose status is then `FAILED`.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum Error {
-    /// The configuration could not be read.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The store could not be used.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    /// A replacement electron does not fit the one it replaces.
-    #[error("cannot replace electron `{old}` with `{new}`: {reason}")]
-    Replace {
-        /// The replaced electron.
-        old: String,
-        /// The replacement.
-        new: String,
-        /// Why not.
-        reason: String,
-    },
-    /// The async runtime cannot be used that way.
-    #[error("{0}")]
-    Runtime(String),
-    /// The lattice's result could not be read as its declared type.
-    #[error("the result of lattice `{lattice}` is not a `{expected}`: {reason}")]
-    Output {
-        /// The lattice.
-        lattice: String,
-        /// The declared type.
-        expected: &'static str,
-        /// Why.
-        reason: String,
-    },
-}
 
 /// A built, not yet run, workflow: what calling a `#[lattice]` function returns.
 pub struct Lattice<T> {
@@ -172,19 +139,21 @@ impl<T> Lattice<T> {
 /// A running dispatch.
 pub struct Dispatch<T> {
     run: Arc<Run>,
+    /// Where the dispatch is recorded, if it is.
+    journal: Option<Arc<RunJournal>>,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T> std::fmt::Debug for Dispatch<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Dispatch({})", self.run.id)
+        write!(f, "Dispatch({})", self.run.id())
     }
 }
 
 impl<T: Value> Dispatch<T> {
     /// The dispatch id (a UUID v7).
     pub fn id(&self) -> Uuid {
-        self.run.id
+        self.run.id()
     }
 
     /// The dispatch's status now.
@@ -209,7 +178,7 @@ impl<T: Value> Dispatch<T> {
     pub async fn wait(self) -> Result<LatticeResult<T>, Error> {
         let progress = crate::progress::Progress::start(&self.run);
         self.run.wait_done().await;
-        if let Some(j) = &self.run.journal {
+        if let Some(j) = &self.journal {
             j.flushed().await;
         }
         drop(progress);
@@ -255,9 +224,11 @@ fn start<T: Value>(
     } else {
         None
     };
-    let reuse = match (&store, lattice.reuse_from) {
-        (Some(s), Some(prev)) => Some(s.reusable(prev)?),
-        _ => None,
+    let reused = match (&store, lattice.reuse_from) {
+        (Some(s), Some(prev)) => {
+            crate::store::encode::reused_outputs(&lattice.graph, &s.reusable(prev)?)
+        }
+        _ => Vec::new(),
     };
     let journal = match &store {
         Some(s) if record => {
@@ -281,17 +252,15 @@ fn start<T: Value>(
             handle: crate::runtime::handle(),
             parent: None,
             inherited_default: None,
-            journal: journal.clone(),
-            reuse: reuse.as_ref(),
+            observer: journal.clone().map(|j| j as Arc<dyn RunObserver>),
+            reused,
         },
     );
-    if let Some(j) = &journal {
-        j.register(&run);
-    }
     let first = run.start(keep_one);
     Ok((
         Dispatch {
             run,
+            journal,
             _t: PhantomData,
         },
         first,
@@ -311,11 +280,12 @@ pub fn dispatch_sync<T: Value>(lattice: Lattice<T>) -> Result<LatticeResult<T>, 
         let progress = crate::progress::Progress::start(&run);
         run.help_until_done(first);
         drop(progress);
-        if let Some(j) = &run.journal {
+        if let Some(j) = &d.journal {
             // Written once the writer has caught up; rare enough to go through the runtime.
             let j = j.clone();
             crate::runtime::handle().block_on(async move { j.flushed().await });
         }
         LatticeResult::from_run(run)
-    })?
+    })
+    .map_err(Error::Runtime)?
 }

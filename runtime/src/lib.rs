@@ -33,24 +33,34 @@
 //! See the README for the tour: electron options, executors and plugins, sublattices,
 //! failure semantics and configuration.
 
-mod config;
-mod dispatcher;
+// Layers, bottom to top (docs/architecture.md draws them); a module uses only its own layer
+// and those below.
+// leaves:
+mod cancel;
 mod electron;
-mod executor;
-mod graph;
-mod lattice;
-mod local;
+mod error;
+mod invoke;
 mod pool;
-mod process;
-mod progress;
-mod record;
-mod registry;
-mod result;
 mod runtime;
 mod status;
-mod store;
+mod time;
 mod value;
-pub mod worker;
+// executor API:
+mod config;
+pub mod executor;
+// graph model:
+mod graph;
+// engine:
+mod dispatcher;
+// observers:
+mod progress;
+mod record;
+mod result;
+mod store;
+// facade:
+mod api_error;
+mod lattice;
+mod recorded;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -60,28 +70,32 @@ pub mod __private;
 pub use async_trait::async_trait;
 pub use covalent_macros::{electron, lattice, main, test};
 
+pub use api_error::Error;
 pub use config::{Config, ConfigError, SdkConfig};
-pub use config::{duration as serde_duration, duration_opt as serde_duration_opt};
 pub use dispatcher::Attempt;
 pub use electron::{ElectronDef, TaskError, find_electron};
+pub use error::{ErrorKind, NodeError};
 /// Covalent's name for the blocking executor interface.
 pub use executor::BlockingExecutor as BaseExecutor;
 /// Covalent's name for the async executor interface.
 pub use executor::Executor as AsyncBaseExecutor;
+pub use executor::worker;
 pub use executor::{
     BaseOptions, Blocking, BlockingExecutor, DispatchContext, Executor, ExecutorError, ExecutorRef,
     ExecutorSel, IntoExecutor, JobHandle, Task, TaskContext, ToDict, from_dict,
     write_streams_to_file,
 };
+pub use executor::{
+    ExecutorInfo, ExecutorPlugin, LocalExecutor, ProcessExecutor, registered_executors,
+};
 pub use graph::{AnyNode, Graph, IntoNode, Node, Waitable, wait};
-pub use lattice::{Dispatch, Error, Lattice, dispatch, dispatch_sync};
-pub use local::LocalExecutor;
-pub use process::ProcessExecutor;
+pub use lattice::{Dispatch, Lattice, dispatch, dispatch_sync};
 pub use record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord};
-pub use registry::{ExecutorInfo, ExecutorPlugin, registered_executors};
+pub use recorded::{cancel, get_result, wait_result};
 pub use result::{LatticeResult, NodeResult, SublatticeResult};
 pub use status::Status;
-pub use store::{DispatchSummary, ListFilter, Store, StoreError, cancel, get_result, wait_result};
+pub use store::{DispatchSummary, ListFilter, Store, StoreError};
+pub use time::{duration as serde_duration, duration_opt as serde_duration_opt};
 /// Dispatch ids are UUIDs (v7: time-ordered).
 pub use uuid::Uuid;
 pub use value::{Input, Output, Value};

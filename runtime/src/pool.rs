@@ -6,14 +6,13 @@
 //! sleeping or waiting electron), it adds a thread, up to a cap. So blocking electrons still
 //! all run at once, and trivial ones pay no thread hand-off. Extra threads retire after idling.
 //!
-//! This module owns threads and the queue; what a job does is the dispatcher's business.
+//! This module owns threads and the queue. It is generic over the [`Job`] trait it defines and
+//! knows nothing of what a job does (the dispatcher implements it for its runs).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-
-use crate::dispatcher::Run;
 
 /// How long the monitor waits without progress before adding a thread.
 const STARVATION: Duration = Duration::from_millis(2);
@@ -26,17 +25,25 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// Default cap on threads.
 pub(crate) const DEFAULT_MAX_THREADS: usize = 512;
 
-type Job = (Arc<Run>, u32);
+/// The cap on threads of every pool (the `local` executor's `max_workers`).
+static MAX_THREADS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_THREADS);
 
-struct Queue {
-    jobs: VecDeque<Job>,
+/// What a pool runs: numbered nodes of an owner (a run).
+pub(crate) trait Job: Send + Sync + 'static {
+    /// Runs node `node` of `this`, starting at time stamp `at` (0: read the clock); returns the
+    /// next node to run on this thread and its start stamp.
+    fn run(this: &Arc<Self>, node: u32, at: u64) -> Option<(u32, u64)>;
+}
+
+struct Queue<J> {
+    jobs: VecDeque<(Arc<J>, u32)>,
     idle: usize,
     threads: usize,
     monitor_parked: bool,
 }
 
-pub(crate) struct Pool {
-    queue: Mutex<Queue>,
+pub(crate) struct Pool<J> {
+    queue: Mutex<Queue<J>>,
     work: Condvar,
     monitor: Condvar,
     progress: AtomicU64,
@@ -45,10 +52,10 @@ pub(crate) struct Pool {
     /// Workers spinning for jobs now (at most one per core spins; the others sleep at once).
     spinning: AtomicUsize,
     core: usize,
-    max: AtomicUsize,
 }
 
-static POOL: LazyLock<Arc<Pool>> = LazyLock::new(|| {
+/// Starts a pool: one worker per core and the monitor.
+pub(crate) fn start<J: Job>() -> Arc<Pool<J>> {
     let core = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -65,7 +72,6 @@ static POOL: LazyLock<Arc<Pool>> = LazyLock::new(|| {
         queued: AtomicUsize::new(0),
         spinning: AtomicUsize::new(0),
         core,
-        max: AtomicUsize::new(DEFAULT_MAX_THREADS.max(core)),
     });
     {
         let mut q = pool.queue.lock().unwrap();
@@ -80,22 +86,17 @@ static POOL: LazyLock<Arc<Pool>> = LazyLock::new(|| {
         .spawn(move || monitor(p))
         .expect("cannot start the covalent pool monitor thread");
     pool
-});
-
-/// The process-wide pool.
-pub(crate) fn global() -> &'static Pool {
-    &POOL
 }
 
-/// Sets the cap on pool threads (the `local` executor's `max_workers`).
+/// Sets the cap on pool threads (the `local` executor's `max_workers`; never below one per
+/// core).
 pub(crate) fn set_max_threads(n: usize) {
-    let p = global();
-    p.max.store(n.max(p.core), Ordering::Relaxed);
+    MAX_THREADS.store(n, Ordering::Relaxed);
 }
 
-impl Pool {
+impl<J: Job> Pool<J> {
     /// Queues nodes of `run`.
-    pub(crate) fn push(&self, run: &Arc<Run>, nodes: Vec<u32>) {
+    pub(crate) fn push(&self, run: &Arc<J>, nodes: Vec<u32>) {
         let n = nodes.len();
         let (idle, monitor_parked) = {
             let mut q = self.queue.lock().unwrap();
@@ -118,7 +119,7 @@ impl Pool {
     }
 
     /// Takes the job at the head of the queue if it is one of `run`'s.
-    pub(crate) fn take_for(&self, run: &Arc<Run>) -> Option<u32> {
+    pub(crate) fn take_for(&self, run: &Arc<J>) -> Option<u32> {
         let mut q = self.queue.lock().unwrap();
         match q.jobs.front() {
             Some((r, _)) if Arc::ptr_eq(r, run) => {
@@ -133,9 +134,9 @@ impl Pool {
     /// Runs `node` of `run` and the continuations it hands back, on this thread; each node's
     /// end stamp is the next one's start. Pool workers and a helping `dispatch_sync` caller both
     /// run nodes this way.
-    pub(crate) fn run_chain(&self, run: &Arc<Run>, mut node: u32) {
+    pub(crate) fn run_chain(&self, run: &Arc<J>, mut node: u32) {
         let mut at = 0;
-        while let Some((next, end)) = run.run_on_pool(node, at) {
+        while let Some((next, end)) = J::run(run, node, at) {
             self.progress.fetch_add(1, Ordering::Relaxed);
             (node, at) = (next, end);
         }
@@ -143,7 +144,7 @@ impl Pool {
     }
 }
 
-fn spawn_worker(pool: Arc<Pool>) {
+fn spawn_worker<J: Job>(pool: Arc<Pool<J>>) {
     let r = std::thread::Builder::new()
         .name("covalent-worker".into())
         .spawn(move || worker(pool.clone()));
@@ -152,7 +153,7 @@ fn spawn_worker(pool: Arc<Pool>) {
     }
 }
 
-fn worker(pool: Arc<Pool>) {
+fn worker<J: Job>(pool: Arc<Pool<J>>) {
     loop {
         let job = {
             let mut q = pool.queue.lock().unwrap();
@@ -186,7 +187,7 @@ fn worker(pool: Arc<Pool>) {
 
 /// Waits up to [`SPIN`] for a job to be queued, without sleeping; at once if a worker per core
 /// is spinning already (a grown pool of blocked-electron threads must not all spin).
-fn spin_for_jobs(pool: &Pool) {
+fn spin_for_jobs<J>(pool: &Pool<J>) {
     if pool.spinning.fetch_add(1, Ordering::AcqRel) < pool.core {
         spin(SPIN, |_| pool.queued.load(Ordering::Acquire) > 0);
     }
@@ -217,7 +218,7 @@ pub(crate) fn spin(limit: Duration, mut done: impl FnMut(bool) -> bool) -> bool 
     }
 }
 
-fn monitor(pool: Arc<Pool>) {
+fn monitor<J: Job>(pool: Arc<Pool<J>>) {
     loop {
         let before = {
             let mut q = pool.queue.lock().unwrap();
@@ -233,7 +234,7 @@ fn monitor(pool: Arc<Pool>) {
         if !q.jobs.is_empty()
             && q.idle == 0
             && pool.progress.load(Ordering::Relaxed) == before
-            && q.threads < pool.max.load(Ordering::Relaxed)
+            && q.threads < MAX_THREADS.load(Ordering::Relaxed).max(pool.core)
         {
             q.threads += 1;
             spawn_worker(pool.clone());

@@ -5,7 +5,9 @@
 use std::fmt::Display;
 use std::future::Future;
 
-pub use crate::electron::{Args, Body, ElectronDef, ElectronEntry, Hook, TaskError, TaskFuture};
+pub use crate::electron::{
+    Args, Body, ElectronDef, ElectronEntry, Hook, SubGraph, TaskError, TaskFuture,
+};
 pub use crate::executor::ExecutorSel;
 pub use crate::graph::Builder;
 pub use crate::value::{Output, Value};
@@ -148,8 +150,8 @@ pub fn lattice_output<T, O: IntoNode<T>>(o: O) -> u32 {
 }
 
 /// The graph of a sublattice, built at run time.
-pub fn sublattice<T>(l: Lattice<T>) -> crate::graph::Graph {
-    l.into_graph()
+pub fn sublattice<T>(l: Lattice<T>) -> SubGraph {
+    l.into_graph().into_sub()
 }
 
 /// `#[covalent::main]`: runs the program's async main on a multi-threaded runtime.

@@ -18,14 +18,14 @@ pub(crate) struct Progress {
 impl Progress {
     pub(crate) fn start(run: &Arc<Run>) -> Progress {
         let wanted = !run.is_done()
-            && run.config.sdk.progress
+            && run.config().sdk.progress
             && std::env::var_os("COVALENT_NO_PROGRESS").is_none()
             && std::io::stderr().is_terminal();
         if !wanted {
             return Progress { task: None };
         }
         let run = run.clone();
-        let task = run.handle.clone().spawn(async move {
+        let task = run.handle().clone().spawn(async move {
             // Short dispatches finish before a bar would be worth drawing.
             tokio::time::sleep(Duration::from_millis(300)).await;
             let (done, total) = run.progress();
@@ -37,7 +37,7 @@ impl Progress {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            bar.set_message(run.graph.name.clone());
+            bar.set_message(run.graph().name.clone());
             bar.set_position(done as u64);
             while !run.is_done() {
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -3,8 +3,8 @@
 //! Its `Display` is the Covalent-style report; it serializes to JSON for `covalent result
 //! --json`.
 //!
-//! This module owns the record shape and the report; it reads the dispatcher's state but
-//! changes nothing, and knows nothing of SQL.
+//! This module owns the record shape and the report: plain data, it knows nothing of runs
+//! (`result.rs` builds records of runs in this process) or of SQL (`store/` reads them back).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::dispatcher::Run;
+use crate::error::ErrorKind;
 use crate::status::Status;
 use crate::value::Value;
 
@@ -29,6 +29,9 @@ pub struct AttemptRecord {
     pub end_time: DateTime<Utc>,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// What kind of failure that was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
 }
 
 /// One node of a dispatch, as recorded.
@@ -50,6 +53,9 @@ pub struct NodeRecord {
     pub output: Option<serde_json::Value>,
     /// Error message.
     pub error: Option<String>,
+    /// What kind of failure ended the node (with `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
     /// Captured stdout.
     pub stdout: String,
     /// Captured stderr.
@@ -143,73 +149,6 @@ impl DispatchRecord {
     /// One node by id.
     pub fn node(&self, id: usize) -> Option<&NodeRecord> {
         self.nodes.iter().find(|n| n.id == id)
-    }
-
-    /// Builds the record of a run in this process.
-    pub(crate) fn from_run(run: &Run) -> Self {
-        let output = match run.states[run.graph.output as usize].value.get() {
-            Some(v) if run.status() == Status::Completed => Some(json_of(v)),
-            _ => None,
-        };
-        let wall = |d: Duration| DateTime::<Utc>::from(run.started_wall + d);
-        DispatchRecord {
-            id: run.id,
-            lattice: run.graph.name.clone(),
-            status: run.status(),
-            inputs: run.graph.inputs_json.clone(),
-            output,
-            error: run.error.get().cloned(),
-            start_time: Some(DateTime::<Utc>::from(run.started_wall)),
-            end_time: run.end_offset().map(wall),
-            results_dir: Some(run.results_dir().to_path_buf()),
-            nodes: nodes_of(run),
-        }
-    }
-}
-
-fn json_of(v: &crate::value::Output) -> serde_json::Value {
-    v.to_json().unwrap_or_else(serde_json::Value::String)
-}
-
-/// Records of every node of a run.
-pub(crate) fn nodes_of(run: &Run) -> Vec<NodeRecord> {
-    (0..run.states.len()).map(|i| node_of(run, i)).collect()
-}
-
-/// The record of node `i` of a run.
-pub(crate) fn node_of(run: &Run, i: usize) -> NodeRecord {
-    let view = crate::result::NodeResult::new(run, i);
-    let wall = |d: Duration| DateTime::<Utc>::from(run.started_wall + d);
-    let attempts = view
-        .attempts()
-        .into_iter()
-        .map(|a| AttemptRecord {
-            number: a.number,
-            start_time: wall(a.start_offset()),
-            end_time: wall(a.start_offset() + a.duration()),
-            error: a.error,
-        })
-        .collect();
-    NodeRecord {
-        id: i,
-        name: view.name().to_string(),
-        internal: view.is_internal(),
-        status: view.status(),
-        executor: view.executor(),
-        inputs: view.inputs(),
-        output: view.output().map(json_of),
-        error: view.error(),
-        stdout: view.stdout(),
-        stderr: view.stderr(),
-        attempts,
-        start_time: view.start_time(),
-        end_time: view.end_time(),
-        job_handle: view.job_handle().map(|h| h.0),
-        sublattice: view.sub_run().map(|sub| SublatticeRecord {
-            lattice: sub.graph.name.clone(),
-            status: sub.status(),
-            nodes: nodes_of(&sub),
-        }),
     }
 }
 

@@ -11,9 +11,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::api_error::Error;
 use crate::dispatcher::{Attempt, NodeExtra, NodeState, Run};
+use crate::error::{ErrorKind, NodeError};
 use crate::graph::Op;
-use crate::lattice::Error;
+use crate::record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord};
 use crate::status::Status;
 use crate::value::{Output, Value};
 
@@ -26,22 +28,22 @@ pub struct LatticeResult<T> {
 impl<T> fmt::Debug for LatticeResult<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LatticeResult")
-            .field("dispatch_id", &self.run.id)
+            .field("dispatch_id", &self.run.id())
             .field("status", &self.run.status())
             .finish()
     }
 }
 
 fn wall(run: &Run, offset: Duration) -> DateTime<Utc> {
-    DateTime::<Utc>::from(run.started_wall + offset)
+    DateTime::<Utc>::from(run.started_wall() + offset)
 }
 
 impl<T: Value> LatticeResult<T> {
     pub(crate) fn from_run(run: Arc<Run>) -> Result<Self, Error> {
-        let value = match run.states[run.graph.output as usize].value.get() {
+        let value = match run.output() {
             Some(v) if run.status() == Status::Completed => {
                 Some(v.get::<T>().map_err(|reason| Error::Output {
-                    lattice: run.graph.name.clone(),
+                    lattice: run.graph().name.clone(),
                     expected: std::any::type_name::<T>(),
                     reason,
                 })?)
@@ -65,11 +67,11 @@ impl<T: Value> LatticeResult<T> {
 impl<T> LatticeResult<T> {
     /// The dispatch id.
     pub fn dispatch_id(&self) -> Uuid {
-        self.run.id
+        self.run.id()
     }
     /// The lattice's name.
     pub fn lattice_name(&self) -> &str {
-        &self.run.graph.name
+        &self.run.graph().name
     }
     /// COMPLETED, FAILED or CANCELLED.
     pub fn status(&self) -> Status {
@@ -78,15 +80,15 @@ impl<T> LatticeResult<T> {
     /// Why the dispatch did not complete: for failures, the failed nodes
     /// (`The following tasks failed:` then `id: name: message` lines).
     pub fn error(&self) -> Option<&str> {
-        self.run.error.get().map(String::as_str)
+        self.run.error()
     }
     /// The lattice's inputs, by parameter name, as JSON.
     pub fn inputs(&self) -> &[(String, serde_json::Value)] {
-        &self.run.graph.inputs_json
+        &self.run.graph().inputs_json
     }
     /// When the dispatch started.
     pub fn start_time(&self) -> DateTime<Utc> {
-        DateTime::<Utc>::from(self.run.started_wall)
+        DateTime::<Utc>::from(self.run.started_wall())
     }
     /// When it ended.
     pub fn end_time(&self) -> Option<DateTime<Utc>> {
@@ -102,22 +104,22 @@ impl<T> LatticeResult<T> {
     }
     /// Every node of the top-level graph, internal ones included, in id order.
     pub fn nodes(&self) -> impl ExactSizeIterator<Item = NodeResult<'_>> + '_ {
-        (0..self.run.states.len()).map(|i| NodeResult {
+        (0..self.run.nodes().len()).map(|i| NodeResult {
             run: &self.run,
             id: i,
         })
     }
     /// One node.
     pub fn node(&self, id: usize) -> Option<NodeResult<'_>> {
-        (id < self.run.states.len()).then_some(NodeResult { run: &self.run, id })
+        (id < self.run.nodes().len()).then_some(NodeResult { run: &self.run, id })
     }
     /// Number of tasks (internal nodes excluded).
     pub fn task_count(&self) -> usize {
-        self.run.graph.task_count()
+        self.run.graph().task_count()
     }
     /// The dispatch as plain data (what the store keeps, and what `Display` prints).
     pub fn to_record(&self) -> crate::record::DispatchRecord {
-        crate::record::DispatchRecord::from_run(&self.run)
+        record_of(&self.run)
     }
     /// Number of tasks that completed.
     pub fn completed_count(&self) -> usize {
@@ -152,10 +154,10 @@ impl<'a> NodeResult<'a> {
         self.extra(|x| x.sub.clone()).flatten()
     }
     fn state(&self) -> &'a NodeState {
-        &self.run.states[self.id]
+        self.run.node(self.id)
     }
     fn extra<R>(&self, f: impl FnOnce(&NodeExtra) -> R) -> Option<R> {
-        self.state().extra.lock().unwrap().as_deref().map(f)
+        self.state().read_extra(|x| x.map(f))
     }
     /// The node id.
     pub fn id(&self) -> usize {
@@ -163,15 +165,15 @@ impl<'a> NodeResult<'a> {
     }
     /// The electron's name (`:parameter:`, `:electron_list:`... for internal nodes).
     pub fn name(&self) -> &'static str {
-        self.run.graph.nodes[self.id].op.name()
+        self.run.graph().nodes[self.id].op.name()
     }
     /// Whether the node is internal (parameter, collection, indexing).
     pub fn is_internal(&self) -> bool {
-        self.run.graph.nodes[self.id].op.is_internal()
+        self.run.graph().nodes[self.id].op.is_internal()
     }
     /// Whether the node is a sublattice.
     pub fn is_sublattice(&self) -> bool {
-        matches!(&self.run.graph.nodes[self.id].op, Op::Electron(d) if matches!(d.body, crate::electron::Body::Sublattice(_)))
+        matches!(&self.run.graph().nodes[self.id].op, Op::Electron(d) if matches!(d.body, crate::electron::Body::Sublattice(_)))
     }
     /// The node's status.
     pub fn status(&self) -> Status {
@@ -179,7 +181,7 @@ impl<'a> NodeResult<'a> {
     }
     /// The node's output.
     pub fn output(&self) -> Option<&'a Output> {
-        self.state().value.get()
+        self.state().value()
     }
     /// The node's output as JSON.
     pub fn output_json(&self) -> Option<serde_json::Value> {
@@ -190,8 +192,16 @@ impl<'a> NodeResult<'a> {
     pub fn output_as<T: Value>(&self) -> Option<T> {
         self.output().and_then(|o| o.get::<T>().ok())
     }
-    /// Why the node failed or was cancelled.
+    /// Why the node failed or was cancelled (the message).
     pub fn error(&self) -> Option<String> {
+        self.node_error().map(|e| e.message().to_string())
+    }
+    /// What kind of failure ended the node.
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        self.node_error().map(|e| e.kind())
+    }
+    /// Why the node failed or was cancelled: kind and message.
+    pub fn node_error(&self) -> Option<NodeError> {
         self.extra(|x| x.error.clone()).flatten()
     }
     /// Every attempt, with its times and error.
@@ -206,7 +216,7 @@ impl<'a> NodeResult<'a> {
                     number: 1,
                     start,
                     end,
-                    error: self.error(),
+                    error: self.node_error(),
                 }]
             }
             _ => Vec::new(),
@@ -217,57 +227,27 @@ impl<'a> NodeResult<'a> {
         self.attempts().len()
     }
     fn is_param(&self) -> bool {
-        matches!(self.run.graph.nodes[self.id].op, Op::Param(_))
+        matches!(self.run.graph().nodes[self.id].op, Op::Param(_))
     }
     /// The name of the executor the node ran on (`None` for internal nodes).
     pub fn executor(&self) -> Option<String> {
-        if !matches!(self.run.graph.nodes[self.id].op, Op::Electron(_)) {
+        if !matches!(self.run.graph().nodes[self.id].op, Op::Electron(_)) {
             return None;
         }
         if let Some(Some(e)) = self.extra(|x| x.executor.clone()) {
             return Some(e.short_name().to_string());
         }
-        let slot = self.run.graph.nodes[self.id].executor;
-        let r = if slot == crate::graph::NO_EXECUTOR {
-            self.run.execs.last()
-        } else {
-            self.run.execs.get(slot as usize)
-        };
-        match r.map(|r| &r.exec) {
-            Some(Ok(e)) => Some(e.short_name().to_string()),
-            _ => match self.run.graph.default_executor.as_ref() {
-                Some(crate::executor::ExecutorSel::Named(n))
-                    if slot == crate::graph::NO_EXECUTOR =>
-                {
-                    Some(n.to_string())
-                }
-                _ => self
-                    .run
-                    .graph
-                    .executors
-                    .get(slot as usize)
-                    .map(|s| match s {
-                        crate::executor::ExecutorSel::Named(n) => n.to_string(),
-                        crate::executor::ExecutorSel::Instance(r) => r.short_name().to_string(),
-                    }),
-            },
-        }
+        self.run
+            .executor_name(self.run.graph().nodes[self.id].executor)
     }
-    /// The instance id of the executor the node ran on (see [`crate::ExecutorRef::instance_id`]).
+    /// The instance id of the executor the node ran on (see
+    /// [`ExecutorRef::instance_id`](crate::executor::ExecutorRef::instance_id)).
     pub fn executor_instance(&self) -> Option<u64> {
         if let Some(Some(e)) = self.extra(|x| x.executor.clone()) {
             return Some(e.instance_id());
         }
-        let slot = self.run.graph.nodes[self.id].executor;
-        let r = if slot == crate::graph::NO_EXECUTOR {
-            self.run.execs.last()
-        } else {
-            self.run.execs.get(slot as usize)
-        };
-        match r.map(|r| &r.exec) {
-            Some(Ok(e)) if matches!(self.run.graph.nodes[self.id].op, Op::Electron(_)) => {
-                Some(e.instance_id())
-            }
+        match self.run.graph().nodes[self.id].op {
+            Op::Electron(_) => self.run.resolved_executor(self.id).map(|e| e.instance_id()),
             _ => None,
         }
     }
@@ -294,16 +274,16 @@ impl<'a> NodeResult<'a> {
     /// Its inputs: `(source node id, edge name)`, ordering edges included.
     pub fn inputs(&self) -> Vec<(usize, String)> {
         self.run
-            .graph
+            .graph()
             .inputs_of(self.id)
             .iter()
-            .map(|&(src, slot)| (src as usize, self.run.graph.edge_name(self.id, slot)))
+            .map(|&(src, slot)| (src as usize, self.run.graph().edge_name(self.id, slot)))
             .collect()
     }
     /// Ids of the nodes that take its output (or wait for it).
     pub fn dependants(&self) -> Vec<usize> {
         self.run
-            .graph
+            .graph()
             .deps_of(self.id)
             .iter()
             .map(|&d| d as usize)
@@ -325,7 +305,7 @@ pub struct SublatticeResult {
 impl fmt::Debug for SublatticeResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SublatticeResult")
-            .field("lattice", &self.run.graph.name)
+            .field("lattice", &self.run.graph().name)
             .field("status", &self.run.status())
             .finish()
     }
@@ -334,7 +314,7 @@ impl fmt::Debug for SublatticeResult {
 impl SublatticeResult {
     /// The child lattice's name.
     pub fn lattice_name(&self) -> &str {
-        &self.run.graph.name
+        &self.run.graph().name
     }
     /// The child's status.
     pub fn status(&self) -> Status {
@@ -342,14 +322,14 @@ impl SublatticeResult {
     }
     /// The child's nodes.
     pub fn nodes(&self) -> impl ExactSizeIterator<Item = NodeResult<'_>> + '_ {
-        (0..self.run.states.len()).map(|i| NodeResult {
+        (0..self.run.nodes().len()).map(|i| NodeResult {
             run: &self.run,
             id: i,
         })
     }
     /// Number of tasks in the child (internal nodes excluded).
     pub fn task_count(&self) -> usize {
-        self.run.graph.task_count()
+        self.run.graph().task_count()
     }
 }
 
@@ -360,13 +340,73 @@ impl<T> fmt::Display for LatticeResult<T> {
     }
 }
 
-impl Attempt {
-    /// When the attempt started, as an offset from the dispatch start.
-    pub fn start_offset(&self) -> Duration {
-        self.start
+// ---- records of runs in this process ------------------------------------------------------
+
+/// The record of a run in this process.
+pub(crate) fn record_of(run: &Run) -> DispatchRecord {
+    let output = match run.output() {
+        Some(v) if run.status() == Status::Completed => Some(json_of(v)),
+        _ => None,
+    };
+    let wall = |d: Duration| DateTime::<Utc>::from(run.started_wall() + d);
+    DispatchRecord {
+        id: run.id(),
+        lattice: run.graph().name.clone(),
+        status: run.status(),
+        inputs: run.graph().inputs_json.clone(),
+        output,
+        error: run.error().map(str::to_string),
+        start_time: Some(DateTime::<Utc>::from(run.started_wall())),
+        end_time: run.end_offset().map(wall),
+        results_dir: Some(run.results_dir().to_path_buf()),
+        nodes: nodes_of(run),
     }
-    /// How long the attempt took.
-    pub fn duration(&self) -> Duration {
-        self.end.saturating_sub(self.start)
+}
+
+fn json_of(v: &Output) -> serde_json::Value {
+    v.to_json().unwrap_or_else(serde_json::Value::String)
+}
+
+/// Records of every node of a run.
+pub(crate) fn nodes_of(run: &Run) -> Vec<NodeRecord> {
+    (0..run.nodes().len()).map(|i| node_of(run, i)).collect()
+}
+
+/// The record of node `i` of a run.
+pub(crate) fn node_of(run: &Run, i: usize) -> NodeRecord {
+    let view = NodeResult::new(run, i);
+    let wall = |d: Duration| DateTime::<Utc>::from(run.started_wall() + d);
+    let attempts = view
+        .attempts()
+        .into_iter()
+        .map(|a| AttemptRecord {
+            number: a.number,
+            start_time: wall(a.start_offset()),
+            end_time: wall(a.start_offset() + a.duration()),
+            error_kind: a.error.as_ref().map(|e| e.kind()),
+            error: a.error.map(|e| e.message().to_string()),
+        })
+        .collect();
+    NodeRecord {
+        id: i,
+        name: view.name().to_string(),
+        internal: view.is_internal(),
+        status: view.status(),
+        executor: view.executor(),
+        inputs: view.inputs(),
+        output: view.output().map(json_of),
+        error: view.error(),
+        error_kind: view.error_kind(),
+        stdout: view.stdout(),
+        stderr: view.stderr(),
+        attempts,
+        start_time: view.start_time(),
+        end_time: view.end_time(),
+        job_handle: view.job_handle().map(|h| h.0),
+        sublattice: view.sub_run().map(|sub| SublatticeRecord {
+            lattice: sub.graph().name.clone(),
+            status: sub.status(),
+            nodes: nodes_of(&sub),
+        }),
     }
 }

@@ -21,7 +21,7 @@ pub(crate) fn handle() -> Handle {
 
 /// Runs blocking code from synchronous code or from a multi-threaded runtime's thread (through
 /// `block_in_place`); a single-threaded runtime cannot block, which is an error.
-pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> Result<R, crate::Error> {
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     match Handle::try_current() {
         Err(_) => Ok(f()),
         Ok(h) => match h.runtime_flavor() {
@@ -31,12 +31,10 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> Result<R, crate::Error> {
     }
 }
 
-fn single_threaded() -> crate::Error {
-    crate::Error::Runtime(
-        "dispatch_sync was called on a single-threaded async runtime, which it would block; \
-         use `covalent::dispatch(..).await` there"
-            .into(),
-    )
+fn single_threaded() -> String {
+    "dispatch_sync was called on a single-threaded async runtime, which it would block; \
+     use `covalent::dispatch(..).await` there"
+        .into()
 }
 
 /// `#[covalent::main]`: builds a multi-threaded runtime and runs the program on it.

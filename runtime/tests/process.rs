@@ -251,7 +251,18 @@ fn a_worker_crash_is_retried() {
     assert_eq!(r.value(), Some(&7), "{r}");
     let attempts = r.node(0).unwrap().attempts();
     assert_eq!(attempts.len(), 2);
-    assert!(attempts[0].error.as_deref().unwrap().contains("SIGABRT"));
+    assert!(
+        attempts[0]
+            .error
+            .as_ref()
+            .unwrap()
+            .message()
+            .contains("SIGABRT")
+    );
+    assert_eq!(
+        attempts[0].error.as_ref().unwrap().kind(),
+        covalent::ErrorKind::WorkerLost
+    );
 }
 
 /// Waits until the other task has started too: only finishes if both run at once.

@@ -162,8 +162,18 @@ fn retries_are_enforced_and_every_attempt_is_recorded() {
     let node = r.node(0).unwrap();
     let attempts = node.attempts();
     assert_eq!(attempts.len(), 3);
-    assert_eq!(attempts[0].error.as_deref(), Some("attempt 1 failed"));
-    assert_eq!(attempts[1].error.as_deref(), Some("attempt 2 failed"));
+    assert_eq!(
+        attempts[0].error.as_ref().map(|e| e.message()),
+        Some("attempt 1 failed")
+    );
+    assert_eq!(
+        attempts[0].error.as_ref().map(|e| e.kind()),
+        Some(covalent::ErrorKind::User)
+    );
+    assert_eq!(
+        attempts[1].error.as_ref().map(|e| e.message()),
+        Some("attempt 2 failed")
+    );
     assert_eq!(attempts[2].error, None);
 }
 

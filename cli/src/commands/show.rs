@@ -48,7 +48,10 @@ fn add_rows(t: &mut Table, nodes: &[NodeRecord], prefix: &str, all: bool) {
             format::elapsed(n.start_time, n.end_time),
             n.error
                 .as_deref()
-                .map(|e| format::first_line(e, ERROR_WIDTH))
+                .map(|e| match n.error_kind {
+                    Some(k) => format::first_line(&format!("[{k}] {e}"), ERROR_WIDTH),
+                    None => format::first_line(e, ERROR_WIDTH),
+                })
                 .unwrap_or_default(),
         ]);
         if let Some(sub) = &n.sublattice {

@@ -28,7 +28,7 @@ use covalent::{AttemptRecord, DispatchRecord, DispatchSummary, ListFilter, NodeR
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::pages;
+use super::respond;
 use super::security::{CSRF_HEADER, TOKEN_HEADER, query_param};
 use super::state::{Shared, UiError, blocking};
 
@@ -43,7 +43,7 @@ impl From<UiError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        pages::api_error(self.0.status(), self.0.kind(), &self.0.message())
+        respond::api_error(self.0.status(), self.0.kind(), &self.0.message())
     }
 }
 
@@ -601,6 +601,7 @@ pub async fn node(
             "inputs": inputs,
             "output": n.output,
             "error": n.error,
+            "error_kind": n.error_kind,
             "stdout": n.stdout,
             "stderr": n.stderr,
             "attempts": attempts,

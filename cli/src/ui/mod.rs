@@ -14,6 +14,7 @@
 mod api;
 mod events;
 mod pages;
+mod respond;
 mod security;
 mod state;
 

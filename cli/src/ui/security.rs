@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::pages;
+use super::respond;
 use super::state::Shared;
 
 /// The header that carries the CSRF token.
@@ -105,9 +105,9 @@ pub async fn guard(State(state): State<Shared>, req: Request, next: Next) -> Res
     let api = req.uri().path().starts_with("/api");
     let refuse = |status: StatusCode, msg: &str| -> Response {
         with_headers(if api {
-            pages::api_error(status, "forbidden", msg)
+            respond::api_error(status, "forbidden", msg)
         } else {
-            pages::error_page(status, "Not allowed", msg, None)
+            respond::error_page(status, "Not allowed", msg, None)
         })
     };
     let headers = req.headers();

@@ -219,6 +219,7 @@ async function main() {
     await nodeByName('fails').click();
     await page.waitForSelector('#node-error');
     assert((await page.locator('#node-error').textContent()).includes('bad input 5'), 'the node error');
+    assert((await page.locator('#node-error-kind').textContent()).includes('user'), 'the node error kind');
     await shot('05-failed');
   });
 

@@ -362,7 +362,7 @@ fn a_worker_crash_is_retried() {
     assert_eq!(r.value(), Some(&7), "{r}");
     let attempts = r.node(0).unwrap().attempts();
     assert_eq!(attempts.len(), 2);
-    let first = attempts[0].error.as_deref().unwrap();
+    let first = attempts[0].error.as_ref().unwrap().message();
     assert!(first.contains("exited with code 101"), "{first}");
     assert_nothing_left(&r.dispatch_id());
 }

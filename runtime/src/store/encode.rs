@@ -8,7 +8,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::dispatcher::Run;
 use crate::electron::Body;
 use crate::graph::{Graph, Op, WAIT_SLOT};
 
@@ -256,17 +255,33 @@ pub(crate) fn encode_json<'g>(
     out
 }
 
-/// The stored JSON of a run's graph (parameter values are in the run's states).
-pub(crate) fn encode_run(run: &Run) -> String {
-    encode_json(
-        &run.graph,
-        super::micros(run.started_wall),
-        |i| match run.graph.nodes[i].op {
-            Op::Param(_) => run.states[i].value.get(),
+/// For redispatch: per node of `graph`, the stored output of an earlier dispatch whose node
+/// had the same fingerprint (`reuse`), to take instead of running the node.
+pub(crate) fn reused_outputs(
+    graph: &Graph,
+    reuse: &std::collections::HashMap<[u8; 16], serde_json::Value>,
+) -> Vec<Option<crate::value::Output>> {
+    if reuse.is_empty() {
+        return Vec::new();
+    }
+    let fps = encode(
+        graph,
+        |i| match &graph.nodes[i].op {
+            Op::Param(Some(v)) => Some(v),
             _ => None,
         },
-        |slot| run.executor_name(slot),
+        |_| None,
     )
+    .fingerprints();
+    graph
+        .nodes
+        .iter()
+        .zip(fps)
+        .map(|(n, fp)| match &n.op {
+            Op::Param(_) => None,
+            _ => reuse.get(&fp).map(|v| crate::value::Output::new(v.clone())),
+        })
+        .collect()
 }
 
 impl GraphRec {

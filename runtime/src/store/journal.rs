@@ -17,16 +17,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
-use super::{encode, micros};
-use crate::dispatcher::Run;
-use crate::result::NodeResult;
-use crate::status::Status;
+use super::batch::{self, Key, Rows};
+use crate::dispatcher::{Run, RunObserver};
+use crate::time::micros;
 
-/// `Active::written` of a node not logged yet.
-const UNWRITTEN: u8 = u8::MAX;
 /// How often a running dispatch's heartbeat is refreshed.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Longest a noted node waits before it is written.
@@ -46,7 +43,7 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    incoming: Vec<Arc<Run>>,
+    incoming: Vec<(Arc<Run>, Arc<RunJournal>)>,
     woken: bool,
     active_ids: HashSet<String>,
 }
@@ -68,14 +65,14 @@ pub(crate) struct RunJournal {
 
 impl RunJournal {
     /// Wakes the writer (a run ended).
-    pub(crate) fn wake(&self) {
+    fn wake(&self) {
         let mut s = self.shared.state.lock().unwrap();
         s.woken = true;
         self.shared.wake.notify_one();
     }
 
     /// The journal of a sublattice of node `node` of this run.
-    pub(crate) fn child(&self, node: u32) -> Arc<RunJournal> {
+    fn child(&self, node: u32) -> Arc<RunJournal> {
         Arc::new(RunJournal {
             shared: self.shared.clone(),
             dispatch_id: self.dispatch_id.clone(),
@@ -90,12 +87,12 @@ impl RunJournal {
     }
 
     /// Hands a run to the writer.
-    pub(crate) fn register(&self, run: &Arc<Run>) {
+    fn register(self: Arc<Self>, run: &Arc<Run>) {
         let mut s = self.shared.state.lock().unwrap();
         if self.path.is_empty() {
             s.active_ids.insert(self.dispatch_id.clone());
         }
-        s.incoming.push(run.clone());
+        s.incoming.push((run.clone(), self.clone()));
         s.woken = true;
         self.shared.wake.notify_one();
     }
@@ -111,6 +108,18 @@ impl RunJournal {
             }
             n.await;
         }
+    }
+}
+
+impl RunObserver for RunJournal {
+    fn started(self: Arc<Self>, run: &Arc<Run>) {
+        self.register(run);
+    }
+    fn finished(&self, _run: &Run) {
+        self.wake();
+    }
+    fn child(&self, node: u32) -> Arc<dyn RunObserver> {
+        RunJournal::child(self, node)
     }
 }
 
@@ -150,15 +159,8 @@ impl Journal {
 
 struct Active {
     run: Arc<Run>,
-    graph_written: bool,
-    /// Status last written for each node (`UNWRITTEN` if none).
-    written: Vec<u8>,
-    /// Every node before this one has its terminal state written.
-    low: usize,
-    /// Next `node_log` sequence number.
-    seq: i64,
-    /// Tasks written as COMPLETED or REUSED (internal nodes excluded).
-    done_tasks: i64,
+    journal: Arc<RunJournal>,
+    rows: Rows,
 }
 
 struct Writer {
@@ -214,16 +216,9 @@ impl Writer {
                     s = self.shared.wake.wait_timeout(s, timeout).unwrap().0;
                 }
                 s.woken = false;
-                for run in s.incoming.drain(..) {
-                    let n = run.states.len();
-                    self.active.push(Active {
-                        run,
-                        graph_written: false,
-                        written: vec![UNWRITTEN; n],
-                        low: 0,
-                        seq: 0,
-                        done_tasks: 0,
-                    });
+                for (run, journal) in s.incoming.drain(..) {
+                    let rows = Rows::new(run.nodes().len());
+                    self.active.push(Active { run, journal, rows });
                 }
             }
             if self.active.is_empty() {
@@ -248,19 +243,17 @@ impl Writer {
                 self.wal_pending = true;
             }
             for &i in finished.iter().rev() {
-                let a = self.active.remove(i);
-                if let Some(j) = a.run.journal.as_ref() {
-                    if j.path.is_empty() {
-                        self.shared
-                            .state
-                            .lock()
-                            .unwrap()
-                            .active_ids
-                            .remove(&j.dispatch_id);
-                    }
-                    j.flushed.store(true, Ordering::Release);
-                    j.flushed_notify.notify_waiters();
+                let j = self.active.remove(i).journal;
+                if j.path.is_empty() {
+                    self.shared
+                        .state
+                        .lock()
+                        .unwrap()
+                        .active_ids
+                        .remove(&j.dispatch_id);
                 }
+                j.flushed.store(true, Ordering::Release);
+                j.flushed_notify.notify_waiters();
             }
             self.checkpoint();
             if self.last_heartbeat.elapsed() >= HEARTBEAT {
@@ -317,34 +310,11 @@ impl Writer {
         let mut finished = Vec::new();
         let mut buf: Vec<u8> = Vec::new();
         for (idx, a) in self.active.iter_mut().enumerate() {
-            let Some(j) = a.run.journal.clone() else {
-                finished.push(idx);
-                continue;
+            let key = Key {
+                dispatch_id: &a.journal.dispatch_id,
+                path: &a.journal.path,
             };
-            // Read "done" before scanning: every node is final once it is set.
-            let ended = a.run.is_done();
-            if !a.graph_written {
-                write_graph(&tx, &a.run, &j)?;
-                a.graph_written = true;
-            }
-            buf.clear();
-            buf.push(b'[');
-            scan(&mut buf, a, ended);
-            if buf.len() > 1 {
-                buf.push(b']');
-                let text = std::str::from_utf8(&buf).unwrap_or("[]");
-                tx.prepare_cached(
-                    "INSERT INTO node_log (dispatch_id, path, seq, entries) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![j.dispatch_id, j.path, a.seq, text])?;
-                a.seq += 1;
-                if j.path.is_empty() {
-                    tx.prepare_cached("UPDATE dispatches SET done_count = ?1 WHERE id = ?2")?
-                        .execute(params![a.done_tasks, j.dispatch_id])?;
-                }
-            }
-            if ended {
-                write_final(&tx, &a.run, &j)?;
+            if batch::write_run(&tx, &a.run, &mut a.rows, &key, &mut buf)? {
                 finished.push(idx);
             }
         }
@@ -384,12 +354,10 @@ impl Writer {
         };
         for (seq, id, node) in rows {
             self.cancel_seq = seq;
-            let target = self.active.iter().find(|a| {
-                a.run
-                    .journal
-                    .as_ref()
-                    .is_some_and(|j| j.path.is_empty() && j.dispatch_id == id)
-            });
+            let target = self
+                .active
+                .iter()
+                .find(|a| a.journal.path.is_empty() && a.journal.dispatch_id == id);
             if let Some(a) = target {
                 match node {
                     None => a.run.cancel_all(),
@@ -399,161 +367,4 @@ impl Writer {
         }
         Ok(())
     }
-}
-
-fn write_graph(tx: &Transaction<'_>, run: &Run, j: &RunJournal) -> rusqlite::Result<()> {
-    let graph = encode::encode_run(run);
-    if j.path.is_empty() {
-        tx.execute(
-            "INSERT OR REPLACE INTO graphs (dispatch_id, graph) VALUES (?1, ?2)",
-            params![j.dispatch_id, graph],
-        )?;
-    } else {
-        tx.execute(
-            "INSERT INTO sublattices (dispatch_id, path, lattice, status, graph)
-             VALUES (?1, ?2, ?3, 'RUNNING', ?4)
-             ON CONFLICT (dispatch_id, path) DO UPDATE SET lattice = excluded.lattice,
-                 status = excluded.status, graph = excluded.graph",
-            params![j.dispatch_id, j.path, run.graph.name, graph],
-        )?;
-    }
-    Ok(())
-}
-
-fn write_final(tx: &Transaction<'_>, run: &Run, j: &RunJournal) -> rusqlite::Result<()> {
-    let status = run.status();
-    if j.path.is_empty() {
-        let output = match run.states[run.graph.output as usize].value.get() {
-            Some(v) if status == Status::Completed => Some(v.to_json_string()),
-            _ => None,
-        };
-        let ended = run
-            .end_offset()
-            .map(|d| micros(run.started_wall + d))
-            .unwrap_or_else(|| micros(SystemTime::now()));
-        tx.execute(
-            "UPDATE dispatches SET status = ?1, output = ?2, error = ?3, ended_at = ?4 WHERE id = ?5",
-            params![status.as_str(), output, run.error.get(), ended, j.dispatch_id],
-        )?;
-    } else {
-        tx.execute(
-            "UPDATE sublattices SET status = ?1 WHERE dispatch_id = ?2 AND path = ?3",
-            params![status.as_str(), j.dispatch_id, j.path],
-        )?;
-    }
-    Ok(())
-}
-
-/// Appends node `i`'s state to a batch: `[id, status, start, end, output, {extras}]` (see
-/// `NodeRow` in `store/mod.rs`).
-/// Appends the nodes whose status changed since the last batch (all remaining ones when the
-/// run has ended). NEW and PENDING nodes are not logged: no entry means "not started".
-fn scan(buf: &mut Vec<u8>, a: &mut Active, ended: bool) {
-    let n = a.written.len();
-    let mut i = a.low;
-    let mut all_final_so_far = true;
-    while i < n {
-        let written = a.written[i];
-        if written != UNWRITTEN && Status::from_u8(written).is_terminal() {
-            if all_final_so_far {
-                a.low = i + 1;
-            }
-            i += 1;
-            continue;
-        }
-        let status = if matches!(a.run.graph.nodes[i].op, crate::graph::Op::Param(_)) {
-            a.written[i] = Status::Completed as u8;
-            i += 1;
-            continue;
-        } else {
-            a.run.states[i].status()
-        };
-        let changed =
-            status as u8 != written && (ended || !matches!(status, Status::New | Status::Pending));
-        if changed {
-            entry(buf, a, i, status);
-            a.written[i] = status as u8;
-        }
-        if !status.is_terminal() {
-            all_final_so_far = false;
-        } else if all_final_so_far {
-            a.low = i + 1;
-        }
-        i += 1;
-    }
-}
-
-fn entry(buf: &mut Vec<u8>, a: &mut Active, i: usize, status: Status) {
-    let run = &a.run;
-    let view = NodeResult::new(run, i);
-    if matches!(status, Status::Completed | Status::Reused) && !view.is_internal() {
-        a.done_tasks += 1;
-    }
-    if buf.len() > 1 {
-        buf.push(b',');
-    }
-    let mut num = itoa::Buffer::new();
-    buf.push(b'[');
-    buf.extend_from_slice(num.format(i).as_bytes());
-    buf.push(b',');
-    buf.extend_from_slice(num.format(status as u8).as_bytes());
-    let (start, end) = run.states[i].times();
-    for t in [start, end] {
-        match t {
-            Some(t) => {
-                buf.push(b',');
-                buf.extend_from_slice(num.format(t.as_micros() as u64).as_bytes());
-            }
-            None => buf.extend_from_slice(b",null"),
-        }
-    }
-    match view.output() {
-        Some(o) if matches!(status, Status::Completed | Status::Reused) => {
-            buf.push(b',');
-            o.write_json(buf);
-        }
-        _ => buf.extend_from_slice(b",null"),
-    }
-    let extra = run.states[i].extra.lock().unwrap();
-    if let Some(x) = extra.as_deref() {
-        let mut extras = serde_json::Map::new();
-        let mut text = |key: &str, v: &str| {
-            extras.insert(key.into(), serde_json::Value::from(v));
-        };
-        if let Some(e) = &x.error {
-            text("e", e);
-        }
-        if !x.stdout.is_empty() {
-            text("out", &x.stdout);
-        }
-        if !x.stderr.is_empty() {
-            text("err", &x.stderr);
-        }
-        if let Some(e) = &x.executor {
-            text("x", e.short_name());
-        }
-        if let Some(h) = &x.job_handle {
-            extras.insert("j".into(), h.0.clone());
-        }
-        if !x.attempts.is_empty() {
-            let recs: Vec<crate::record::AttemptRecord> = x
-                .attempts
-                .iter()
-                .map(|t| crate::record::AttemptRecord {
-                    number: t.number,
-                    start_time: chrono::DateTime::from(run.started_wall + t.start_offset()),
-                    end_time: chrono::DateTime::from(
-                        run.started_wall + t.start_offset() + t.duration(),
-                    ),
-                    error: t.error.clone(),
-                })
-                .collect();
-            extras.insert("t".into(), serde_json::to_value(recs).unwrap_or_default());
-        }
-        if !extras.is_empty() {
-            buf.push(b',');
-            let _ = serde_json::to_writer(&mut *buf, &serde_json::Value::Object(extras));
-        }
-    }
-    buf.push(b']');
 }

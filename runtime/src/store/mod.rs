@@ -10,7 +10,9 @@
 //!
 //! This module owns SQL and the file; the shape of a record is `record.rs`.
 
+mod batch;
 pub(crate) mod encode;
+mod error;
 pub(crate) mod journal;
 mod schema;
 
@@ -26,82 +28,11 @@ use uuid::Uuid;
 
 use crate::record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord};
 use crate::status::Status;
+use crate::time::micros;
 use encode::GraphRec;
+pub use error::StoreError;
 
-/// Why the store could not be used.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    /// The file or its directory cannot be opened or created.
-    #[error("cannot open the covalent store {path}: {reason}")]
-    Open {
-        /// The database file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The file is not a SQLite database, or is damaged.
-    #[error(
-        "{path} is not a usable covalent store (corrupt, or not a SQLite database): {reason}; it was left unchanged"
-    )]
-    Corrupt {
-        /// The database file.
-        path: PathBuf,
-        /// SQLite's message.
-        reason: String,
-    },
-    /// The file is another application's database.
-    #[error(
-        "{path} belongs to another application (it is not a covalent store); it was left unchanged. Point COVALENT_HOME elsewhere"
-    )]
-    Foreign {
-        /// The database file.
-        path: PathBuf,
-    },
-    /// The file was written by a newer covalent.
-    #[error(
-        "{path} was written by a newer covalent (schema {found}; this build knows up to {supported}); it was left unchanged. Upgrade covalent to read it"
-    )]
-    Newer {
-        /// The database file.
-        path: PathBuf,
-        /// Its schema version.
-        found: i64,
-        /// Ours.
-        supported: i64,
-    },
-    /// No dispatch has this id.
-    #[error("no dispatch `{id}` in {path}")]
-    UnknownDispatch {
-        /// What was asked for.
-        id: String,
-        /// The database file.
-        path: PathBuf,
-    },
-    /// An id prefix matches several dispatches.
-    #[error("`{prefix}` matches several dispatches ({}); give more of the id", .matches.join(", "))]
-    Ambiguous {
-        /// What was asked for.
-        prefix: String,
-        /// The candidates.
-        matches: Vec<String>,
-    },
-    /// A query failed.
-    #[error("covalent store {path}: {reason}")]
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
-        /// SQLite's message.
-        reason: String,
-    },
-}
-
-/// Microseconds since the Unix epoch.
-pub(crate) fn micros(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
+/// A time from microseconds since the Unix epoch.
 pub(crate) fn from_micros(us: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from(UNIX_EPOCH + Duration::from_micros(us.max(0) as u64))
 }
@@ -196,12 +127,6 @@ impl Store {
         });
         open.insert(key, store.clone());
         Ok(store)
-    }
-
-    /// Opens the store of the process-wide configuration (`COVALENT_HOME`, `covalent.toml`).
-    pub fn open_default() -> Result<Arc<Store>, crate::Error> {
-        let config = crate::Config::global()?;
-        Ok(Store::open(&config.store_path())?)
     }
 
     /// The database file.
@@ -648,6 +573,8 @@ struct NodeRow {
     b: Option<i64>,
     o: Option<serde_json::Value>,
     e: Option<String>,
+    /// The error's kind (absent in stores written before kinds were recorded).
+    k: Option<crate::error::ErrorKind>,
     out: String,
     err: String,
     t: Option<Vec<AttemptRecord>>,
@@ -670,6 +597,7 @@ impl NodeRow {
             b: a[3].as_i64(),
             o: Some(a[4].take()).filter(|v| !v.is_null()),
             e: text("e"),
+            k: text("k").and_then(|k| crate::error::ErrorKind::parse(&k)),
             out: text("out").unwrap_or_default(),
             err: text("err").unwrap_or_default(),
             t: extras
@@ -719,6 +647,7 @@ fn assemble(
                 inputs,
                 output: None,
                 error: None,
+                error_kind: None,
                 stdout: String::new(),
                 stderr: String::new(),
                 attempts: Vec::new(),
@@ -744,6 +673,7 @@ fn assemble(
                 rec.end_time = row.b.map(|t| from_micros(graph.t0 + t));
                 rec.output = row.o.clone();
                 rec.error = row.e.clone();
+                rec.error_kind = row.k;
                 rec.stdout = row.out.clone();
                 rec.stderr = row.err.clone();
                 rec.job_handle = row.j.clone();
@@ -757,6 +687,7 @@ fn assemble(
                                     start_time: s,
                                     end_time: e,
                                     error: rec.error.clone(),
+                                    error_kind: rec.error_kind,
                                 }]
                             }
                             _ => Vec::new(),
@@ -842,33 +773,4 @@ fn describe_open(path: &Path, e: &rusqlite::Error) -> String {
     } else {
         msg
     }
-}
-
-/// Record of dispatch `id` from the store of the process-wide configuration.
-///
-/// ```no_run
-/// let id: covalent::Uuid = "01a1fd3f-d23d-732c-ad74-729047fc95ec".parse().unwrap();
-/// let record = covalent::get_result(id).unwrap();
-/// println!("{record}");
-/// let value: Option<i64> = record.value().unwrap();
-/// ```
-pub fn get_result(id: Uuid) -> Result<DispatchRecord, crate::Error> {
-    Ok(Store::open_default()?.get(id)?)
-}
-
-/// Waits (up to `timeout`, or forever) for dispatch `id` to end, then returns its record.
-pub async fn wait_result(
-    id: Uuid,
-    timeout: Option<Duration>,
-) -> Result<DispatchRecord, crate::Error> {
-    let store = Store::open_default()?;
-    tokio::task::spawn_blocking(move || store.wait(id, timeout))
-        .await
-        .map_err(|e| crate::Error::Runtime(e.to_string()))?
-        .map_err(Into::into)
-}
-
-/// Asks the process running dispatch `id` to cancel it (every node, or only `nodes`).
-pub fn cancel(id: Uuid, nodes: &[usize]) -> Result<Status, crate::Error> {
-    Ok(Store::open_default()?.request_cancel(id, nodes)?)
 }

@@ -266,12 +266,15 @@
     parts.push(el('h3', {}, 'Output'));
     parts.push(n.output === null || n.output === undefined ? el('p', { class: 'muted', id: 'node-output' }, '(none)')
       : el('pre', { id: 'node-output' }, json(n.output)));
-    if (n.error) parts.push(el('h3', {}, 'Error'), el('pre', { class: 'error', id: 'node-error' }, n.error));
+    if (n.error) {
+      parts.push(el('h3', {}, 'Error', n.error_kind ? el('span', { class: 'muted', id: 'node-error-kind' }, ` (${n.error_kind.replace(/_/g, ' ')})`) : ''),
+        el('pre', { class: 'error', id: 'node-error' }, n.error));
+    }
     if (n.attempts.length) {
       parts.push(el('h3', {}, 'Attempts'), el('table', { class: 'grid', id: 'node-attempts' },
         el('tr', {}, el('th', {}, '#'), el('th', {}, 'Started'), el('th', {}, 'Took'), el('th', {}, 'Error')),
         n.attempts.map((a) => el('tr', {}, el('td', {}, String(a.number)), el('td', {}, time(a.start_time, true)),
-          el('td', {}, duration(elapsed(a.start_time, a.end_time))), el('td', {}, a.error || '')))));
+          el('td', {}, duration(elapsed(a.start_time, a.end_time))), el('td', {}, a.error ? (a.error_kind ? `[${a.error_kind}] ${a.error}` : a.error) : '')))));
     }
     parts.push(el('h3', {}, 'Stdout'), stream(n.stdout, 'node-stdout'));
     parts.push(el('h3', {}, 'Stderr'), stream(n.stderr, 'node-stderr'));

@@ -25,7 +25,7 @@ use crate::electron::{Args, TaskError, find_electron};
 use crate::executor::{ExecutorError, Task, TaskContext};
 use crate::value::Output;
 
-pub use crate::process::{describe_exit, kill_group, signal_name, tail};
+pub use super::child::{describe_exit, kill_group, signal_name, tail};
 
 /// Quotes a string for a POSIX shell (`'...'`), for executors that build remote commands.
 pub fn shell_quote(s: &str) -> String {
@@ -186,7 +186,7 @@ impl ResultEnvelope {
     /// Parses a result.
     pub fn parse(bytes: &[u8]) -> Result<ResultEnvelope, ExecutorError> {
         let r: ResultEnvelope = serde_json::from_slice(bytes).map_err(|e| {
-            ExecutorError::Failed(format!("the worker's result is not readable: {e}"))
+            ExecutorError::Serialization(format!("the worker's result is not readable: {e}"))
         })?;
         if r.protocol != PROTOCOL {
             return Err(ExecutorError::Failed(format!(
@@ -243,12 +243,12 @@ pub fn binary_hash() -> Result<String, String> {
 }
 
 fn now_micros() -> i64 {
-    crate::store::micros(SystemTime::now())
+    crate::time::micros(SystemTime::now())
 }
 
 /// Runs one envelope in this process and returns the result (the worker side).
 pub fn run_envelope(env: &TaskEnvelope) -> ResultEnvelope {
-    crate::dispatcher::install_panic_hook();
+    crate::invoke::install_panic_hook();
     let started_at = now_micros();
     let fail = |kind: WorkerErrorKind, msg: String| ResultEnvelope {
         protocol: PROTOCOL,

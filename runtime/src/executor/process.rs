@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
+use super::child::{describe_exit, kill_group, tail};
+use super::worker::{RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, current_binary};
 use crate::executor::{BaseOptions, Executor, ExecutorError, JobHandle, Task, TaskContext};
 use crate::value::Output;
-use crate::worker::{RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, current_binary};
 
 /// Runs each task in a child process.
 ///
@@ -79,48 +80,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// The name of a signal, for messages.
-pub fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGILL => "SIGILL",
-        libc::SIGINT => "SIGINT",
-        libc::SIGPIPE => "SIGPIPE",
-        _ => return format!("signal {sig}"),
-    };
-    format!("signal {sig} ({name})")
-}
-
-/// "exited with code 3" / "was killed by signal 11 (SIGSEGV)".
-pub fn describe_exit(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(sig)) => format!("was killed by {}", signal_name(sig)),
-        _ => format!("ended ({status})"),
-    }
-}
-
-/// The last `n` lines of a text.
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Kills a process group.
-pub fn kill_group(pgid: i64) -> bool {
-    if pgid <= 1 {
-        return false;
-    }
-    // SAFETY: kill(2) with a negative pid signals the process group; no memory is involved.
-    unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) == 0 }
 }
 
 #[async_trait::async_trait]
@@ -195,7 +154,7 @@ impl Executor for ProcessExecutor {
                     msg.push_str(":\n");
                     msg.push_str(&t);
                 }
-                Err(ExecutorError::Failed(msg))
+                Err(ExecutorError::WorkerLost(msg))
             }
         }
     }

@@ -12,7 +12,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::executor::{ExecutorRef, ExecutorSel, IntoExecutor};
+use crate::executor::{ExecutorRef, ExecutorSel, IntoExecutor, deserialize_options};
 
 /// One registered executor plugin.
 pub struct ExecutorPlugin {
@@ -66,51 +66,6 @@ where
         ExecutorSel::Instance(r) => Ok(r),
         ExecutorSel::Named(n) => Err(format!("plugin resolves to another name `{n}`")),
     }
-}
-
-/// Deserializes executor options, naming the offending key on error (also through
-/// `#[serde(flatten)]`, which loses serde's own path) and rejecting keys the type ignores.
-pub(crate) fn deserialize_options<E>(opts: serde_json::Value) -> Result<E, String>
-where
-    E: Default + Serialize + DeserializeOwned,
-{
-    let given: Vec<(String, serde_json::Value)> = match &opts {
-        serde_json::Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        other => return Err(format!("executor options must be a table, found {other}")),
-    };
-    let e: E = match serde_path_to_error::deserialize(opts) {
-        Ok(e) => e,
-        Err(err) => {
-            let path = err.path().to_string();
-            if path != "." {
-                return Err(format!("key `{path}`: {}", err.inner()));
-            }
-            // Find the key: overlay one given key at a time on the defaults.
-            let defaults = serde_json::to_value(E::default()).map_err(|e| e.to_string())?;
-            for (k, v) in &given {
-                let mut probe = defaults.clone();
-                if let serde_json::Value::Object(m) = &mut probe {
-                    m.insert(k.clone(), v.clone());
-                }
-                if let Err(e) = serde_json::from_value::<E>(probe) {
-                    return Err(format!("key `{k}`: {e}"));
-                }
-            }
-            return Err(err.inner().to_string());
-        }
-    };
-    // Keys the type did not take (serde ignores unknown fields of flattened structs).
-    if let serde_json::Value::Object(known) = serde_json::to_value(&e).map_err(|e| e.to_string())?
-        && let Some((bad, _)) = given.iter().find(|(k, _)| !known.contains_key(k))
-    {
-        let mut keys: Vec<&str> = known.keys().map(String::as_str).collect();
-        keys.sort();
-        return Err(format!(
-            "unknown key `{bad}`; expected one of: {}",
-            keys.join(", ")
-        ));
-    }
-    Ok(e)
 }
 
 /// Finds a plugin by name.
@@ -181,7 +136,7 @@ pub fn registered_executors() -> Vec<ExecutorInfo> {
 macro_rules! register_executor {
     ($name:literal, $ty:ty) => {
         $crate::__private::inventory::submit! {
-            $crate::ExecutorPlugin::of::<$ty, _>($name)
+            $crate::executor::ExecutorPlugin::of::<$ty, _>($name)
         }
     };
 }

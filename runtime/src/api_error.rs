@@ -1,0 +1,43 @@
+//! [`Error`]: the errors of the dispatch API (configuration, store, replacing electrons, the
+//! async runtime, reading a result as its type). Failures of nodes are not errors here: they
+//! are [`NodeError`](crate::NodeError)s recorded on the nodes.
+//!
+//! This module owns the facade's error type only.
+
+use crate::config::ConfigError;
+use crate::store::StoreError;
+
+/// Errors of the dispatch API. Failures of nodes are not errors here: they are recorded in the
+/// [`LatticeResult`], whose status is then `FAILED`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The configuration could not be read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A replacement electron does not fit the one it replaces.
+    #[error("cannot replace electron `{old}` with `{new}`: {reason}")]
+    Replace {
+        /// The replaced electron.
+        old: String,
+        /// The replacement.
+        new: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The async runtime cannot be used that way.
+    #[error("{0}")]
+    Runtime(String),
+    /// The lattice's result could not be read as its declared type.
+    #[error("the result of lattice `{lattice}` is not a `{expected}`: {reason}")]
+    Output {
+        /// The lattice.
+        lattice: String,
+        /// The declared type.
+        expected: &'static str,
+        /// Why.
+        reason: String,
+    },
+}

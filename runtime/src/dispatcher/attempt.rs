@@ -1,0 +1,243 @@
+//! A node's attempts: the single retry loop every path uses (pool nodes and nodes on the async
+//! runtime), the two ways one attempt runs (a sync body on this thread, or an executor's
+//! `setup`/`run`/`teardown` bounded by the time limit and cancellation) and the record of each
+//! attempt.
+//!
+//! This module owns retries and the per-attempt context; scheduling and completion are
+//! `schedule.rs`'s.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use crate::electron::{Args, Body, ElectronDef};
+use crate::error::NodeError;
+use crate::executor::{CtxInner, ExecutorError, ExecutorRef, Task, TaskContext};
+use crate::graph::Op;
+use crate::invoke::{self, CatchPanic};
+use crate::value::Output;
+
+use super::run::Run;
+use super::state::Attempt;
+
+impl Run {
+    /// The retry loop of node `i`, for every path: runs `attempt(n)` for n = 1, 2, ... until
+    /// one succeeds, its error's kind is final, `retries` are spent or the node's cancellation
+    /// is requested. Every failed attempt is recorded; a successful one too, unless it is the
+    /// first and `record_first_success` is false (the pool path, where the node's own times
+    /// say it all). `first_start` is the first attempt's start stamp, 0 to read the clock.
+    async fn attempts<F>(
+        &self,
+        i: u32,
+        retries: u32,
+        first_start: u64,
+        record_first_success: bool,
+        mut attempt: impl FnMut(u32) -> F,
+    ) -> Result<Output, NodeError>
+    where
+        F: Future<Output = Result<Output, NodeError>>,
+    {
+        let mut n = 1;
+        loop {
+            let t0 = if n == 1 && first_start != 0 {
+                first_start
+            } else {
+                self.now()
+            };
+            match attempt(n).await {
+                Ok(v) => {
+                    if n > 1 || record_first_success {
+                        self.record_attempt(i, n, t0, None);
+                    }
+                    return Ok(v);
+                }
+                Err(e) => {
+                    self.record_attempt(i, n, t0, Some(e.clone()));
+                    if !e.kind().is_retryable()
+                        || n > retries
+                        || self.cancel.is_requested(i as usize)
+                    {
+                        return Err(e);
+                    }
+                    n += 1;
+                }
+            }
+        }
+    }
+
+    fn record_attempt(&self, i: u32, number: u32, t0: u64, error: Option<NodeError>) {
+        let t1 = self.now();
+        self.states[i as usize].extra(|x| {
+            x.attempts.push(Attempt {
+                number,
+                start: Duration::from_nanos(t0 - 1),
+                end: Duration::from_nanos(t1 - 1),
+                error,
+            })
+        });
+    }
+
+    /// A sync electron on the pool: hooks and body on this thread, with the node's retries.
+    pub(super) fn run_pool_electron(
+        &self,
+        i: u32,
+        def: &'static ElectronDef,
+        args: &mut Args,
+    ) -> Result<Output, NodeError> {
+        let Body::Sync(body) = def.body else {
+            unreachable!("only sync electrons run on the pool")
+        };
+        let retries = def
+            .retries
+            .or(self.exec_of(i as usize).retries)
+            .unwrap_or(0);
+        // The first attempt starts when the node does (one clock read fewer).
+        let start = self.states[i as usize]
+            .start
+            .load(std::sync::atomic::Ordering::Relaxed);
+        now_or_never(self.attempts(i, retries, start, false, |_| {
+            std::future::ready(invoke::run_sync(def, body, args).map_err(NodeError::from))
+        }))
+    }
+
+    /// Runs a node on the async runtime: executors, time limits, retries, cancellation,
+    /// sublattices.
+    pub(super) async fn run_async(self: Arc<Self>, i: u32) {
+        let Op::Electron(def) = &self.graph.nodes[i as usize].op else {
+            unreachable!("internal nodes always run on the pool")
+        };
+        let def = *def;
+        if !self.claim(i, 0) {
+            return;
+        }
+        let args = self.gather(i as usize);
+        if let Body::Sublattice(build) = def.body {
+            self.start_sublattice(i, build, args);
+            return;
+        }
+        let resolved = self.exec_of(i as usize);
+        let exec = match &resolved.exec {
+            Ok(e) => e.clone(),
+            Err(e) => {
+                self.complete_async(i, Err(e.clone().into()));
+                return;
+            }
+        };
+        self.states[i as usize].extra(|x| x.executor = Some(exec.clone()));
+        let retries = def.retries.or(resolved.retries).unwrap_or(0);
+        let time_limit = def.time_limit.or(resolved.time_limit);
+        let result = self
+            .attempts(i, retries, 0, true, |n| {
+                self.attempt_on(&exec, i, def, &args, n, time_limit)
+            })
+            .await;
+        self.complete_async(i, result);
+    }
+
+    /// Attempt `n` of node `i` on `exec`: its own context, the executor's calls, then the
+    /// streams and job handle it recorded kept on the node.
+    async fn attempt_on(
+        &self,
+        exec: &ExecutorRef,
+        i: u32,
+        def: &'static ElectronDef,
+        args: &Args,
+        n: u32,
+        time_limit: Option<Duration>,
+    ) -> Result<Output, NodeError> {
+        let ctx = TaskContext {
+            inner: Arc::new(CtxInner {
+                dispatch_id: self.id,
+                node_id: i as usize,
+                node_name: def.name,
+                attempt: n,
+                results_dir: self.results_dir().to_path_buf(),
+                cancel: self.cancel.clone(),
+                job_handle: Mutex::new(None),
+                streams: Mutex::new(None),
+            }),
+        };
+        let task = Task {
+            def,
+            args: Args::new(args.values.clone()),
+        };
+        let r = CatchPanic(Box::pin(attempt_once(exec, task, &ctx, time_limit)))
+            .await
+            .unwrap_or_else(|m| {
+                Err(ExecutorError::Failed(format!(
+                    "executor `{}` panicked: {m}",
+                    exec.short_name()
+                )))
+            });
+        if let Some((out, err)) = ctx.inner.streams.lock().unwrap().take() {
+            if let Err(e) = crate::executor::write_streams_to_file(&out, &err, exec.exec.base()) {
+                warn(&format!("cannot write the task's streams: {e}"));
+            }
+            self.states[i as usize].extra(|x| {
+                x.stdout.push_str(&out);
+                x.stderr.push_str(&err);
+            });
+        }
+        if let Some(h) = ctx.job_handle() {
+            self.states[i as usize].extra(|x| x.job_handle = Some(h));
+        }
+        r.map_err(NodeError::from)
+    }
+}
+
+/// Drives a future that never waits (the pool path's attempts) to its end on this thread.
+fn now_or_never<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("a pool attempt never waits"),
+    }
+}
+
+pub(super) fn warn(msg: &str) {
+    eprintln!("covalent: warning: {msg}");
+}
+
+/// One attempt on an executor: setup, run (bounded by the time limit and cancellation),
+/// teardown; a timed-out or cancelled attempt is cancelled through the executor.
+async fn attempt_once(
+    exec: &ExecutorRef,
+    task: Task,
+    ctx: &TaskContext,
+    time_limit: Option<Duration>,
+) -> Result<Output, ExecutorError> {
+    let e = &exec.exec;
+    let work = async {
+        e.setup(ctx).await?;
+        let r = e.run(task, ctx).await;
+        let t = e.teardown(ctx).await;
+        let v = r?;
+        t?;
+        Ok(v)
+    };
+    let limited = async {
+        match time_limit {
+            Some(limit) => match tokio::time::timeout(limit, work).await {
+                Ok(r) => r,
+                Err(_) => Err(ExecutorError::TimedOut(limit)),
+            },
+            None => work.await,
+        }
+    };
+    let r = tokio::select! {
+        r = limited => r,
+        _ = ctx.cancelled() => Err(ExecutorError::Cancelled),
+    };
+    if matches!(
+        r,
+        Err(ExecutorError::TimedOut(_)) | Err(ExecutorError::Cancelled)
+    ) {
+        let h = ctx.job_handle();
+        if let Err(err) = e.cancel(ctx, h.as_ref()).await {
+            warn(&format!("cancelling node {} failed: {err}", ctx.node_id()));
+        }
+    }
+    r
+}

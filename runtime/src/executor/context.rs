@@ -1,0 +1,112 @@
+//! The runtime's side of one attempt, handed to every executor call ([`TaskContext`]): ids,
+//! the results directory, the cancellation token, and where the executor records the job
+//! handle and the task's streams.
+//!
+//! This module owns the context types; it does not run tasks.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::cancel::CancelState;
+
+/// An opaque handle an executor records for a running job (a pid, a Slurm job id, a container
+/// id) so the job can be cancelled or re-attached.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobHandle(pub serde_json::Value);
+
+/// Where a task runs: ids and the results directory (Covalent's `get_dispatch_context`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DispatchContext {
+    /// The dispatch id.
+    pub dispatch_id: Uuid,
+    /// The node id within its lattice.
+    pub node_id: usize,
+    /// The directory for this dispatch's files.
+    pub results_dir: PathBuf,
+}
+
+pub(crate) struct CtxInner {
+    pub dispatch_id: Uuid,
+    pub node_id: usize,
+    pub node_name: &'static str,
+    pub attempt: u32,
+    pub results_dir: PathBuf,
+    pub cancel: Arc<CancelState>,
+    pub job_handle: Mutex<Option<JobHandle>>,
+    pub streams: Mutex<Option<(String, String)>>,
+}
+
+/// The runtime's side of one attempt of one task, handed to every executor call.
+#[derive(Clone)]
+pub struct TaskContext {
+    pub(crate) inner: Arc<CtxInner>,
+}
+
+impl fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("dispatch_id", &self.inner.dispatch_id)
+            .field("node_id", &self.inner.node_id)
+            .field("attempt", &self.inner.attempt)
+            .finish()
+    }
+}
+
+impl TaskContext {
+    /// Dispatch id, node id and results directory.
+    pub fn get_dispatch_context(&self) -> DispatchContext {
+        DispatchContext {
+            dispatch_id: self.inner.dispatch_id,
+            node_id: self.inner.node_id,
+            results_dir: self.inner.results_dir.clone(),
+        }
+    }
+    /// The dispatch id.
+    pub fn dispatch_id(&self) -> Uuid {
+        self.inner.dispatch_id
+    }
+    /// The node id.
+    pub fn node_id(&self) -> usize {
+        self.inner.node_id
+    }
+    /// The node's display name.
+    pub fn node_name(&self) -> &str {
+        self.inner.node_name
+    }
+    /// The attempt number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+    /// The dispatch's results directory (created on first call).
+    pub fn results_dir(&self) -> std::io::Result<&Path> {
+        std::fs::create_dir_all(&self.inner.results_dir)?;
+        Ok(&self.inner.results_dir)
+    }
+    /// Records the job handle of the running task, so it can be cancelled.
+    pub fn set_job_handle(&self, handle: impl Serialize) {
+        let v = serde_json::to_value(handle).unwrap_or(serde_json::Value::Null);
+        *self.inner.job_handle.lock().unwrap() = Some(JobHandle(v));
+    }
+    /// The job handle recorded so far.
+    pub fn job_handle(&self) -> Option<JobHandle> {
+        self.inner.job_handle.lock().unwrap().clone()
+    }
+    /// Whether cancellation of this task (or its whole dispatch) was requested.
+    pub fn get_cancel_requested(&self) -> bool {
+        self.inner.cancel.is_requested(self.inner.node_id)
+    }
+    /// Completes when cancellation of this task is requested.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.wait(self.inner.node_id).await
+    }
+    /// Records the task's stdout and stderr (shown in the result, appended to `log_stdout` /
+    /// `log_stderr`).
+    pub fn record_streams(&self, stdout: impl Into<String>, stderr: impl Into<String>) {
+        *self.inner.streams.lock().unwrap() = Some((stdout.into(), stderr.into()));
+    }
+}

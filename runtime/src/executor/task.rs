@@ -1,0 +1,80 @@
+//! [`Task`]: one attempt of one electron call as an executor receives it: the electron, its
+//! inputs, and ways to run it here (blocking or async) with hooks and panic capture.
+//!
+//! This module owns the task type; where it runs is the executor's choice.
+
+use std::fmt;
+
+use crate::electron::{Args, Body, ElectronDef, TaskError};
+use crate::invoke;
+use crate::value::Output;
+
+/// One attempt of one electron call, handed to an executor's `run`.
+pub struct Task {
+    pub(crate) def: &'static ElectronDef,
+    pub(crate) args: Args,
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("electron", &self.def.path)
+            .field("inputs", &self.args.len())
+            .finish()
+    }
+}
+
+impl Task {
+    /// The electron's display name.
+    pub fn electron_name(&self) -> &'static str {
+        self.def.name
+    }
+    /// The electron's stable registration name (`module::path::function`).
+    pub fn electron_path(&self) -> &'static str {
+        self.def.path
+    }
+    /// The inputs as JSON, in parameter order.
+    pub fn inputs_json(&self) -> Vec<serde_json::Value> {
+        self.args.to_json()
+    }
+    /// Whether the electron is an `async fn`.
+    pub fn is_async(&self) -> bool {
+        matches!(self.def.body, Body::Async(_))
+    }
+
+    /// Runs the electron here, blocking this thread: `deps_bash`, `call_before`, the body,
+    /// `call_after`. An async body is driven to completion on the current runtime handle.
+    /// A panic becomes [`TaskError::Panicked`].
+    pub fn call_blocking(mut self) -> Result<Output, TaskError> {
+        invoke::run_before_hooks(self.def)?;
+        let out = match self.def.body {
+            Body::Sync(f) => invoke::catch(|| f(&mut self.args)),
+            Body::Async(f) => {
+                let fut = invoke::catch(|| f(&mut self.args))?;
+                let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+                    TaskError::Failed("an async electron needs a tokio runtime to run on".into())
+                })?;
+                handle.block_on(invoke::catch_future(fut))
+            }
+            Body::Sublattice(_) => Err(TaskError::Failed(
+                "a sublattice runs on the dispatcher, not through an executor".into(),
+            )),
+        }?;
+        invoke::run_after_hooks(self.def)?;
+        Ok(out)
+    }
+
+    /// Runs the electron without blocking the async runtime: a sync body (and its hooks) on a
+    /// blocking thread, an async body here.
+    pub async fn call(mut self) -> Result<Output, TaskError> {
+        match self.def.body {
+            Body::Async(f) if !self.def.has_hooks() => {
+                let fut = invoke::catch(|| f(&mut self.args))?;
+                invoke::catch_future(fut).await
+            }
+            _ => tokio::task::spawn_blocking(move || self.call_blocking())
+                .await
+                .map_err(|e| TaskError::Panicked(invoke::join_error_message(e)))?,
+        }
+    }
+}

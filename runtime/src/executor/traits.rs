@@ -1,0 +1,158 @@
+//! The executor interfaces: [`Executor`] (async, Covalent's `AsyncBaseExecutor`),
+//! [`BlockingExecutor`] (Covalent's `BaseExecutor`) and the [`Blocking`] adapter that runs the
+//! blocking one on blocking threads.
+//!
+//! This module owns the traits; enforcing time limits and retries around them is the
+//! dispatcher's job.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::context::{JobHandle, TaskContext};
+use super::error::ExecutorError;
+use super::options::{BaseOptions, DEFAULT_BASE, ToDict};
+use super::task::Task;
+use crate::value::Output;
+
+/// The async executor interface (Covalent's `AsyncBaseExecutor`).
+///
+/// `setup` → `run` → `teardown` are called for every attempt of every node; `cancel` when the
+/// task's cancellation is requested or its time limit passes. The runtime enforces `time_limit`
+/// and `retries` around `run`, so an executor only runs the task.
+#[async_trait::async_trait]
+pub trait Executor: ToDict + std::any::Any + Send + Sync + 'static {
+    /// The short name (the registered plugin name, e.g. `"local"`).
+    fn short_name(&self) -> &str;
+
+    /// The base options.
+    fn base(&self) -> &BaseOptions {
+        &DEFAULT_BASE
+    }
+
+    /// Prepares to run a task (create directories, open connections).
+    async fn setup(&self, _ctx: &TaskContext) -> Result<(), ExecutorError> {
+        Ok(())
+    }
+
+    /// Runs the task and returns its output.
+    async fn run(&self, task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError>;
+
+    /// Cleans up after a task.
+    async fn teardown(&self, _ctx: &TaskContext) -> Result<(), ExecutorError> {
+        Ok(())
+    }
+
+    /// Cancels the running task identified by `job_handle`; returns whether it was cancelled.
+    async fn cancel(
+        &self,
+        _ctx: &TaskContext,
+        _job_handle: Option<&JobHandle>,
+    ) -> Result<bool, ExecutorError> {
+        Ok(false)
+    }
+
+    #[doc(hidden)]
+    /// Whether sync electrons on this executor may run directly on the runtime's worker pool.
+    fn runs_inline(&self) -> bool {
+        false
+    }
+}
+
+/// The blocking executor interface (Covalent's `BaseExecutor`): like [`Executor`], but its
+/// methods block. The runtime calls them on a blocking thread.
+pub trait BlockingExecutor: ToDict + Send + Sync + 'static {
+    /// The short name.
+    fn short_name(&self) -> &str;
+
+    /// The base options.
+    fn base(&self) -> &BaseOptions {
+        &DEFAULT_BASE
+    }
+
+    /// Prepares to run a task.
+    fn setup(&self, _ctx: &TaskContext) -> Result<(), ExecutorError> {
+        Ok(())
+    }
+
+    /// Runs the task (typically `task.call_blocking()`, measured or wrapped).
+    fn run(&self, task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError>;
+
+    /// Cleans up after a task.
+    fn teardown(&self, _ctx: &TaskContext) -> Result<(), ExecutorError> {
+        Ok(())
+    }
+
+    /// Cancels a running task.
+    fn cancel(
+        &self,
+        _ctx: &TaskContext,
+        _job_handle: Option<&JobHandle>,
+    ) -> Result<bool, ExecutorError> {
+        Ok(false)
+    }
+}
+
+/// Adapts a [`BlockingExecutor`] onto [`Executor`]: every call runs on a blocking thread.
+pub struct Blocking<E>(pub Arc<E>);
+
+impl<E: BlockingExecutor> Blocking<E> {
+    /// Wraps a blocking executor.
+    pub fn new(e: E) -> Self {
+        Blocking(Arc::new(e))
+    }
+}
+
+impl<E: BlockingExecutor> Serialize for Blocking<E> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.to_dict().serialize(s)
+    }
+}
+
+async fn blocking<E, R>(
+    e: &Arc<E>,
+    ctx: &TaskContext,
+    f: impl FnOnce(&E, &TaskContext) -> Result<R, ExecutorError> + Send + 'static,
+) -> Result<R, ExecutorError>
+where
+    E: BlockingExecutor,
+    R: Send + 'static,
+{
+    let e = e.clone();
+    let ctx = ctx.clone();
+    tokio::task::spawn_blocking(move || f(&e, &ctx))
+        .await
+        .map_err(|j| {
+            ExecutorError::Failed(format!(
+                "executor panicked: {}",
+                crate::invoke::join_error_message(j)
+            ))
+        })?
+}
+
+#[async_trait::async_trait]
+impl<E: BlockingExecutor> Executor for Blocking<E> {
+    fn short_name(&self) -> &str {
+        self.0.short_name()
+    }
+    fn base(&self) -> &BaseOptions {
+        self.0.base()
+    }
+    async fn setup(&self, ctx: &TaskContext) -> Result<(), ExecutorError> {
+        blocking(&self.0, ctx, |e, c| e.setup(c)).await
+    }
+    async fn run(&self, task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        blocking(&self.0, ctx, move |e, c| e.run(task, c)).await
+    }
+    async fn teardown(&self, ctx: &TaskContext) -> Result<(), ExecutorError> {
+        blocking(&self.0, ctx, |e, c| e.teardown(c)).await
+    }
+    async fn cancel(
+        &self,
+        ctx: &TaskContext,
+        h: Option<&JobHandle>,
+    ) -> Result<bool, ExecutorError> {
+        let h = h.cloned();
+        blocking(&self.0, ctx, move |e, c| e.cancel(c, h.as_ref())).await
+    }
+}
