@@ -3,15 +3,22 @@
 //! `covalent::Lattice<R>` ready to dispatch.
 //!
 //! The body generator is shared with `#[electron] #[lattice]` (sublattices, see
-//! `electron.rs`), which builds the same graph at run time. This module owns the lattice-only
+//! `electron/`), which builds the same graph at run time. This module owns the lattice-only
 //! checks (no `async`, no early exit from the body) and must not know about electron options.
+//!
+//! The body is carried as tokens. It is also read as statements when it parses, for the two
+//! things that need them: finding early exits, and passing the tail expression on its own so
+//! that a tail of the wrong type is underlined by itself. A body that does not parse is rustc's
+//! to report: the checks are skipped and the whole body becomes the tail, with no macro error.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Group, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
+use syn::parse::Parser;
 use syn::visit_mut::{self, VisitMut};
-use syn::{Block, Expr, ExprMacro, ItemFn, LitStr, Stmt, Type};
+use syn::{Attribute, Block, Expr, ExprMacro, LitStr, Stmt, Type};
 
 use crate::errors::{Errors, Report};
+use crate::function::{Function, hoist_inner_attrs};
 use crate::names::{has_name, local, unraw};
 use crate::options::{ExecutorOpt, LatticeOptions};
 use crate::signature::{self, LATTICE, Param};
@@ -20,17 +27,12 @@ use crate::signature::{self, LATTICE, Param};
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut report = Report::default();
     let options = LatticeOptions::parse(attr, &mut report.soft);
-    let mut func = match syn::parse2::<ItemFn>(item.clone()) {
-        Ok(func) => func,
-        Err(_) => {
-            report
-                .hard
-                .push(signature::not_a_function(&item, "#[lattice]"));
-            return report.emit(item, || None);
-        }
+    let Some(mut func) = Function::read(&item, "#[lattice]", &mut report.hard) else {
+        return report.emit(item, || None);
     };
     // A misplaced `#[electron]` is reported and dropped: the lattice is still generated, so
-    // its callers type-check.
+    // its callers type-check (and on a hard error the function is emitted without it, so that
+    // `#[electron]` does not report the same problems again).
     func.attrs.retain(|attr| {
         let electron = has_name(attr, "electron");
         if electron {
@@ -43,17 +45,22 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     });
     check_not_async(&func.sig, &mut report.soft);
     let params = signature::check(&func.sig, &LATTICE, &mut report.hard);
-    check_no_early_exit(&func.block, &mut report.hard);
-    report.emit(item, || Some(generate(&func, &options, &params)))
+    let body = LatticeBody::read(&func.body);
+    body.check_no_early_exit(&mut report.hard);
+    let unchanged = func.to_token_stream();
+    report.emit(unchanged, || {
+        Some(generate(&func, &body, &options, &params))
+    })
 }
 
-fn generate(func: &ItemFn, options: &LatticeOptions, params: &[Param]) -> TokenStream {
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-        ..
+fn generate(
+    func: &Function,
+    body: &LatticeBody,
+    options: &LatticeOptions,
+    params: &[Param],
+) -> TokenStream {
+    let Function {
+        attrs, vis, sig, ..
     } = func;
     let ident = &sig.ident;
     let name = options
@@ -66,17 +73,19 @@ fn generate(func: &ItemFn, options: &LatticeOptions, params: &[Param]) -> TokenS
         let suffix = format!("::{}", unraw(ident));
         quote!(::core::concat!(::core::module_path!(), #suffix))
     };
-    let body = body(&Body {
+    let inner_attrs = &body.inner_attrs;
+    let body = self::body(&Body {
         ident,
         name: &name,
         path,
         options,
         params,
         output: &output,
-        block,
+        body,
     });
     quote! {
         #(#attrs)*
+        #(#inner_attrs)*
         #vis fn #ident(#(#inputs),*) -> ::covalent::Lattice<#output> #body
     }
 }
@@ -92,35 +101,88 @@ pub(crate) fn check_not_async(sig: &syn::Signature, errors: &mut Errors) {
     }
 }
 
-/// A lattice body's last expression is its result: `return` and `?` outside closures, async
-/// blocks and nested items are reported.
-pub(crate) fn check_no_early_exit(block: &Block, errors: &mut Errors) {
-    struct EarlyExit<'a>(&'a mut Errors);
-    impl VisitMut for EarlyExit<'_> {
-        fn visit_expr_return_mut(&mut self, e: &mut syn::ExprReturn) {
-            self.0.spanned(
-                e.return_token,
-                "a lattice body cannot `return` early: it runs once to build the graph, and its \
-                 last expression is the workflow's result",
-            );
-            visit_mut::visit_expr_return_mut(self, e);
+/// A lattice body, as the generator reads it.
+pub(crate) struct LatticeBody {
+    /// The body's `#![...]` attributes, as outer attributes for the generated function (the
+    /// body moves into a closure, where they are not allowed).
+    pub(crate) inner_attrs: Vec<Attribute>,
+    /// The body without them, braces included, as written.
+    block: Group,
+    /// Its statements, when it parses.
+    stmts: Option<Vec<Stmt>>,
+}
+
+impl LatticeBody {
+    /// Reads a body; never fails (see the module docs).
+    pub(crate) fn read(body: &Group) -> LatticeBody {
+        let (inner_attrs, block) = hoist_inner_attrs(body);
+        let stmts = Block::parse_within.parse2(block.stream()).ok();
+        LatticeBody {
+            inner_attrs,
+            block,
+            stmts,
         }
-        fn visit_expr_try_mut(&mut self, e: &mut syn::ExprTry) {
-            self.0.spanned(
-                e.question_token,
-                "the `?` operator cannot be used in a lattice body: nothing has run while the \
-                 graph is built, so there is no error to propagate; handle errors inside an \
-                 electron (an electron returning `Result` fails its node)",
-            );
-            visit_mut::visit_expr_try_mut(self, e);
-        }
-        // Closures, async blocks and nested items have their own `return` and `?`.
-        fn visit_expr_closure_mut(&mut self, _: &mut syn::ExprClosure) {}
-        fn visit_expr_async_mut(&mut self, _: &mut syn::ExprAsync) {}
-        fn visit_expr_const_mut(&mut self, _: &mut syn::ExprConst) {}
-        fn visit_item_mut(&mut self, _: &mut syn::Item) {}
     }
-    EarlyExit(errors).visit_block_mut(&mut block.clone());
+
+    /// A lattice body's last expression is its result: `return` and `?` outside closures,
+    /// async blocks and nested items are reported (when the body parses).
+    pub(crate) fn check_no_early_exit(&self, errors: &mut Errors) {
+        struct EarlyExit<'a>(&'a mut Errors);
+        impl VisitMut for EarlyExit<'_> {
+            fn visit_expr_return_mut(&mut self, e: &mut syn::ExprReturn) {
+                self.0.spanned(
+                    e.return_token,
+                    "a lattice body cannot `return` early: it runs once to build the graph, and \
+                     its last expression is the workflow's result",
+                );
+                visit_mut::visit_expr_return_mut(self, e);
+            }
+            fn visit_expr_try_mut(&mut self, e: &mut syn::ExprTry) {
+                self.0.spanned(
+                    e.question_token,
+                    "the `?` operator cannot be used in a lattice body: nothing has run while the \
+                     graph is built, so there is no error to propagate; handle errors inside an \
+                     electron (an electron returning `Result` fails its node)",
+                );
+                visit_mut::visit_expr_try_mut(self, e);
+            }
+            // Closures, async blocks and nested items have their own `return` and `?`.
+            fn visit_expr_closure_mut(&mut self, _: &mut syn::ExprClosure) {}
+            fn visit_expr_async_mut(&mut self, _: &mut syn::ExprAsync) {}
+            fn visit_expr_const_mut(&mut self, _: &mut syn::ExprConst) {}
+            fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+        }
+        let mut visitor = EarlyExit(errors);
+        for mut stmt in self.stmts.iter().flatten().cloned() {
+            visitor.visit_stmt_mut(&mut stmt);
+        }
+    }
+
+    /// The statements before the tail and the tail expression (`()` when there is none); a
+    /// body that does not parse is all tail.
+    fn split_tail(&self) -> (TokenStream, TokenStream) {
+        let Some(stmts) = &self.stmts else {
+            return (TokenStream::new(), self.block.to_token_stream());
+        };
+        let mut stmts = stmts.clone();
+        let tail = match stmts.pop() {
+            Some(Stmt::Expr(e, None)) => Some(e),
+            Some(Stmt::Macro(m)) if m.semi_token.is_none() => Some(Expr::Macro(ExprMacro {
+                attrs: m.attrs,
+                mac: m.mac,
+            })),
+            Some(other) => {
+                stmts.push(other);
+                None
+            }
+            None => None,
+        };
+        let tail = match tail {
+            Some(tail) => tail.into_token_stream(),
+            None => quote_spanned!(self.block.span_close()=> ()),
+        };
+        (quote!(#(#stmts)*), tail)
+    }
 }
 
 /// What the body of a lattice function is generated from.
@@ -136,7 +198,7 @@ pub(crate) struct Body<'a> {
     /// `R` in `Lattice<R>`.
     pub(crate) output: &'a Type,
     /// The user's body.
-    pub(crate) block: &'a Block,
+    pub(crate) body: &'a LatticeBody,
 }
 
 /// The body of a function returning `::covalent::Lattice<R>`: records the inputs and builds the
@@ -149,7 +211,7 @@ pub(crate) fn body(b: &Body<'_>) -> TokenStream {
         options,
         params,
         output,
-        block,
+        body,
     } = b;
     let inputs = local("__covalent_inputs");
     let asserts = params.iter().map(|p| {
@@ -164,31 +226,16 @@ pub(crate) fn body(b: &Body<'_>) -> TokenStream {
     let fail_fast = options.fail_fast;
     let executor = ExecutorOpt::tokens(options.executor.as_ref());
 
-    let mut stmts = block.stmts.clone();
-    let tail = match stmts.pop() {
-        Some(Stmt::Expr(e, None)) => Some(e),
-        Some(Stmt::Macro(m)) if m.semi_token.is_none() => Some(Expr::Macro(ExprMacro {
-            attrs: m.attrs,
-            mac: m.mac,
-        })),
-        Some(other) => {
-            stmts.push(other);
-            None
-        }
-        None => None,
-    };
+    let (stmts, tail) = body.split_tail();
     // The tail goes through a local function with an `impl IntoNode<R>` parameter, named like
     // the lattice: rustc then underlines the whole tail when it does not fit `R` (an explicit
     // `lattice_output::<R, _>` would blame the `_`) and blames "a bound in `workflow`" on the
-    // return type. The inner block keeps that name from shadowing anything in the statements.
+    // return type. The inner block keeps that name from shadowing anything in the statements
+    // (a body that does not parse is all tail and sees it, but rustc reports an error there).
     let output_span = signature::first_span(output);
     let mut result_fn = (*ident).clone();
     result_fn.set_span(output_span);
     let bound = quote_spanned!(output_span=> impl ::covalent::IntoNode<#output>);
-    let tail = match tail {
-        Some(tail) => tail.into_token_stream(),
-        None => quote_spanned!(block.brace_token.span.close()=> ()),
-    };
     let result = quote! {{
         fn #result_fn(result: #bound) -> u32 {
             ::covalent::__private::lattice_output::<#output, _>(result)
@@ -205,7 +252,7 @@ pub(crate) fn body(b: &Body<'_>) -> TokenStream {
             #executor,
             #inputs,
             move || {
-                #(#stmts)*
+                #stmts
                 #result
             },
         )
@@ -217,10 +264,10 @@ mod tests {
     use super::*;
 
     fn errors_of(item: &str) -> Vec<String> {
-        let func: ItemFn = syn::parse_str(item).expect("test item parses");
+        let func: Function = syn::parse_str(item).expect("test item parses");
         let mut errors = Errors::default();
         check_not_async(&func.sig, &mut errors);
-        check_no_early_exit(&func.block, &mut errors);
+        LatticeBody::read(&func.body).check_no_early_exit(&mut errors);
         errors
             .into_error()
             .map(|e| e.into_iter().map(|e| e.to_string()).collect())
@@ -317,6 +364,35 @@ mod tests {
             ),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_body_that_does_not_parse_is_all_tail_and_goes_unchecked() {
+        let out = expand_str(
+            "",
+            "fn w(x: i64) -> i64 { let y = add(x, 1) add(x, 2); return y? }",
+        );
+        assert!(!out.contains("compile_error"), "no macro error: {out}");
+        assert!(
+            out.contains("move || { { fn w (result : impl :: covalent :: IntoNode < i64 >) -> u32"),
+            "{out}"
+        );
+        assert!(
+            out.contains("w ({ let y = add (x , 1) add (x , 2) ; return y ? }) } }"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn inner_attributes_go_on_the_lattice_function() {
+        let out = expand_str("", "/// Docs.\nfn w() { #![allow(unused)] side(); }");
+        assert!(
+            out.starts_with(
+                "# [doc = \" Docs.\"] # [allow (unused)] fn w () -> :: covalent :: Lattice < () >"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("move || { side () ; {"), "{out}");
     }
 
     #[test]

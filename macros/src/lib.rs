@@ -20,14 +20,18 @@
 //! Layout: each entry point below only converts between `proc_macro` and `proc_macro2` token
 //! streams and calls the `expand` function of its module (`electron`, `lattice`, `main_fn`),
 //! which parses, validates and generates, in that order. Shared steps have their own modules:
-//! `options` (the `key = value` option lists), `signature` (which functions are accepted),
-//! `relocate` (paths of code moved into the electron's module), `names` and `errors` (every
-//! problem is collected before reporting; on a problem the macro still emits the user's item, or
-//! its expansion when the problem can be worked around, so the IDE and the rest of the crate
-//! keep working).
+//! `function` (the item: signature parsed, body kept as tokens), `options` (the `key = value`
+//! option lists), `signature` (which functions are accepted), `relocate` (paths of code moved
+//! into the electron's module), `names` and `errors` (every problem is collected before
+//! reporting; on a problem the macro still emits the user's function, or its expansion when the
+//! problem can be worked around, so the IDE and the rest of the crate keep working).
+//!
+//! Bodies are never required to parse: a syntax error inside one is reported by rustc alone,
+//! and the macro expands around the body as written.
 
 mod electron;
 mod errors;
+mod function;
 mod lattice;
 mod main_fn;
 mod names;

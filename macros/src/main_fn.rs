@@ -2,16 +2,15 @@
 //! multi-threaded runtime (through `::covalent::__private::main` / `test`, which also serve as
 //! the worker entry when an executor re-runs the program).
 //!
-//! This module only moves the body into an `async move` block; it knows nothing about
-//! electrons or lattices.
+//! This module only moves the body, as unparsed tokens, into an `async move` block (hoisting
+//! its inner attributes onto the function); it knows nothing about electrons or lattices.
 
 use proc_macro2::TokenStream;
-use quote::quote;
-use syn::ItemFn;
+use quote::{ToTokens, quote};
 
 use crate::errors::Report;
+use crate::function::{Function, hoist_inner_attrs};
 use crate::names::has_name;
-use crate::signature;
 
 /// Which entry point is expanded.
 #[derive(Clone, Copy)]
@@ -49,12 +48,8 @@ fn expand(attr: TokenStream, item: TokenStream, entry: Entry) -> TokenStream {
             .soft
             .spanned(&attr, format!("{name} takes no options"));
     }
-    let mut func = match syn::parse2::<ItemFn>(item.clone()) {
-        Ok(func) => func,
-        Err(_) => {
-            report.hard.push(signature::not_a_function(&item, name));
-            return report.emit(item, || None);
-        }
+    let Some(mut func) = Function::read(&item, name, &mut report.hard) else {
+        return report.emit(item, || None);
     };
     let sig = &func.sig;
     if sig.asyncness.is_none() {
@@ -91,21 +86,23 @@ fn expand(attr: TokenStream, item: TokenStream, entry: Entry) -> TokenStream {
             !test
         });
     }
-    report.emit(item, || Some(generate(&func, entry)))
+    let unchanged = func.to_token_stream();
+    report.emit(unchanged, || Some(generate(&func, entry)))
 }
 
-fn generate(func: &ItemFn, entry: Entry) -> TokenStream {
-    let ItemFn {
+fn generate(func: &Function, entry: Entry) -> TokenStream {
+    let Function {
         attrs,
         vis,
         sig,
-        block,
-        ..
+        body,
     } = func;
     let (ident, output) = (&sig.ident, &sig.output);
+    let (inner_attrs, block) = hoist_inner_attrs(body);
     match entry {
         Entry::Main => quote! {
             #(#attrs)*
+            #(#inner_attrs)*
             #vis fn #ident() #output {
                 ::covalent::__private::main(async move #block)
             }
@@ -113,6 +110,7 @@ fn generate(func: &ItemFn, entry: Entry) -> TokenStream {
         Entry::Test => quote! {
             #[::core::prelude::v1::test]
             #(#attrs)*
+            #(#inner_attrs)*
             #vis fn #ident() #output {
                 ::covalent::__private::test(async move #block)
             }
@@ -137,10 +135,25 @@ mod tests {
             "",
             "async fn main() -> anyhow::Result<()> { run().await?; Ok(()) }",
         );
-        assert_eq!(
-            out,
-            "fn main () -> anyhow :: Result < () > { :: covalent :: __private :: main (async move { run () . await ? ; Ok (()) }) }"
+        let expected: TokenStream =
+            "fn main() -> anyhow::Result<()> { ::covalent::__private::main(async move { run().await?; Ok(()) }) }"
+                .parse()
+                .expect("expected code tokenizes");
+        assert_eq!(out, expected.to_string());
+    }
+
+    #[test]
+    fn inner_attributes_go_on_the_function_and_bodies_need_not_parse() {
+        let out = expand_str(
+            Entry::Main,
+            "",
+            "async fn main() { #![allow(unused)] let x = 1 +; }",
         );
+        let expected: TokenStream =
+            "#[allow(unused)] fn main() { ::covalent::__private::main(async move { let x = 1 +; }) }"
+                .parse()
+                .expect("expected code tokenizes");
+        assert_eq!(out, expected.to_string());
     }
 
     #[test]

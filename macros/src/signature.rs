@@ -5,12 +5,12 @@
 //! Every rejection names the offending parameter or keyword, says why in one sentence and is
 //! spanned on that token. This module does not look at attribute options or generate code.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::Span;
 use quote::ToTokens;
 use syn::visit_mut::{self, VisitMut};
 use syn::{
-    Attribute, FnArg, Ident, Item, Pat, PatIdent, ReturnType, Signature, Token, Type,
-    TypeReference, parse_quote,
+    Attribute, FnArg, Ident, Pat, PatIdent, ReturnType, Signature, Token, Type, TypeReference,
+    parse_quote,
 };
 
 use crate::errors::{Errors, render};
@@ -313,35 +313,6 @@ pub(crate) fn first_span(tokens: impl ToTokens) -> Span {
         .into_iter()
         .next()
         .map_or_else(Span::call_site, |t| t.span())
-}
-
-/// The error for an attribute placed on something other than a function, spanned on the
-/// item's keyword and name (`struct Point`, `impl Shape for Circle`).
-pub(crate) fn not_a_function(item: &TokenStream, attr: &str) -> syn::Error {
-    fn head(keyword: impl ToTokens, name: impl ToTokens) -> TokenStream {
-        let mut tokens = keyword.into_token_stream();
-        name.to_tokens(&mut tokens);
-        tokens
-    }
-    let message = format!("{attr} can only be applied to a function");
-    let head = match syn::parse2::<Item>(item.clone()) {
-        Ok(Item::Struct(i)) => head(i.struct_token, i.ident),
-        Ok(Item::Enum(i)) => head(i.enum_token, i.ident),
-        Ok(Item::Union(i)) => head(i.union_token, i.ident),
-        Ok(Item::Trait(i)) => head(i.trait_token, i.ident),
-        Ok(Item::TraitAlias(i)) => head(i.trait_token, i.ident),
-        Ok(Item::Type(i)) => head(i.type_token, i.ident),
-        Ok(Item::Mod(i)) => head(i.mod_token, i.ident),
-        Ok(Item::Const(i)) => head(i.const_token, i.ident),
-        Ok(Item::Static(i)) => head(i.static_token, i.ident),
-        Ok(Item::Impl(i)) => head(i.impl_token, i.self_ty),
-        Ok(Item::ExternCrate(i)) => head(i.extern_token, i.ident),
-        Ok(Item::ForeignMod(i)) => i.abi.into_token_stream(),
-        Ok(Item::Use(i)) => i.use_token.into_token_stream(),
-        Ok(Item::Macro(i)) => i.mac.path.into_token_stream(),
-        _ => return syn::Error::new(first_span(item), message),
-    };
-    syn::Error::new_spanned(head, message)
 }
 
 #[cfg(test)]

@@ -1,0 +1,5 @@
+#[covalent::main]
+async fn main() {
+    let message = "hello" +;
+    println!("{message}");
+}
