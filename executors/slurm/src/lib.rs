@@ -17,8 +17,9 @@
 //! }
 //! ```
 //!
-//! How a task runs: the program's own binary is staged once per content hash under
-//! `<workdir>/bin/<hash>/` (copied there, or shipped over SSH), the task envelope goes to a
+//! How a task runs: the program's own binary is staged once per content hash as
+//! `<workdir>/bin/covalent-worker-<hash>` (copied there, or shipped over SSH), the task
+//! envelope goes to a
 //! directory of its own, `<workdir>/<job name>/`, and a batch script (the `#SBATCH` lines of
 //! the options, `env`, `prerun`, the worker directly or through `srun`, `postrun`) is
 //! submitted from there with `sbatch --parsable`. The job id is the node's job handle. One
@@ -29,7 +30,8 @@
 //!
 //! The node's `time_limit` becomes `--time` (whole minutes, rounded up) and is enforced by
 //! the runtime as well (Slurm checks limits only every 30 s or so); time-outs and cancellation
-//! `scancel` the job and wait for it to end. Over SSH every command goes through one shared
+//! `scancel` the job and wait for it to end. Over SSH (`covalent-remote`, shared with the `ssh`
+//! executor, whose option names the `ssh` table uses) every command goes through one shared
 //! OpenSSH connection (`ControlMaster`) with strict host-key checking, and every remote step
 //! has a time limit (`command_timeout`).
 //!
@@ -40,19 +42,18 @@ mod host;
 mod poll;
 mod script;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use covalent::worker::{
-    ResultEnvelope, TaskEnvelope, binary_hash, current_binary, shell_quote, signal_name, tail,
-};
+use covalent::worker::{ResultEnvelope, TaskEnvelope, signal_name, tail};
 use covalent::{BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext};
 use serde::{Deserialize, Serialize};
 
-pub use host::SshOptions;
-use host::{Host, Input};
+pub use covalent_remote::SshOptions;
+use covalent_remote::{Input, Retry, shell_quote};
+use host::Host;
 use poll::{Poller, Record, Seen};
 
 /// Links this crate into a program, so the `slurm` plugin is registered (as
@@ -65,7 +66,7 @@ pub fn link() {}
 ///
 /// | option | default | meaning |
 /// |---|---|---|
-/// | `ssh` | none: submit on this host | a login node to submit through: `{ host, user, port, key, ssh_config, known_hosts, strict_host_key_checking, connect_timeout, options }` ([`SshOptions`]) |
+/// | `ssh` | none: submit on this host | a login node to submit through: `{ hostname, username, port, ssh_key_file, ssh_config, known_hosts, strict_host_key_checking, connect_timeout, options }` ([`SshOptions`], the `ssh` executor's names; the old `host`, `user`, `key` still work, with a deprecation warning) |
 /// | `partition`, `account`, `qos`, `mem`, `gres` | none | `#SBATCH --partition=...` etc. |
 /// | `cpus_per_task` | none | `#SBATCH --cpus-per-task=N` |
 /// | `time` | none | `--time` (Slurm format) for nodes without a `time_limit` |
@@ -127,9 +128,6 @@ pub struct SlurmExecutor {
     /// Remove each task's directory once its result is read back.
     pub cleanup: bool,
 }
-
-/// Binaries staged so far, as `place|path`; held while staging, so one task stages.
-static STAGED: LazyLock<tokio::sync::Mutex<HashSet<String>>> = LazyLock::new(Default::default);
 
 /// The job watcher of a submission place (this host or a login node, and the Slurm commands'
 /// directory), shared by every executor submitting there: one squeue per poll for all their
@@ -277,21 +275,8 @@ impl SlurmExecutor {
     fn host(&self) -> Result<Host, ExecutorError> {
         match &self.ssh {
             None => Ok(Host::local()),
-            Some(o) => Host::ssh(o, &self.control_dir()).map_err(config),
+            Some(o) => Host::ssh(o).map_err(config),
         }
-    }
-
-    /// Where the shared SSH connections' sockets live (short: sockets have a path limit).
-    fn control_dir(&self) -> PathBuf {
-        let mut dir = self.base.cache_dir().join("ssh");
-        if dir.as_os_str().len() > 40 {
-            dir = std::env::temp_dir().join(format!("covalent-ssh-{}", uid()));
-        }
-        if std::fs::create_dir_all(&dir).is_ok() {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        }
-        dir
     }
 
     /// `sbatch` etc. as a shell word: on `PATH`, or in `slurm_path`.
@@ -323,72 +308,18 @@ impl SlurmExecutor {
         })
     }
 
-    /// Puts this program's binary under `<root>/bin/<hash>/` (once per process and place) and
-    /// returns its path there.
+    /// Puts this program's binary in `<root>/bin/` (once per content hash, process and place)
+    /// and returns its path there.
     async fn stage_binary(&self, host: &Host, root: &str) -> Result<String, ExecutorError> {
-        let src = current_binary()
-            .map_err(|e| failed(format!("cannot find this program's binary: {e}")))?;
-        let hash =
-            binary_hash().map_err(|e| failed(format!("cannot hash this program's binary: {e}")))?;
-        let file = src
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "worker".into());
-        let dir = format!("{root}/bin/{hash}");
-        let path = format!("{dir}/{file}");
-        let key = format!(
-            "{}|{path}",
-            if host.is_remote() {
-                self.place()
-            } else {
-                String::new()
-            }
-        );
-        let mut staged = STAGED.lock().await;
-        if staged.contains(&key) {
-            return Ok(path);
-        }
-        if !host.is_remote() {
-            if !Path::new(&path).exists() {
-                let tmp = format!("{path}.{}.tmp", std::process::id());
-                std::fs::create_dir_all(&dir)
-                    .and_then(|_| std::fs::copy(&src, &tmp))
-                    .and_then(|_| std::fs::rename(&tmp, &path))
-                    .map_err(|e| {
-                        let _ = std::fs::remove_file(&tmp);
-                        failed(format!("cannot stage the worker binary in {dir}: {e}"))
-                    })?;
-            }
-        } else {
-            let q = shell_quote(&path);
-            let there = host
-                .sh(&format!("test -x {q}"), Input::None, self.command_timeout)
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-            if !there.ok() {
-                let upload = format!(
-                    "mkdir -p {d} && cat > {q}.$$ && chmod 755 {q}.$$ && mv -f {q}.$$ {q}",
-                    d = shell_quote(&dir)
-                );
-                let out = host
-                    .sh(
-                        &upload,
-                        Input::File(src.clone()),
-                        self.command_timeout.max(Duration::from_secs(600)),
-                    )
+        let dir = format!("{root}/bin");
+        match host.session() {
+            None => covalent_remote::stage_binary_locally(&dir).await,
+            Some(s) => {
+                s.stage_binary(&dir, self.command_timeout, Retry::NONE)
                     .await
-                    .map_err(|e| failed(format!("shipping the worker binary: {e}")))?;
-                if !out.ok() {
-                    return Err(failed(format!(
-                        "cannot ship the worker binary to {} ({path}): {}",
-                        host.label(),
-                        out.stderr
-                    )));
-                }
             }
         }
-        staged.insert(key);
-        Ok(path)
+        .map_err(|e| failed(format!("staging the worker binary: {e}")))
     }
 
     /// `sbatch --parsable` in the task's directory, the script on stdin; the job id.
@@ -412,7 +343,7 @@ impl SlurmExecutor {
                     host.label()
                 )
             } else {
-                let mut m = "sbatch not found: is this a Slurm login node? set ssh = { host = \"...\" } to submit through one".to_string();
+                let mut m = "sbatch not found: is this a Slurm login node? set ssh = { hostname = \"...\" } to submit through one".to_string();
                 if let Some(p) = &self.slurm_path {
                     m.push_str(&format!(" (looked for {p}/sbatch; slurm_path is set)"));
                 }
@@ -550,14 +481,6 @@ enum Submit {
     Refused(String),
     /// The answer was lost (time-out, connection): a job may exist.
     Unknown(String),
-}
-
-/// This process's user id (names a private directory).
-fn uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0)
 }
 
 #[covalent::async_trait]
@@ -752,7 +675,7 @@ mod tests {
     fn the_readme_configuration_is_valid() {
         let text = r#"
 [executors.slurm]
-ssh = { host = "login.cluster.example", user = "me", key = "~/.ssh/id_ed25519" }
+ssh = { hostname = "login.cluster.example", username = "me", ssh_key_file = "~/.ssh/id_ed25519" }
 partition = "gpu"
 cpus_per_task = 4
 mem = "16G"
@@ -779,7 +702,7 @@ cleanup = true
         let e: SlurmExecutor = covalent::from_dict(serde_json::json!({
             "partition": "debug",
             "poll_interval": "1s",
-            "ssh": { "host": "login", "user": "me", "port": 2222 },
+            "ssh": { "hostname": "login", "username": "me", "port": 2222, "ssh_key_file": "k" },
             "time_limit": "5m",
         }))
         .unwrap();
@@ -790,6 +713,12 @@ cleanup = true
         assert_eq!(ssh.label(), "me@login:2222");
         let again: SlurmExecutor = covalent::from_dict(covalent::ToDict::to_dict(&e)).unwrap();
         assert_eq!(again.ssh, e.ssh);
+        // The first names of the `ssh` table still work (with a deprecation warning).
+        let old: SlurmExecutor = covalent::from_dict(serde_json::json!({
+            "ssh": { "host": "login", "user": "me", "port": 2222, "key": "k" },
+        }))
+        .unwrap();
+        assert_eq!(old.ssh, e.ssh);
         let err = covalent::from_dict::<SlurmExecutor>(serde_json::json!({ "partiton": "x" }))
             .err()
             .unwrap()
