@@ -37,6 +37,7 @@
 mod command_line;
 mod error;
 mod exec;
+mod login_shell;
 mod options;
 mod session;
 mod stage;

@@ -25,9 +25,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// | `connect_timeout` | `10s` | time to establish a connection (`"30s"` or a number of seconds) |
 /// | `options` | `[]` | more `-o` options, e.g. `"ProxyJump=bastion"` (they cannot override the ones covalent sets) |
 ///
-/// `~/` at the start of a path is the local home. Deprecated aliases (the Slurm executor's
-/// first names; each still works, with a warning on stderr the first time it is used):
-/// `host` for `hostname`, `user` for `username`, `key` for `ssh_key_file`.
+/// `~/` at the start of a path is the local home. Deprecated aliases, the first names of the
+/// `slurm` executor's `ssh` table (each still works there, with a warning on stderr the first
+/// time it is used): `host` for `hostname`, `user` for `username`, `key` for `ssh_key_file`.
+/// The `ssh` executor always had the names above, and its table rejects the aliases as unknown
+/// keys (the runtime checks its top-level keys against the ones the executor writes back).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SshOptions {
     /// Host name, address, or a `Host` alias of your ssh config.

@@ -1,6 +1,7 @@
 //! One SSH target as `ssh` invocations ([`Session`]): running a POSIX shell script there with
-//! a time limit (killed on time-out and on drop), reading ssh's own failures, retrying failed
-//! connections, and fire-and-forget commands for clean-up.
+//! a time limit (killed on time-out and on drop; through `sh -c` unless the login shell is a
+//! POSIX one), reading ssh's own failures, retrying failed connections, and fire-and-forget
+//! commands for clean-up.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::time::Duration;
 use crate::command_line::{control_dir, ssh_args};
 use crate::error::{Wording, classify, first_line};
 use crate::exec::{ExecError, exec, forget};
+use crate::login_shell;
 use crate::{Input, RemoteError, Reply, SshOptions, shell_quote};
 
 /// How often to try a step whose connection failed.
@@ -107,15 +109,41 @@ impl Session {
         &self.inner.key
     }
 
-    /// The `ssh` arguments that run `script` with `sh` there (the login shell may be csh-like,
-    /// so the script goes to `sh -c` as one word).
+    /// The `ssh` arguments that run `script` with a POSIX shell there: as it is when the login
+    /// shell is known to be one, else handed to `sh -c` as one word.
     fn argv(&self, script: &str) -> Vec<OsString> {
         let mut args = self.inner.args.clone();
-        args.push(format!("sh -c {}", shell_quote(script)).into());
+        if login_shell::known(self.key()) == Some(true) {
+            args.push(script.into());
+        } else {
+            args.push(format!("sh -c {}", shell_quote(script)).into());
+        }
         args
     }
 
-    /// `ssh ... sh -c SCRIPT`, killed when dropped; stdio is the caller's to set.
+    /// Asks for the login shell unless this process knows it already (see [`Self::command`]);
+    /// its failures are reported as those of `script`, the step it is asked for.
+    async fn learn_login_shell(&self, script: &str, timeout: Duration) -> Result<(), RemoteError> {
+        if login_shell::known(self.key()).is_some() {
+            return Ok(());
+        }
+        let mut c = tokio::process::Command::new("ssh");
+        c.args(&self.inner.args)
+            .arg(login_shell::PROBE)
+            .kill_on_drop(true);
+        let reply = exec(c, Input::None, timeout)
+            .await
+            .map_err(|e| self.exec_error(e, script, timeout))?;
+        if let Some(e) = self.classify(reply.code(), &reply.stderr) {
+            return Err(e);
+        }
+        login_shell::learn(self.key(), &reply.stdout_text());
+        Ok(())
+    }
+
+    /// `ssh ... SCRIPT`, killed when dropped; stdio is the caller's to set. The script goes to
+    /// `sh -c` unless this process has learnt (from an earlier [`run`](Self::run) on this
+    /// connection) that the login shell is a POSIX one.
     pub fn command(&self, script: &str) -> tokio::process::Command {
         let mut c = tokio::process::Command::new("ssh");
         c.args(self.argv(script)).kill_on_drop(true);
@@ -147,6 +175,7 @@ impl Session {
         input: Input,
         timeout: Duration,
     ) -> Result<Reply, RemoteError> {
+        self.learn_login_shell(script, timeout).await?;
         let reply = exec(self.command(script), input, timeout)
             .await
             .map_err(|e| self.exec_error(e, script, timeout))?;

@@ -83,6 +83,10 @@ async fn scripts_run_there_with_their_input_on_one_shared_connection() {
         "the master's socket is at {}",
         s.control_path().display()
     );
+    // Its login shell is sh: later scripts go to it as they are, not through another `sh -c`.
+    let cmd = s.command("true");
+    let last = cmd.as_std().get_args().last().unwrap();
+    assert_eq!(last.to_str(), Some("true"), "{cmd:?}");
     // A later session of the same target rides on that connection (no handshake).
     let again = Session::new(&o).unwrap();
     assert_eq!(again.control_path(), s.control_path());
