@@ -58,6 +58,7 @@ pub async fn run_local(
     c.arg("-c").arg(script).kill_on_drop(true);
     exec(c, input, timeout).await.map_err(|e| match e {
         ExecError::Spawn(e) => RemoteError::Local(format!("cannot start sh: {e}")),
+        ExecError::Input(m) => RemoteError::Local(m),
         ExecError::Failed(m) => RemoteError::Local(format!("sh: {m}")),
         ExecError::TimedOut => RemoteError::Timeout {
             target: "this host".into(),
@@ -85,8 +86,13 @@ pub(crate) fn forget(mut c: std::process::Command) {
 
 /// Why a command did not run to its end.
 pub(crate) enum ExecError {
+    /// The program could not start.
     Spawn(std::io::Error),
+    /// The input file could not be opened.
+    Input(String),
+    /// Waiting for it failed.
     Failed(String),
+    /// It ran past its time limit and was killed.
     TimedOut,
 }
 
@@ -109,7 +115,7 @@ pub(crate) async fn exec(
         }
         Input::File(p) => {
             let f = std::fs::File::open(&p)
-                .map_err(|e| ExecError::Failed(format!("cannot read {}: {e}", p.display())))?;
+                .map_err(|e| ExecError::Input(format!("cannot read {}: {e}", p.display())))?;
             cmd.stdin(Stdio::from(f));
         }
     }

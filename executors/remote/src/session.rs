@@ -218,6 +218,7 @@ impl Session {
             ExecError::Spawn(e) => RemoteError::Local(format!(
                 "cannot run `ssh` (is OpenSSH's client installed?): {e}"
             )),
+            ExecError::Input(m) => RemoteError::Local(m),
             ExecError::Failed(m) => RemoteError::Local(format!("ssh: {m}")),
             ExecError::TimedOut => RemoteError::Timeout {
                 target: self.inner.target.clone(),
