@@ -1,8 +1,8 @@
 //! Electrons as Slurm jobs: a fan-out of `square` jobs summed on the local executor.
 //!
 //! Needs a Slurm cluster to submit to: run this on a login node, or set
-//! `[executors.slurm] ssh = { host = "login.example.org", user = "me" }` in `covalent.toml`
-//! to submit through one. To try it on one machine (as root, Debian):
+//! `[executors.slurm] ssh = { hostname = "login.example.org", username = "me" }` in
+//! `covalent.toml` to submit through one. To try it on one machine (as root, Debian):
 //!
 //! ```sh
 //! bash scripts/slurm-up.sh                 # a single-node cluster, partition `debug`

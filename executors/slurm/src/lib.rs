@@ -17,8 +17,9 @@
 //! }
 //! ```
 //!
-//! How a task runs: the program's own binary is staged once per content hash under
-//! `<workdir>/bin/<hash>/` (copied there, or shipped over SSH), the task envelope goes to a
+//! How a task runs: the program's own binary is staged once per content hash as
+//! `<workdir>/bin/covalent-worker-<hash>` (copied there, or shipped over SSH), the task
+//! envelope goes to a
 //! directory of its own, `<workdir>/<job name>/`, and a batch script (the `#SBATCH` lines of
 //! the options, `env`, `prerun`, the worker directly or through `srun`, `postrun`) is
 //! submitted from there with `sbatch --parsable`. The job id is the node's job handle. One
@@ -29,7 +30,8 @@
 //!
 //! The node's `time_limit` becomes `--time` (whole minutes, rounded up) and is enforced by
 //! the runtime as well (Slurm checks limits only every 30 s or so); time-outs and cancellation
-//! `scancel` the job and wait for it to end. Over SSH every command goes through one shared
+//! `scancel` the job and wait for it to end. Over SSH (`covalent-remote`, shared with the `ssh`
+//! executor, whose option names the `ssh` table uses) every command goes through one shared
 //! OpenSSH connection (`ControlMaster`) with strict host-key checking, and every remote step
 //! has a time limit (`command_timeout`).
 //!
@@ -37,22 +39,23 @@
 //! program, or call [`link`] once.
 
 mod host;
+mod job;
 mod poll;
 mod script;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use covalent::worker::{
-    ResultEnvelope, TaskEnvelope, binary_hash, current_binary, shell_quote, signal_name, tail,
-};
+use covalent::worker::{ResultEnvelope, TaskEnvelope};
 use covalent::{BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext};
 use serde::{Deserialize, Serialize};
 
-pub use host::SshOptions;
-use host::{Host, Input};
+pub use covalent_remote::SshOptions;
+use covalent_remote::{Retry, shell_quote};
+use host::Host;
+use job::{Handle, Leftover, Submit};
 use poll::{Poller, Record, Seen};
 
 /// Links this crate into a program, so the `slurm` plugin is registered (as
@@ -65,7 +68,7 @@ pub fn link() {}
 ///
 /// | option | default | meaning |
 /// |---|---|---|
-/// | `ssh` | none: submit on this host | a login node to submit through: `{ host, user, port, key, ssh_config, known_hosts, strict_host_key_checking, connect_timeout, options }` ([`SshOptions`]) |
+/// | `ssh` | none: submit on this host | a login node to submit through: `{ hostname, username, port, ssh_key_file, ssh_config, known_hosts, strict_host_key_checking, connect_timeout, options }` ([`SshOptions`], the `ssh` executor's names; the old `host`, `user`, `key` still work, with a deprecation warning) |
 /// | `partition`, `account`, `qos`, `mem`, `gres` | none | `#SBATCH --partition=...` etc. |
 /// | `cpus_per_task` | none | `#SBATCH --cpus-per-task=N` |
 /// | `time` | none | `--time` (Slurm format) for nodes without a `time_limit` |
@@ -128,9 +131,6 @@ pub struct SlurmExecutor {
     pub cleanup: bool,
 }
 
-/// Binaries staged so far, as `place|path`; held while staging, so one task stages.
-static STAGED: LazyLock<tokio::sync::Mutex<HashSet<String>>> = LazyLock::new(Default::default);
-
 /// The job watcher of a submission place (this host or a login node, and the Slurm commands'
 /// directory), shared by every executor submitting there: one squeue per poll for all their
 /// jobs.
@@ -166,17 +166,6 @@ impl Default for SlurmExecutor {
     }
 }
 
-/// The job handle a node records: the job id (once submitted), the job's name (unique per
-/// attempt, so a submission cut short can still be found) and its directory.
-#[derive(Debug, Serialize, Deserialize)]
-struct Handle {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    job_id: Option<String>,
-    job_name: String,
-    dir: String,
-    host: String,
-}
-
 fn failed(msg: impl Into<String>) -> ExecutorError {
     ExecutorError::Failed(msg.into())
 }
@@ -185,65 +174,6 @@ fn config(reason: impl Into<String>) -> ExecutorError {
     ExecutorError::Config {
         name: "slurm".into(),
         reason: reason.into(),
-    }
-}
-
-/// How the job ended, from the worker's status as the job script saw it (`134`: killed by
-/// signal 6), else from Slurm's `ExitCode` (`4:0`, `0:15`).
-fn describe_exit(worker_status: Option<&str>, exit_code: Option<&str>) -> String {
-    if let Some(status) = worker_status.and_then(|s| s.trim().parse::<i32>().ok()) {
-        return if status > 128 && status < 128 + 65 {
-            format!(": the worker was killed by {}", signal_name(status - 128))
-        } else {
-            format!(": the worker exited with code {status}")
-        };
-    }
-    let Some((status, signal)) = exit_code.and_then(|c| c.split_once(':')) else {
-        return String::new();
-    };
-    let (status, signal) = (
-        status.parse::<i32>().unwrap_or(0),
-        signal.parse::<i32>().unwrap_or(0),
-    );
-    if signal != 0 {
-        format!(", killed by {}", signal_name(signal))
-    } else {
-        format!(", exit code {status}")
-    }
-}
-
-/// Cancels a submitted job (or one whose submission was cut short, by name) if the attempt is
-/// dropped before it ended, e.g. when the dispatch goes away. Time-outs and cancellation also
-/// reach [`SlurmExecutor::cancel`], which waits for the job's end.
-struct Leftover {
-    host: Host,
-    poller: Arc<Poller>,
-    scancel: String,
-    job: Option<String>,
-    name: String,
-    armed: bool,
-}
-
-impl Leftover {
-    fn disarm(&mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for Leftover {
-    fn drop(&mut self) {
-        if let Some(id) = &self.job {
-            self.poller.unwatch(id);
-        }
-        if !self.armed {
-            return;
-        }
-        let target = match &self.job {
-            Some(id) => id.clone(),
-            None => format!("--name={}", shell_quote(&self.name)),
-        };
-        self.host
-            .fire_and_forget(&format!("{} {target}", self.scancel));
     }
 }
 
@@ -277,21 +207,8 @@ impl SlurmExecutor {
     fn host(&self) -> Result<Host, ExecutorError> {
         match &self.ssh {
             None => Ok(Host::local()),
-            Some(o) => Host::ssh(o, &self.control_dir()).map_err(config),
+            Some(o) => Host::ssh(o).map_err(config),
         }
-    }
-
-    /// Where the shared SSH connections' sockets live (short: sockets have a path limit).
-    fn control_dir(&self) -> PathBuf {
-        let mut dir = self.base.cache_dir().join("ssh");
-        if dir.as_os_str().len() > 40 {
-            dir = std::env::temp_dir().join(format!("covalent-ssh-{}", uid()));
-        }
-        if std::fs::create_dir_all(&dir).is_ok() {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        }
-        dir
     }
 
     /// `sbatch` etc. as a shell word: on `PATH`, or in `slurm_path`.
@@ -323,241 +240,19 @@ impl SlurmExecutor {
         })
     }
 
-    /// Puts this program's binary under `<root>/bin/<hash>/` (once per process and place) and
-    /// returns its path there.
+    /// Puts this program's binary in `<root>/bin/` (once per content hash, process and place)
+    /// and returns its path there.
     async fn stage_binary(&self, host: &Host, root: &str) -> Result<String, ExecutorError> {
-        let src = current_binary()
-            .map_err(|e| failed(format!("cannot find this program's binary: {e}")))?;
-        let hash =
-            binary_hash().map_err(|e| failed(format!("cannot hash this program's binary: {e}")))?;
-        let file = src
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "worker".into());
-        let dir = format!("{root}/bin/{hash}");
-        let path = format!("{dir}/{file}");
-        let key = format!(
-            "{}|{path}",
-            if host.is_remote() {
-                self.place()
-            } else {
-                String::new()
-            }
-        );
-        let mut staged = STAGED.lock().await;
-        if staged.contains(&key) {
-            return Ok(path);
-        }
-        if !host.is_remote() {
-            if !Path::new(&path).exists() {
-                let tmp = format!("{path}.{}.tmp", std::process::id());
-                std::fs::create_dir_all(&dir)
-                    .and_then(|_| std::fs::copy(&src, &tmp))
-                    .and_then(|_| std::fs::rename(&tmp, &path))
-                    .map_err(|e| {
-                        let _ = std::fs::remove_file(&tmp);
-                        failed(format!("cannot stage the worker binary in {dir}: {e}"))
-                    })?;
-            }
-        } else {
-            let q = shell_quote(&path);
-            let there = host
-                .sh(&format!("test -x {q}"), Input::None, self.command_timeout)
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-            if !there.ok() {
-                let upload = format!(
-                    "mkdir -p {d} && cat > {q}.$$ && chmod 755 {q}.$$ && mv -f {q}.$$ {q}",
-                    d = shell_quote(&dir)
-                );
-                let out = host
-                    .sh(
-                        &upload,
-                        Input::File(src.clone()),
-                        self.command_timeout.max(Duration::from_secs(600)),
-                    )
+        let dir = format!("{root}/bin");
+        match host.session() {
+            None => covalent_remote::stage_binary_locally(&dir).await,
+            Some(s) => {
+                s.stage_binary(&dir, self.command_timeout, Retry::NONE)
                     .await
-                    .map_err(|e| failed(format!("shipping the worker binary: {e}")))?;
-                if !out.ok() {
-                    return Err(failed(format!(
-                        "cannot ship the worker binary to {} ({path}): {}",
-                        host.label(),
-                        out.stderr
-                    )));
-                }
             }
         }
-        staged.insert(key);
-        Ok(path)
+        .map_err(|e| failed(format!("staging the worker binary: {e}")))
     }
-
-    /// `sbatch --parsable` in the task's directory, the script on stdin; the job id.
-    async fn submit(&self, host: &Host, dir: &str, script: String) -> Result<String, Submit> {
-        let out = host
-            .sh(
-                &format!(
-                    "cd {} && {} --parsable",
-                    shell_quote(dir),
-                    self.slurm_cmd("sbatch")
-                ),
-                Input::Bytes(script.into_bytes()),
-                self.command_timeout,
-            )
-            .await
-            .map_err(|e| Submit::Unknown(format!("submitting to {}: {e}", host.label())))?;
-        if out.code() == Some(127) {
-            let msg = if host.is_remote() {
-                format!(
-                    "sbatch not found on the login node {}: set slurm_path to the directory that has it (a non-interactive ssh session may not load the module that puts it on PATH)",
-                    host.label()
-                )
-            } else {
-                let mut m = "sbatch not found: is this a Slurm login node? set ssh = { host = \"...\" } to submit through one".to_string();
-                if let Some(p) = &self.slurm_path {
-                    m.push_str(&format!(" (looked for {p}/sbatch; slurm_path is set)"));
-                }
-                m
-            };
-            return Err(Submit::Refused(msg));
-        }
-        if !out.ok() {
-            return Err(Submit::Refused(format!(
-                "sbatch rejected the job: {}",
-                out.stderr
-            )));
-        }
-        let text = out.stdout_text();
-        let id = text.trim().split(';').next().unwrap_or("").to_string();
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit() || c == '_') {
-            return Err(Submit::Unknown(format!(
-                "sbatch printed no job id: {text:?} {}",
-                out.stderr
-            )));
-        }
-        Ok(id)
-    }
-
-    /// Polls until the job has ended (or squeue no longer knows it).
-    async fn wait_for_end(&self, host: &Host, id: &str) -> Result<Seen, ExecutorError> {
-        // Short jobs end within a second: look early, then back off to `poll_interval`.
-        let mut delay = self.poll_interval.min(Duration::from_millis(50));
-        let mut failures = 0;
-        let prefix = self.slurm_prefix();
-        let poller = self.poller();
-        loop {
-            tokio::time::sleep(delay).await;
-            let seen = poller
-                .state(host, &prefix, id, delay / 2, self.command_timeout)
-                .await;
-            delay = (delay * 2).min(self.poll_interval);
-            match seen {
-                Ok(Seen::State(s)) if poll::is_final(&s) => return Ok(Seen::State(s)),
-                Ok(Seen::Gone) => return Ok(Seen::Gone),
-                Ok(_) => failures = 0,
-                Err(e) => {
-                    failures += 1;
-                    if failures >= 5 {
-                        return Err(failed(format!("lost track of Slurm job {id}: {e}")));
-                    }
-                }
-            }
-        }
-    }
-
-    /// `scancel`, then waits (up to `command_timeout`) until the job has ended.
-    async fn scancel_and_wait(
-        &self,
-        host: &Host,
-        target: &str,
-        id: Option<&str>,
-    ) -> Result<bool, ExecutorError> {
-        let out = host
-            .sh(
-                &format!("{} {target}", self.slurm_cmd("scancel")),
-                Input::None,
-                self.command_timeout,
-            )
-            .await
-            .map_err(|e| failed(format!("scancel {target}: {e}")))?;
-        if !out.ok() {
-            if out.stderr.contains("already completing or completed")
-                || out.stderr.contains("Invalid job id")
-            {
-                return Ok(false); // it ended on its own
-            }
-            return Err(failed(format!("scancel {target} failed: {}", out.stderr)));
-        }
-        let Some(id) = id else { return Ok(true) };
-        let deadline = tokio::time::Instant::now() + self.command_timeout;
-        while tokio::time::Instant::now() < deadline {
-            let out = host
-                .sh(
-                    &format!("{} -h -t all -j {id} -o %T", self.slurm_cmd("squeue")),
-                    Input::None,
-                    self.command_timeout,
-                )
-                .await;
-            match out {
-                Ok(o) if !o.ok() => break, // forgotten: long gone
-                Ok(o) if poll::is_final(&poll::state_word(&o.stdout_text())) => break,
-                Err(_) => break,
-                Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-        Ok(true)
-    }
-
-    /// The error of a job that ended without a result.
-    fn job_error(
-        &self,
-        id: &str,
-        record: &Record,
-        worker_status: Option<&str>,
-        stderr: &str,
-        limit: Option<Duration>,
-    ) -> ExecutorError {
-        let with_stderr = |mut msg: String| {
-            let t = tail(stderr, 20);
-            if !t.is_empty() {
-                msg.push_str(":\n");
-                msg.push_str(&t);
-            }
-            failed(msg)
-        };
-        match record.state.as_str() {
-            "CANCELLED" => ExecutorError::Cancelled,
-            "TIMEOUT" => match limit {
-                Some(l) => ExecutorError::TimedOut(l),
-                None => with_stderr(format!("Slurm job {id} ran past its time limit (TIMEOUT)")),
-            },
-            "COMPLETED" => with_stderr(format!(
-                "Slurm job {id} completed but the worker wrote no result"
-            )),
-            "" => with_stderr(format!(
-                "Slurm no longer knows job {id} and it left no result"
-            )),
-            state => with_stderr(format!(
-                "Slurm job {id} ended {state}{}",
-                describe_exit(worker_status, record.exit_code.as_deref())
-            )),
-        }
-    }
-}
-
-/// Why a submission did not give a job id.
-enum Submit {
-    /// sbatch ran and said no (or is missing): no job exists.
-    Refused(String),
-    /// The answer was lost (time-out, connection): a job may exist.
-    Unknown(String),
-}
-
-/// This process's user id (names a private directory).
-fn uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0)
 }
 
 #[covalent::async_trait]
@@ -731,28 +426,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exits_are_described() {
-        assert_eq!(
-            describe_exit(Some("134\n"), Some("6:0")),
-            ": the worker was killed by signal 6 (SIGABRT)"
-        );
-        assert_eq!(
-            describe_exit(Some("3"), None),
-            ": the worker exited with code 3"
-        );
-        assert_eq!(describe_exit(None, Some("4:0")), ", exit code 4");
-        assert_eq!(
-            describe_exit(None, Some("0:15")),
-            ", killed by signal 15 (SIGTERM)"
-        );
-        assert_eq!(describe_exit(None, None), "");
-    }
-
-    #[test]
     fn the_readme_configuration_is_valid() {
         let text = r#"
 [executors.slurm]
-ssh = { host = "login.cluster.example", user = "me", key = "~/.ssh/id_ed25519" }
+ssh = { hostname = "login.cluster.example", username = "me", ssh_key_file = "~/.ssh/id_ed25519" }
 partition = "gpu"
 cpus_per_task = 4
 mem = "16G"
@@ -779,7 +456,7 @@ cleanup = true
         let e: SlurmExecutor = covalent::from_dict(serde_json::json!({
             "partition": "debug",
             "poll_interval": "1s",
-            "ssh": { "host": "login", "user": "me", "port": 2222 },
+            "ssh": { "hostname": "login", "username": "me", "port": 2222, "ssh_key_file": "k" },
             "time_limit": "5m",
         }))
         .unwrap();
@@ -790,6 +467,12 @@ cleanup = true
         assert_eq!(ssh.label(), "me@login:2222");
         let again: SlurmExecutor = covalent::from_dict(covalent::ToDict::to_dict(&e)).unwrap();
         assert_eq!(again.ssh, e.ssh);
+        // The first names of the `ssh` table still work (with a deprecation warning).
+        let old: SlurmExecutor = covalent::from_dict(serde_json::json!({
+            "ssh": { "host": "login", "user": "me", "port": 2222, "key": "k" },
+        }))
+        .unwrap();
+        assert_eq!(old.ssh, e.ssh);
         let err = covalent::from_dict::<SlurmExecutor>(serde_json::json!({ "partiton": "x" }))
             .err()
             .unwrap()

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::host::{Host, HostError, Input};
+use covalent_remote::{Input, RemoteError};
+
+use crate::host::Host;
 
 /// What the last look at a job showed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,7 +176,7 @@ pub(crate) async fn final_record(
     prefix: &str,
     id: &str,
     timeout: Duration,
-) -> Result<Option<Record>, HostError> {
+) -> Result<Option<Record>, RemoteError> {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let out = host

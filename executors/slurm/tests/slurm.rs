@@ -493,7 +493,7 @@ fn a_rejected_job_fails_with_sbatchs_reason() {
 fn unreachable_login() -> SlurmExecutor {
     SlurmExecutor {
         ssh: Some(SshOptions {
-            host: "127.0.0.1".into(),
+            hostname: "127.0.0.1".into(),
             port: Some(1),
             connect_timeout: Duration::from_secs(5),
             ..Default::default()
@@ -527,7 +527,7 @@ fn an_unreachable_login_node_fails_fast() {
     );
     let e = r.node(0).unwrap().error().unwrap().to_string();
     assert!(
-        e.contains("cannot reach the Slurm login node 127.0.0.1:1") && e.contains("refused"),
+        e.contains("cannot connect to the Slurm login node 127.0.0.1:1") && e.contains("refused"),
         "{e}"
     );
 }
@@ -555,10 +555,10 @@ fn login_node(test: &str) -> Option<SlurmExecutor> {
     };
     Some(SlurmExecutor {
         ssh: Some(SshOptions {
-            host: get("COVALENT_SSH_HOST"),
+            hostname: get("COVALENT_SSH_HOST"),
             port: get("COVALENT_SSH_PORT").parse().ok(),
-            user: Some(get("COVALENT_SSH_USER")),
-            key: Some(get("COVALENT_SSH_KEY").into()),
+            username: Some(get("COVALENT_SSH_USER")),
+            ssh_key_file: Some(get("COVALENT_SSH_KEY").into()),
             known_hosts: Some(get("COVALENT_SSH_KNOWN_HOSTS").into()),
             ..Default::default()
         }),
@@ -586,7 +586,7 @@ fn jobs_are_submitted_through_a_login_node() {
     let Some(exec) = login_node("jobs_are_submitted_through_a_login_node") else {
         return;
     };
-    let user = exec.ssh.as_ref().unwrap().user.clone().unwrap();
+    let user = exec.ssh.as_ref().unwrap().username.clone().unwrap();
     let r = covalent::dispatch_sync(
         remote()
             .with_executor(covalent::ExecutorRef::new(exec))

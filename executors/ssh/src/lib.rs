@@ -31,15 +31,16 @@
 
 mod remote;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use covalent::{BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext};
 use serde::{Deserialize, Serialize};
 
-pub use remote::SshError;
+/// Why a remote step failed (the transport's error, under this crate's first name).
+pub use covalent_remote::RemoteError as SshError;
+pub use covalent_remote::SshOptions;
 
 /// Runs tasks on a host over SSH. Options (`[executors.ssh]` in `covalent.toml`, or fields):
 ///
@@ -52,6 +53,8 @@ pub use remote::SshError;
 /// | `ssh_config` | ssh's | an ssh config file (`-F`) |
 /// | `known_hosts` | ssh's | a known-hosts file (`UserKnownHostsFile`) |
 /// | `strict_host_key_checking` | `true` | refuse unknown or changed host keys; `false` accepts new keys only |
+/// | `connect_timeout` | `10s` | time to establish a connection (`"30s"` or a number of seconds) |
+/// | `options` | `[]` | more `-o` options for ssh, e.g. `"ProxyJump=bastion"` |
 /// | `remote_cache` | `.cache/covalent` | where the binary is kept, per content hash |
 /// | `remote_workdir` | `covalent-workdir` | where tasks run |
 /// | `create_unique_workdir` | `true` | one directory per dispatch/node/attempt |
@@ -59,33 +62,22 @@ pub use remote::SshError;
 /// | `poll_freq` | `0.5` | seconds between polls when the waiting session was lost |
 /// | `max_connection_attempts` | `3` | tries per remote step when the connection fails |
 /// | `retry_wait_time` | `2.0` | seconds between those tries |
-/// | `connect_timeout` | `10` | seconds to establish a connection |
 /// | `command_timeout` | `120` | seconds for each remote step other than the task itself |
 /// | `env` | `{}` | environment variables for the task |
 /// | `pre_launch` / `post_launch` | `[]` | shell commands run in the work directory before / after the task |
 /// | `remote_binary` | (ship) | use this binary on the host instead of shipping ours |
 ///
-/// plus the [`BaseOptions`].
+/// plus the [`BaseOptions`]. The first nine are the [`SshOptions`] (field `ssh`), the names
+/// the `slurm` executor's `ssh` table uses too.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SshExecutor {
     /// Base options.
     #[serde(flatten)]
     pub base: BaseOptions,
-    /// Host name, address or ssh-config alias.
-    pub hostname: String,
-    /// Remote user.
-    pub username: Option<String>,
-    /// Remote port.
-    pub port: Option<u16>,
-    /// Private key file.
-    pub ssh_key_file: Option<PathBuf>,
-    /// ssh config file.
-    pub ssh_config: Option<PathBuf>,
-    /// Known-hosts file.
-    pub known_hosts: Option<PathBuf>,
-    /// Refuse unknown or changed host keys.
-    pub strict_host_key_checking: bool,
+    /// How to reach the host (`hostname`, `username`, `port`, `ssh_key_file`, ...).
+    #[serde(flatten)]
+    pub ssh: SshOptions,
     /// Binary cache directory on the host.
     pub remote_cache: String,
     /// Work directory on the host.
@@ -100,8 +92,6 @@ pub struct SshExecutor {
     pub max_connection_attempts: u32,
     /// Seconds between tries.
     pub retry_wait_time: f64,
-    /// Seconds to connect.
-    pub connect_timeout: u64,
     /// Seconds per remote step (not the task).
     pub command_timeout: f64,
     /// Environment variables for the task.
@@ -112,27 +102,13 @@ pub struct SshExecutor {
     pub post_launch: Vec<String>,
     /// A binary already on the host.
     pub remote_binary: Option<String>,
-    #[serde(skip)]
-    state: Arc<State>,
-}
-
-/// Per-instance state: the control-socket directory and the binaries already shipped.
-#[derive(Debug, Default)]
-struct State {
-    shipped: Mutex<HashSet<String>>,
 }
 
 impl Default for SshExecutor {
     fn default() -> Self {
         SshExecutor {
             base: BaseOptions::default(),
-            hostname: String::new(),
-            username: None,
-            port: None,
-            ssh_key_file: None,
-            ssh_config: None,
-            known_hosts: None,
-            strict_host_key_checking: true,
+            ssh: SshOptions::default(),
             remote_cache: ".cache/covalent".into(),
             remote_workdir: "covalent-workdir".into(),
             create_unique_workdir: true,
@@ -140,13 +116,11 @@ impl Default for SshExecutor {
             poll_freq: 0.5,
             max_connection_attempts: 3,
             retry_wait_time: 2.0,
-            connect_timeout: 10,
             command_timeout: 120.0,
             env: BTreeMap::new(),
             pre_launch: Vec::new(),
             post_launch: Vec::new(),
             remote_binary: None,
-            state: Arc::default(),
         }
     }
 }
@@ -155,33 +129,39 @@ impl SshExecutor {
     /// An executor for `hostname` with default options.
     pub fn new(hostname: impl Into<String>) -> Self {
         SshExecutor {
-            hostname: hostname.into(),
+            ssh: SshOptions::new(hostname),
             ..Default::default()
         }
     }
     /// Sets the remote user.
     pub fn with_username(mut self, user: impl Into<String>) -> Self {
-        self.username = Some(user.into());
+        self.ssh.username = Some(user.into());
         self
     }
     /// Sets the port.
     pub fn with_port(mut self, port: u16) -> Self {
-        self.port = Some(port);
+        self.ssh.port = Some(port);
         self
     }
     /// Sets the private key file.
     pub fn with_key_file(mut self, key: impl Into<PathBuf>) -> Self {
-        self.ssh_key_file = Some(key.into());
+        self.ssh.ssh_key_file = Some(key.into());
         self
     }
     /// Sets the known-hosts file.
     pub fn with_known_hosts(mut self, file: impl Into<PathBuf>) -> Self {
-        self.known_hosts = Some(file.into());
+        self.ssh.known_hosts = Some(file.into());
         self
     }
     /// Sets an ssh config file.
     pub fn with_ssh_config(mut self, file: impl Into<PathBuf>) -> Self {
-        self.ssh_config = Some(file.into());
+        self.ssh.ssh_config = Some(file.into());
+        self
+    }
+
+    /// Adds a `-o` option for ssh (e.g. `"ProxyJump=bastion"`).
+    pub fn with_ssh_option(mut self, option: impl Into<String>) -> Self {
+        self.ssh.options.push(option.into());
         self
     }
 
@@ -201,7 +181,7 @@ impl Executor for SshExecutor {
     }
 
     async fn run(&self, task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError> {
-        if self.hostname.is_empty() {
+        if self.ssh.hostname.is_empty() {
             return Err(ExecutorError::Failed(
                 "the ssh executor needs a hostname: set `hostname` in [executors.ssh] or use SshExecutor::new(host)".into(),
             ));
@@ -226,3 +206,42 @@ covalent::register_executor!("ssh", SshExecutor);
 /// Links this crate so its `ssh` plugin is registered (call once, e.g. at the top of `main`;
 /// a `use covalent_ssh::SshExecutor` that is used has the same effect).
 pub fn link() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse_with_the_shared_names_and_round_trip() {
+        let e: SshExecutor = covalent::from_dict(serde_json::json!({
+            "hostname": "gpu-box", "username": "me", "port": 2222,
+            "ssh_key_file": "~/.ssh/id_ed25519", "connect_timeout": 5,
+            "options": ["ProxyJump=bastion"], "remote_cache": "/opt/cache",
+            "time_limit": "5m",
+        }))
+        .unwrap();
+        assert_eq!(e.ssh.label(), "me@gpu-box:2222");
+        assert_eq!(e.ssh.connect_timeout, Duration::from_secs(5));
+        assert_eq!(e.ssh.options, ["ProxyJump=bastion"]);
+        assert_eq!(e.remote_cache, "/opt/cache");
+        assert!(e.ssh.strict_host_key_checking, "strict by default");
+        let again: SshExecutor = covalent::from_dict(covalent::ToDict::to_dict(&e)).unwrap();
+        assert_eq!(again.ssh, e.ssh);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        // `host` is an alias in the slurm executor's `ssh` table only: this executor's table
+        // always had `hostname`.
+        for bad in ["hostnme", "host"] {
+            let err = covalent::from_dict::<SshExecutor>(serde_json::json!({ bad: "x" }))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.contains(&format!("unknown key `{bad}`")) && err.contains("hostname"),
+                "{err}"
+            );
+        }
+    }
+}

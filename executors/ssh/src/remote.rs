@@ -1,327 +1,54 @@
-//! The remote side: building `ssh` invocations (shared connections, timeouts, retries on
-//! connection loss), shipping the binary, running a task and cancelling it.
+//! The task on the host: the remote script (envelope in, worker started detached, result and
+//! streams out), following it, polling after a lost session, and cancelling it. The transport
+//! (sessions, time limits, retries, staging, error classes) is `covalent-remote`'s.
 //!
 //! Every remote step has a timeout; only connection failures are retried; an unknown host
 //! key, a refused key and a missing binary are reported at once with what to fix.
 
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine as _;
-use covalent::worker::{
-    RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, binary_hash, current_binary, shell_quote,
-    tail,
-};
+use covalent::worker::{RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, tail};
 use covalent::{ExecutorError, Output, Task, TaskContext};
+use covalent_remote::{Input, Reply, Retry, Session, shell_quote};
 use tokio::io::AsyncWriteExt;
 
-use crate::SshExecutor;
-
-/// Why a remote step failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SshError {
-    /// The host could not be reached (after every attempt).
-    #[error("cannot connect to {target}: {reason}")]
-    Connect {
-        /// user@host:port.
-        target: String,
-        /// ssh's message.
-        reason: String,
-    },
-    /// The host key is unknown or changed.
-    #[error(
-        "the host key of {target} is not known or has changed, and strict host-key checking is on: \
-         add it to your known_hosts (e.g. `ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts`) or set `known_hosts` \
-         to a file that has it ({reason})"
-    )]
-    HostKey {
-        /// user@host:port.
-        target: String,
-        /// ssh's message.
-        reason: String,
-    },
-    /// Authentication failed.
-    #[error("{target} refused the login ({reason}): check `username` and `ssh_key_file`")]
-    Auth {
-        /// user@host:port.
-        target: String,
-        /// ssh's message.
-        reason: String,
-    },
-    /// A remote step did not finish in time.
-    #[error("`{step}` on {target} did not finish within {secs:.0}s (command_timeout)")]
-    Timeout {
-        /// user@host:port.
-        target: String,
-        /// What was running.
-        step: String,
-        /// The limit.
-        secs: f64,
-    },
-    /// A remote command failed.
-    #[error("{step} failed on {target}: {reason}")]
-    Remote {
-        /// user@host:port.
-        target: String,
-        /// What was running.
-        step: String,
-        /// stderr and exit status.
-        reason: String,
-    },
-    /// Something local failed (spawning ssh, reading the binary).
-    #[error("{0}")]
-    Local(String),
-}
-
-impl From<SshError> for ExecutorError {
-    fn from(e: SshError) -> Self {
-        ExecutorError::Failed(e.to_string())
-    }
-}
-
-/// What one `ssh` invocation produced.
-struct Reply {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// The directory of shared-connection sockets (short, per process: socket paths are limited).
-fn control_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| std::env::temp_dir().join(format!("cvssh-{}", std::process::id())))
-}
+use crate::{SshError, SshExecutor};
 
 impl SshExecutor {
-    fn target(&self) -> String {
-        let user = self
-            .username
-            .as_deref()
-            .map(|u| format!("{u}@"))
-            .unwrap_or_default();
-        let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
-        format!("{user}{}{port}", self.hostname)
+    /// The session of this executor's target.
+    pub(crate) fn session(&self) -> Result<Session, SshError> {
+        Session::new(&self.ssh)
     }
 
-    /// Shared connections are kept apart per authentication setup: a connection opened with one
-    /// key or known-hosts file must not serve an executor configured with another.
-    fn control_subdir(&self) -> PathBuf {
-        let setup = format!(
-            "{:?}|{:?}|{:?}|{}",
-            self.ssh_key_file, self.known_hosts, self.ssh_config, self.strict_host_key_checking
-        );
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in setup.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    fn retry(&self) -> Retry {
+        Retry {
+            attempts: self.max_connection_attempts.max(1),
+            wait: Self::secs(self.retry_wait_time),
         }
-        let dir = control_dir().join(format!("{:08x}", h as u32));
-        let _ = std::fs::create_dir_all(&dir);
-        dir
     }
 
-    fn command(&self, remote: &str) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new("ssh");
-        if let Some(f) = &self.ssh_config {
-            c.arg("-F").arg(f);
-        }
-        let strict = if self.strict_host_key_checking {
-            "yes"
-        } else {
-            "accept-new"
-        };
-        c.args(["-o", "BatchMode=yes"])
-            .args([
-                "-o",
-                &format!("ConnectTimeout={}", self.connect_timeout.max(1)),
-            ])
-            .args(["-o", &format!("StrictHostKeyChecking={strict}")])
-            .args(["-o", "ControlMaster=auto"])
-            .arg("-o")
-            .arg(format!(
-                "ControlPath={}/%C",
-                self.control_subdir().display()
-            ))
-            .args(["-o", "ControlPersist=60"])
-            .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"])
-            .args(["-o", "LogLevel=ERROR"]);
-        if let Some(k) = &self.ssh_key_file {
-            c.arg("-i").arg(k).args(["-o", "IdentitiesOnly=yes"]);
-        }
-        if let Some(k) = &self.known_hosts {
-            c.arg("-o")
-                .arg(format!("UserKnownHostsFile={}", k.display()));
-        }
-        if let Some(p) = self.port {
-            c.arg("-p").arg(p.to_string());
-        }
-        if let Some(u) = &self.username {
-            c.arg("-l").arg(u);
-        }
-        c.arg(&self.hostname).arg("--").arg(remote);
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        c
+    fn step_timeout(&self) -> Duration {
+        Self::secs(self.command_timeout)
     }
 
-    /// One invocation, no retries; `timeout` bounds it.
-    async fn once(
-        &self,
-        remote: &str,
-        input: &[u8],
-        timeout: Option<Duration>,
-    ) -> Result<Reply, SshError> {
-        let mut child = self.command(remote).spawn().map_err(|e| {
-            SshError::Local(format!(
-                "cannot run `ssh` (is OpenSSH's client installed?): {e}"
-            ))
-        })?;
-        let mut stdin = child.stdin.take();
-        let input = input.to_vec();
-        let feed = async move {
-            if let Some(s) = stdin.as_mut() {
-                let _ = s.write_all(&input).await;
-                let _ = s.shutdown().await;
-            }
-            drop(stdin);
-        };
-        let work = async {
-            let (_, out) = tokio::join!(feed, child.wait_with_output());
-            out
-        };
-        let out = match timeout {
-            Some(t) => tokio::time::timeout(t, work)
-                .await
-                .map_err(|_| SshError::Timeout {
-                    target: self.target(),
-                    step: first_line(remote),
-                    secs: t.as_secs_f64(),
-                })?,
-            None => work.await,
-        }
-        .map_err(|e| SshError::Local(format!("ssh: {e}")))?;
-        Ok(Reply {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
-    }
-
-    /// Classifies ssh's own failures (exit 255): connection problems are retryable.
-    fn classify(&self, r: &Reply) -> Option<(SshError, bool)> {
-        if r.code != Some(255) {
-            return None;
-        }
-        let msg = r.stderr.trim().to_string();
-        let target = self.target();
-        let lower = msg.to_lowercase();
-        Some(
-            if lower.contains("host key verification failed")
-                || lower.contains("no ") && lower.contains("host key is known")
-                || lower.contains("remote host identification has changed")
-            {
-                (
-                    SshError::HostKey {
-                        target,
-                        reason: msg,
-                    },
-                    false,
-                )
-            } else if lower.contains("permission denied")
-                || lower.contains("too many authentication failures")
-            {
-                (
-                    SshError::Auth {
-                        target,
-                        reason: msg,
-                    },
-                    false,
-                )
-            } else {
-                let reason = if msg.is_empty() {
-                    "the connection failed".to_string()
-                } else {
-                    msg
-                };
-                (SshError::Connect { target, reason }, true)
-            },
-        )
-    }
-
-    /// Runs a remote command, retrying connection failures; a non-zero exit of the command
+    /// Runs a remote step, retrying connection failures; a non-zero exit of the command
     /// itself is returned as is.
-    async fn call(
-        &self,
-        remote: &str,
-        input: &[u8],
-        timeout: Option<Duration>,
-    ) -> Result<Reply, SshError> {
-        let attempts = self.max_connection_attempts.max(1);
-        let mut last = None;
-        for attempt in 1..=attempts {
-            let r = self.once(remote, input, timeout).await?;
-            match self.classify(&r) {
-                None => return Ok(r),
-                Some((e, retry)) if retry && attempt < attempts => {
-                    last = Some(e);
-                    tokio::time::sleep(Self::secs(self.retry_wait_time)).await;
-                }
-                Some((e, _)) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| SshError::Local("no attempt made".into())))
+    async fn call(&self, s: &Session, script: &str) -> Result<Reply, SshError> {
+        s.run_retrying(script, Input::None, self.step_timeout(), self.retry())
+            .await
     }
 
-    fn step_timeout(&self) -> Option<Duration> {
-        Some(Self::secs(self.command_timeout))
-    }
-
-    /// The binary on the host, shipped once per content hash.
-    async fn ensure_binary(&self) -> Result<String, SshError> {
-        if let Some(b) = &self.remote_binary {
-            return Ok(b.clone());
-        }
-        let hash = binary_hash()
-            .map_err(|e| SshError::Local(format!("cannot hash this program's binary: {e}")))?;
-        let path = format!(
-            "{}/covalent-worker-{hash}",
-            self.remote_cache.trim_end_matches('/')
-        );
-        let key = format!("{}|{path}", self.target());
-        if self.state.shipped.lock().unwrap().contains(&key) {
-            return Ok(path);
-        }
-        let q = shell_quote(&path);
-        let probe = self
-            .call(
-                &format!("test -x {q} && echo present"),
-                b"",
-                self.step_timeout(),
-            )
-            .await?;
-        if !probe.stdout.contains("present") {
-            let bin = current_binary()
-                .map_err(|e| SshError::Local(format!("cannot find this program's binary: {e}")))?;
-            let bytes = std::fs::read(&bin)
-                .map_err(|e| SshError::Local(format!("cannot read {}: {e}", bin.display())))?;
-            let dir = shell_quote(&self.remote_cache);
-            let upload = format!(
-                "mkdir -p {dir} && cat > {q}.part.$$ && chmod 755 {q}.part.$$ && mv -f {q}.part.$$ {q}"
-            );
-            let r = self.call(&upload, &bytes, self.step_timeout()).await?;
-            if r.code != Some(0) {
-                return Err(SshError::Remote {
-                    target: self.target(),
-                    step: format!("copying the binary to {path}"),
-                    reason: r.stderr.trim().to_string(),
-                });
+    /// The binary on the host: `remote_binary`, or ours shipped once per content hash.
+    async fn ensure_binary(&self, s: &Session) -> Result<String, SshError> {
+        match &self.remote_binary {
+            Some(b) => Ok(b.clone()),
+            None => {
+                s.stage_binary(&self.remote_cache, self.step_timeout(), self.retry())
+                    .await
             }
         }
-        self.state.shipped.lock().unwrap().insert(key);
-        Ok(path)
     }
 
     fn workdir(&self, ctx: &TaskContext) -> String {
@@ -337,16 +64,6 @@ impl SshExecutor {
             base.to_string()
         }
     }
-}
-
-fn first_line(s: &str) -> String {
-    s.trim()
-        .lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(80)
-        .collect()
 }
 
 /// The remote script: write the envelope, start the worker in its own session, report its
@@ -428,7 +145,7 @@ fn parse(out: &str) -> Collected {
 }
 
 /// Turns what a finished task left into the node's output.
-fn finish(ex: &SshExecutor, ctx: &TaskContext, c: Collected) -> Result<Output, ExecutorError> {
+fn finish(s: &Session, ctx: &TaskContext, c: Collected) -> Result<Output, ExecutorError> {
     ctx.record_streams(c.stdout.clone(), c.stderr.clone());
     match c.result {
         Some(r) => ResultEnvelope::parse(r.as_bytes())?.into_output(),
@@ -448,7 +165,7 @@ fn finish(ex: &SshExecutor, ctx: &TaskContext, c: Collected) -> Result<Output, E
                     Err(_) => format!("ended ({code})"),
                 },
             };
-            let mut msg = format!("the task's process on {} {status}", ex.target());
+            let mut msg = format!("the task's process on {} {status}", s.target());
             let t = tail(&c.stderr, 20);
             if !t.is_empty() {
                 msg.push_str(":\n");
@@ -459,32 +176,46 @@ fn finish(ex: &SshExecutor, ctx: &TaskContext, c: Collected) -> Result<Output, E
     }
 }
 
+/// What the waiting session saw: the collected output, ssh's exit code and stderr.
+struct Launched {
+    c: Collected,
+    code: Option<i32>,
+    stderr: String,
+}
+
 /// Starts the task script and follows its output: the job handle is recorded as soon as the
 /// remote pid is printed (so a time-out or cancel can kill the task while the session waits).
 /// Connection failures before the start are retried.
 async fn launch(
     ex: &SshExecutor,
+    s: &Session,
     script: &str,
     envelope: &[u8],
     ctx: &TaskContext,
     wd: &str,
-) -> Result<(Collected, Reply), SshError> {
+) -> Result<Launched, SshError> {
     use tokio::io::AsyncBufReadExt;
     let attempts = ex.max_connection_attempts.max(1);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut child = ex.command(script).spawn().map_err(|e| {
-            SshError::Local(format!(
-                "cannot run `ssh` (is OpenSSH's client installed?): {e}"
-            ))
-        })?;
+        let mut child = s
+            .command(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                SshError::Local(format!(
+                    "cannot run `ssh` (is OpenSSH's client installed?): {e}"
+                ))
+            })?;
         let mut stdin = child.stdin.take();
         let input = envelope.to_vec();
         let feed = async move {
-            if let Some(s) = stdin.as_mut() {
-                let _ = s.write_all(&input).await;
-                let _ = s.shutdown().await;
+            if let Some(w) = stdin.as_mut() {
+                let _ = w.write_all(&input).await;
+                let _ = w.shutdown().await;
             }
             drop(stdin);
         };
@@ -501,7 +232,7 @@ async fn launch(
                     {
                         pid = p.trim().parse::<i64>().ok();
                         ctx.set_job_handle(serde_json::json!({
-                            "host": ex.target(), "pid": pid, "workdir": wd,
+                            "host": s.label(), "pid": pid, "workdir": wd,
                         }));
                     }
                     out.push_str(&l);
@@ -517,22 +248,21 @@ async fn launch(
             String::from_utf8_lossy(&buf).into_owned()
         };
         let (_, _, err, status) = tokio::join!(feed, read_out, read_err, child.wait());
-        let reply = Reply {
-            code: status.ok().and_then(|s| s.code()),
-            stdout: out,
+        let done = Launched {
+            c: parse(&out),
+            code: status.ok().and_then(|st| st.code()),
             stderr: err,
         };
-        let c = parse(&reply.stdout);
-        if c.pid.is_none()
-            && let Some((e, retry)) = ex.classify(&reply)
+        if done.c.pid.is_none()
+            && let Some(e) = s.classify(done.code, &done.stderr)
         {
-            if retry && attempt < attempts {
+            if e.is_retryable() && attempt < attempts {
                 tokio::time::sleep(SshExecutor::secs(ex.retry_wait_time)).await;
                 continue;
             }
             return Err(e);
         }
-        return Ok((c, reply));
+        return Ok(done);
     }
 }
 
@@ -541,20 +271,22 @@ pub(crate) async fn run(
     task: Task,
     ctx: &TaskContext,
 ) -> Result<Output, ExecutorError> {
-    let bin = ex.ensure_binary().await?;
+    let s = ex.session()?;
+    let bin = ex.ensure_binary(&s).await?;
     let wd = ex.workdir(ctx);
     let envelope = TaskEnvelope::of(&task, ctx).to_json();
     let script = task_script(ex, &wd, &bin);
     // The waiting session has no time limit of its own: the runtime's time_limit applies.
-    let (c, reply) = launch(ex, &script, envelope.as_bytes(), ctx, &wd).await?;
+    let Launched { c, code, stderr } =
+        launch(ex, &s, &script, envelope.as_bytes(), ctx, &wd).await?;
     if c.exit.is_some() {
-        return finish(ex, ctx, c);
+        return finish(&s, ctx, c);
     }
     if c.pid.is_none() {
         return Err(SshError::Remote {
-            target: ex.target(),
+            target: s.target().to_string(),
             step: "starting the task".into(),
-            reason: format!("{} (exit {:?})", tail(reply.stderr.trim(), 20), reply.code),
+            reason: format!("{} (exit {code:?})", tail(stderr.trim(), 20)),
         }
         .into());
     }
@@ -563,15 +295,13 @@ pub(crate) async fn run(
     let poll = format!("cd {wdq} && test -e exitcode && {{\n{}}}", collect_script());
     loop {
         tokio::time::sleep(SshExecutor::secs(ex.poll_freq)).await;
-        let r = ex.call(&poll, b"", ex.step_timeout()).await?;
-        let c2 = parse(&r.stdout);
+        let r = ex.call(&s, &poll).await?;
+        let c2 = parse(&r.stdout_text());
         if c2.exit.is_some() {
             if ex.do_cleanup && ex.create_unique_workdir {
-                let _ = ex
-                    .call(&format!("rm -rf {wdq}"), b"", ex.step_timeout())
-                    .await;
+                let _ = ex.call(&s, &format!("rm -rf {wdq}")).await;
             }
-            return finish(ex, ctx, Collected { pid: c.pid, ..c2 });
+            return finish(&s, ctx, Collected { pid: c.pid, ..c2 });
         }
     }
 }
@@ -588,5 +318,6 @@ pub(crate) async fn cancel(ex: &SshExecutor, job: &serde_json::Value) -> Result<
     {
         cmd.push_str(&format!("; rm -rf {}", shell_quote(wd)));
     }
-    ex.call(&cmd, b"", ex.step_timeout()).await.map(|_| true)
+    let s = ex.session()?;
+    ex.call(&s, &cmd).await.map(|_| true)
 }
