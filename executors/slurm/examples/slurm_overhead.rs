@@ -10,7 +10,7 @@
 //! Run on a machine with a Slurm cluster (`bash scripts/slurm-up.sh`):
 //!
 //! ```sh
-//! cargo run --release -p covalent-slurm --example overhead -- 10
+//! cargo run --release -p covalent-slurm --example slurm_overhead -- 10
 //! ```
 //!
 //! Prints the median and mean wall time per task of each, and the ratios.

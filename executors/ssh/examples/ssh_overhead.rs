@@ -2,7 +2,7 @@
 //! work: the `process` executor vs starting this binary as a worker directly, and the `ssh`
 //! executor vs `ssh host BIN` on a shared connection. Prints medians; no assertions.
 //!
-//! `cargo run --release -p covalent-ssh --example overhead [RUNS]` (the ssh part needs the
+//! `cargo run --release -p covalent-ssh --example ssh_overhead [RUNS]` (the ssh part needs the
 //! server of `scripts/sshd-up.sh`; it is skipped without one).
 
 use std::collections::HashMap;

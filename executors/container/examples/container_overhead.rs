@@ -7,7 +7,7 @@
 //! Run where `scripts/podman-image.sh` has set podman up:
 //!
 //! ```sh
-//! cargo run --release -p covalent-container --example overhead -- 20
+//! cargo run --release -p covalent-container --example container_overhead -- 20
 //! ```
 //!
 //! Prints the median and mean wall time per task of each, and the ratio.
