@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use covalent::{Config, Store, Uuid};
+use covalent::store::Store;
+use covalent::{Config, Uuid};
 
 /// Where the data dir came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,10 +5,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use covalent::prelude::*;
-use covalent::{
+use covalent::executor::{
     AsyncBaseExecutor, BaseOptions, ExecutorError, ExecutorRef, Output, Task, TaskContext,
 };
+use covalent::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Runs tasks on the async runtime and counts them.
@@ -23,7 +23,7 @@ pub struct CountingExecutor {
     pub ran: AtomicUsize,
 }
 
-#[covalent::async_trait]
+#[covalent::executor::async_trait]
 impl AsyncBaseExecutor for CountingExecutor {
     fn short_name(&self) -> &str {
         "counting"

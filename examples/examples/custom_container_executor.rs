@@ -18,9 +18,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use covalent::executor::worker::{
+    RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, current_binary, tail,
+};
+use covalent::executor::{
+    BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext,
+};
 use covalent::prelude::*;
-use covalent::worker::{RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, current_binary, tail};
-use covalent::{BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext};
 use serde::{Deserialize, Serialize};
 
 // Step 1. The executor's options, with their defaults.
@@ -116,7 +120,7 @@ impl DockerExecutor {
 // The runtime calls it for every attempt of every node, and enforces `time_limit` and
 // `retries` around it, so `run` only runs the task. It is async (Covalent's
 // `AsyncBaseExecutor`): waiting for a container does not hold a thread.
-#[covalent::async_trait]
+#[covalent::executor::async_trait]
 impl Executor for DockerExecutor {
     fn short_name(&self) -> &str {
         "docker"

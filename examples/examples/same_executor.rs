@@ -6,8 +6,8 @@
 
 use std::sync::LazyLock;
 
+use covalent::executor::{ExecutorRef, LocalExecutor};
 use covalent::prelude::*;
-use covalent::{ExecutorRef, LocalExecutor};
 
 /// The shared instance.
 static SHARED: LazyLock<ExecutorRef> = LazyLock::new(|| ExecutorRef::new(LocalExecutor::default()));

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use covalent::ExecutorRef;
+use covalent::executor::ExecutorRef;
 use covalent::prelude::*;
 use covalent_ssh::SshExecutor;
 

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use covalent::executor::{BaseOptions, BlockingExecutor, ExecutorError, Output, Task, TaskContext};
 use covalent::prelude::*;
-use covalent::{BaseOptions, BlockingExecutor, ExecutorError, Output, Task, TaskContext};
 use serde::{Deserialize, Serialize};
 
 /// Measures the CPU time each task takes and logs it.

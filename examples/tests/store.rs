@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use covalent::{Status, Store};
+use covalent::Status;
+use covalent::store::Store;
 
 /// Builds an example once and returns its binary.
 fn example(name: &str) -> PathBuf {
@@ -181,7 +182,7 @@ fn several_processes_dispatching_at_once_lose_nothing() {
     assert_eq!(ids.len(), procs * each);
     let store = Store::open(&home.path().join("covalent.db")).unwrap();
     let listed = store
-        .list(&covalent::ListFilter {
+        .list(&covalent::store::ListFilter {
             limit: Some(1000),
             ..Default::default()
         })

@@ -8,7 +8,7 @@ use crate::config::ConfigError;
 use crate::store::StoreError;
 
 /// Errors of the dispatch API. Failures of nodes are not errors here: they are recorded in the
-/// [`LatticeResult`], whose status is then `FAILED`.
+/// [`LatticeResult`](crate::LatticeResult), whose status is then `FAILED`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The configuration could not be read.

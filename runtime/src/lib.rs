@@ -56,7 +56,7 @@ mod dispatcher;
 mod progress;
 mod record;
 mod result;
-mod store;
+pub mod store;
 // facade:
 mod api_error;
 mod lattice;
@@ -66,39 +66,21 @@ mod recorded;
 #[path = "private.rs"]
 pub mod __private;
 
-/// The attribute for implementing [`Executor`] (its methods are `async fn`s).
-pub use async_trait::async_trait;
 pub use covalent_macros::{electron, lattice, main, test};
 
 pub use api_error::Error;
 pub use config::{Config, ConfigError, SdkConfig};
 pub use dispatcher::Attempt;
-pub use electron::{ElectronDef, TaskError, find_electron};
+pub use electron::ElectronDef;
 pub use error::{ErrorKind, NodeError};
-/// Covalent's name for the blocking executor interface.
-pub use executor::BlockingExecutor as BaseExecutor;
-/// Covalent's name for the async executor interface.
-pub use executor::Executor as AsyncBaseExecutor;
-pub use executor::worker;
-pub use executor::{
-    BaseOptions, Blocking, BlockingExecutor, DispatchContext, Executor, ExecutorError, ExecutorRef,
-    ExecutorSel, IntoExecutor, JobHandle, Task, TaskContext, ToDict, from_dict,
-    write_streams_to_file,
-};
-pub use executor::{
-    ExecutorInfo, ExecutorPlugin, LocalExecutor, ProcessExecutor, registered_executors,
-};
 pub use graph::{AnyNode, Graph, IntoNode, Node, Waitable, wait};
 pub use lattice::{Dispatch, Lattice, dispatch, dispatch_sync};
-pub use record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord};
 pub use recorded::{cancel, get_result, wait_result};
 pub use result::{LatticeResult, NodeResult, SublatticeResult};
 pub use status::Status;
-pub use store::{DispatchSummary, ListFilter, Store, StoreError};
-pub use time::{duration as serde_duration, duration_opt as serde_duration_opt};
 /// Dispatch ids are UUIDs (v7: time-ordered).
 pub use uuid::Uuid;
-pub use value::{Input, Output, Value};
+pub use value::{Input, Value};
 
 /// What a workflow file needs: `use covalent::prelude::*;`.
 pub mod prelude {

@@ -157,7 +157,7 @@ pub fn sublattice<T>(l: Lattice<T>) -> SubGraph {
 /// `#[covalent::main]`: runs the program's async main on a multi-threaded runtime.
 pub fn main<F: Future>(f: F) -> F::Output {
     // Worker mode, where the constructor did not already handle it.
-    crate::worker::enter_if_worker();
+    crate::executor::worker::enter_if_worker();
     crate::runtime::block_on_main(f)
 }
 

@@ -11,7 +11,7 @@ pub(crate) fn micros(t: SystemTime) -> i64 {
 }
 
 /// Serde for `Duration` options written as `"250ms"`, `"30s"`, `"1m 30s"` or a number of
-/// seconds (`#[serde(with = "covalent::serde_duration")]`), for executor plugins.
+/// seconds (`#[serde(with = "covalent::executor::serde_duration")]`), for executor plugins.
 pub mod duration {
     use std::time::Duration;
 
@@ -30,7 +30,7 @@ pub mod duration {
 }
 
 /// Serde for `Option<Duration>` written as `"30s"` / `"1m 30s"` or a number of seconds
-/// (`#[serde(with = "covalent::serde_duration_opt")]`).
+/// (`#[serde(with = "covalent::executor::serde_duration_opt")]`).
 pub mod duration_opt {
     use std::time::Duration;
 

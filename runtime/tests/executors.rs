@@ -5,11 +5,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use covalent::prelude::*;
-use covalent::{
-    BaseOptions, BlockingExecutor, Config, Executor, ExecutorError, ExecutorRef, JobHandle,
-    LocalExecutor, Output, Task, TaskContext,
+use covalent::Config;
+use covalent::executor::{
+    BaseOptions, BlockingExecutor, Executor, ExecutorError, ExecutorRef, JobHandle, LocalExecutor,
+    Output, Task, TaskContext,
 };
+use covalent::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Records what the runtime tells it.
@@ -22,7 +23,7 @@ struct Probe {
     seen: Arc<Mutex<Vec<String>>>,
 }
 
-#[covalent::async_trait]
+#[covalent::executor::async_trait]
 impl Executor for Probe {
     fn short_name(&self) -> &str {
         "probe"
@@ -255,7 +256,7 @@ fn an_unknown_executor_fails_its_node_and_lists_the_registered_ones() {
 
 #[test]
 fn registered_executors_have_defaults() {
-    let all = covalent::registered_executors();
+    let all = covalent::executor::registered_executors();
     let local = all.iter().find(|e| e.name == "local").unwrap();
     assert!(
         local.defaults.get("time_limit").is_some(),
@@ -267,7 +268,7 @@ fn registered_executors_have_defaults() {
 
 #[test]
 fn executors_round_trip_through_to_dict_and_from_dict() {
-    use covalent::ToDict;
+    use covalent::executor::ToDict;
     let e = LocalExecutor {
         base: BaseOptions {
             time_limit: Some(std::time::Duration::from_secs(90)),
@@ -278,9 +279,9 @@ fn executors_round_trip_through_to_dict_and_from_dict() {
     };
     let d = e.to_dict();
     assert_eq!(d["time_limit"], serde_json::json!("1m 30s"));
-    let back: LocalExecutor = covalent::from_dict(d).unwrap();
+    let back: LocalExecutor = covalent::executor::from_dict(d).unwrap();
     assert_eq!(back, e);
-    let bad = covalent::from_dict::<LocalExecutor>(serde_json::json!({"retries": "x"}));
+    let bad = covalent::executor::from_dict::<LocalExecutor>(serde_json::json!({"retries": "x"}));
     assert!(bad.unwrap_err().to_string().contains("retries"));
 }
 
@@ -394,7 +395,7 @@ fn nonzero_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error>
     Ok(p)
 }
 
-#[covalent::async_trait]
+#[covalent::executor::async_trait]
 impl Executor for Picky {
     fn short_name(&self) -> &str {
         "picky"
@@ -491,7 +492,7 @@ async fn cancel_reaches_the_executor_with_the_job_handle() {
     assert_eq!(n.status(), covalent::Status::Cancelled);
     assert_eq!(n.job_handle(), Some(JobHandle(serde_json::json!(42))));
     let w = WATCHER
-        .downcast_ref::<covalent::Blocking<Watcher>>()
+        .downcast_ref::<covalent::executor::Blocking<Watcher>>()
         .unwrap();
     assert_eq!(
         *w.0.cancelled_with.lock().unwrap(),
@@ -513,7 +514,7 @@ async fn cancel_reaches_the_executor_with_the_job_handle() {
 #[derive(Default, Serialize, Deserialize)]
 struct Buggy;
 
-#[covalent::async_trait]
+#[covalent::executor::async_trait]
 impl Executor for Buggy {
     fn short_name(&self) -> &str {
         "buggy"

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use covalent::prelude::*;
-use covalent::worker::{
+use covalent::executor::worker::{
     PROTOCOL, RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, WorkerErrorKind,
 };
+use covalent::prelude::*;
 
 fn no_record() -> covalent::Config {
     covalent::Config::parse(

@@ -5,8 +5,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use covalent::Config;
 use covalent::prelude::*;
-use covalent::{Config, Store, StoreError};
+use covalent::store::{Store, StoreError};
 
 fn temp_config() -> (tempfile::TempDir, Config) {
     let dir = tempfile::tempdir().unwrap();

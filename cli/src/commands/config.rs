@@ -130,7 +130,7 @@ fn paths_table(ctx: &Context) -> Table {
 /// Every registered executor's effective options with their sources, then a note for each
 /// `[executors.NAME]` table naming a plugin this binary does not have.
 fn executors_section(ctx: &Context, file: &FileKeys, out: &mut dyn Write) -> Result<()> {
-    let registered = covalent::registered_executors();
+    let registered = covalent::executor::registered_executors();
     let mut t = Table::new(&["EXECUTOR", "OPTION", "VALUE", "SOURCE"]);
     for e in &registered {
         let options = ctx.config.executor_options(e.name);

@@ -10,7 +10,7 @@ use crate::table::Table;
 
 /// Runs `covalent executors`.
 pub fn run(args: &ExecutorsArgs, out: &mut dyn Write) -> Result<()> {
-    let executors = covalent::registered_executors();
+    let executors = covalent::executor::registered_executors();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&executors)?)?;
         return Ok(());

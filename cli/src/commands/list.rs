@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use anyhow::Result;
-use covalent::{DispatchSummary, ListFilter, Status, Uuid};
+use covalent::store::{DispatchSummary, ListFilter};
+use covalent::{Status, Uuid};
 
 use crate::cli::ListArgs;
 use crate::context::Context;

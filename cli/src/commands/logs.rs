@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use covalent::NodeRecord;
+use covalent::store::NodeRecord;
 
 use crate::cli::LogsArgs;
 use crate::context::Context;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
-use covalent::{ListFilter, Status};
+use covalent::Status;
+use covalent::store::ListFilter;
 
 use crate::cli::PurgeArgs;
 use crate::context::Context;

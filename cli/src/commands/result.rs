@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use covalent::{DispatchRecord, Status};
+use covalent::Status;
+use covalent::store::DispatchRecord;
 
 use crate::cli::ResultArgs;
 use crate::context::Context;

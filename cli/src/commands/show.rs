@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use covalent::NodeRecord;
+use covalent::store::NodeRecord;
 
 use crate::cli::ShowArgs;
 use crate::context::Context;

@@ -24,7 +24,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use covalent::{AttemptRecord, DispatchRecord, DispatchSummary, ListFilter, NodeRecord, Status};
+use covalent::Status;
+use covalent::store::{AttemptRecord, DispatchRecord, DispatchSummary, ListFilter, NodeRecord};
 use serde::Serialize;
 use serde_json::{Value, json};
 

@@ -99,8 +99,12 @@ pub fn ui_error_page(e: &UiError) -> Response {
             "Nothing recorded yet",
             Some("Dispatches appear here once a workflow runs with recording on."),
         ),
-        UiError::Store(covalent::StoreError::UnknownDispatch { .. }) => ("Unknown dispatch", None),
-        UiError::Store(covalent::StoreError::Ambiguous { .. }) => ("Ambiguous dispatch id", None),
+        UiError::Store(covalent::store::StoreError::UnknownDispatch { .. }) => {
+            ("Unknown dispatch", None)
+        }
+        UiError::Store(covalent::store::StoreError::Ambiguous { .. }) => {
+            ("Ambiguous dispatch id", None)
+        }
         UiError::Store(_) => (
             "The store cannot be read",
             Some("Fix or move the file (or point COVALENT_HOME elsewhere) and reload this page."),

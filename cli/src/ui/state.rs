@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
-use covalent::{Config, DispatchRecord, Store, StoreError, Uuid};
+use covalent::store::{DispatchRecord, Store, StoreError};
+use covalent::{Config, Uuid};
 use tokio::sync::watch;
 
 use super::security::Security;

@@ -16,8 +16,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use covalent::executor::worker::{PROTOCOL, RESULT_ENV, TASK_ENV, TaskEnvelope};
 use covalent::prelude::*;
-use covalent::worker::{PROTOCOL, RESULT_ENV, TASK_ENV, TaskEnvelope};
 use covalent_test_support::median_mean_ms;
 
 const IMAGE: &str = "localhost/covalent-worker:latest";

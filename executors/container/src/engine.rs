@@ -158,8 +158,14 @@ pub fn run_args(
     for m in &e.mounts {
         push(&["--volume", m]);
     }
-    let task_env = format!("{}={TASK_DIR}/task.json", covalent::worker::TASK_ENV);
-    let result_env = format!("{}={TASK_DIR}/result.json", covalent::worker::RESULT_ENV);
+    let task_env = format!(
+        "{}={TASK_DIR}/task.json",
+        covalent::executor::worker::TASK_ENV
+    );
+    let result_env = format!(
+        "{}={TASK_DIR}/result.json",
+        covalent::executor::worker::RESULT_ENV
+    );
     push(&["--env", &task_env, "--env", &result_env]);
     for (k, v) in &e.env {
         if k.is_empty() || k.contains('=') {

@@ -41,8 +41,10 @@ use std::process::Stdio;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use covalent::worker::{ResultEnvelope, TaskEnvelope, current_binary, signal_name, tail};
-use covalent::{BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext};
+use covalent::executor::worker::{ResultEnvelope, TaskEnvelope, current_binary, signal_name, tail};
+use covalent::executor::{
+    BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext,
+};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
@@ -101,7 +103,7 @@ pub struct ContainerExecutor {
     /// `--init`: the worker is not PID 1 (which ignores its own `abort()` and SIGTERM).
     pub init: bool,
     /// Time limit of engine commands other than the run itself.
-    #[serde(with = "covalent::serde_duration")]
+    #[serde(with = "covalent::executor::serde_duration")]
     pub command_timeout: Duration,
 }
 
@@ -293,7 +295,7 @@ impl ContainerExecutor {
     }
 }
 
-#[covalent::async_trait]
+#[covalent::executor::async_trait]
 impl Executor for ContainerExecutor {
     fn short_name(&self) -> &str {
         "container"
@@ -307,7 +309,7 @@ impl Executor for ContainerExecutor {
         let (engine, program) = Engine::resolve(self.engine).map_err(failed)?;
         let binary = current_binary()
             .map_err(|e| failed(format!("cannot find this program's binary: {e}")))?;
-        let name = covalent::worker::attempt_name(&task, ctx);
+        let name = covalent::executor::worker::attempt_name(&task, ctx);
         let dir = self.root()?.join(&name);
         let args = engine::run_args(
             self,
@@ -451,7 +453,7 @@ remove = true
 
     #[test]
     fn options_round_trip_and_reject_bad_values() {
-        let e: ContainerExecutor = covalent::from_dict(serde_json::json!({
+        let e: ContainerExecutor = covalent::executor::from_dict(serde_json::json!({
             "engine": "podman",
             "image": "worker",
             "runtime": "runc",
@@ -461,17 +463,21 @@ remove = true
         .unwrap();
         assert_eq!(e.engine, Some(Engine::Podman));
         assert!(e.remove, "--rm by default");
-        let again: ContainerExecutor = covalent::from_dict(covalent::ToDict::to_dict(&e)).unwrap();
+        let again: ContainerExecutor =
+            covalent::executor::from_dict(covalent::executor::ToDict::to_dict(&e)).unwrap();
         assert_eq!(again.run_options, e.run_options);
-        let err = covalent::from_dict::<ContainerExecutor>(serde_json::json!({ "engine": "lxc" }))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = covalent::executor::from_dict::<ContainerExecutor>(
+            serde_json::json!({ "engine": "lxc" }),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("engine") && err.contains("podman"), "{err}");
-        let err = covalent::from_dict::<ContainerExecutor>(serde_json::json!({ "imgae": "x" }))
-            .err()
-            .unwrap()
-            .to_string();
+        let err =
+            covalent::executor::from_dict::<ContainerExecutor>(serde_json::json!({ "imgae": "x" }))
+                .err()
+                .unwrap()
+                .to_string();
         assert!(err.contains("unknown key `imgae`"), "{err}");
     }
 }

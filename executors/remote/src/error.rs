@@ -72,9 +72,9 @@ impl RemoteError {
     }
 }
 
-impl From<RemoteError> for covalent::ExecutorError {
+impl From<RemoteError> for covalent::executor::ExecutorError {
     fn from(e: RemoteError) -> Self {
-        covalent::ExecutorError::Failed(e.to_string())
+        covalent::executor::ExecutorError::Failed(e.to_string())
     }
 }
 

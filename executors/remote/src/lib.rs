@@ -42,7 +42,7 @@ mod options;
 mod session;
 mod stage;
 
-pub use covalent::worker::shell_quote;
+pub use covalent::executor::worker::shell_quote;
 pub use error::RemoteError;
 pub use exec::{Input, Reply, fire_and_forget_local, run_local};
 pub use options::{ALIASES, SshOptions};

@@ -48,7 +48,7 @@ pub struct SshOptions {
     /// is `accept-new`.
     pub strict_host_key_checking: bool,
     /// Time to establish a connection.
-    #[serde(with = "covalent::serde_duration")]
+    #[serde(with = "covalent::executor::serde_duration")]
     pub connect_timeout: Duration,
     /// Extra `-o` options, e.g. `"ProxyJump=bastion"`.
     pub options: Vec<String>,
@@ -178,10 +178,10 @@ fn warn_deprecated(old: &'static str, new: &'static str) {
     }
 }
 
-/// A duration as `covalent::serde_duration` reads it.
+/// A duration as `covalent::executor::serde_duration` reads it.
 #[derive(Deserialize)]
 #[serde(transparent)]
-struct Dur(#[serde(with = "covalent::serde_duration")] Duration);
+struct Dur(#[serde(with = "covalent::executor::serde_duration")] Duration);
 
 impl<'de> Deserialize<'de> for SshOptions {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

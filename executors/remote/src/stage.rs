@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use covalent::worker::{binary_hash, current_binary};
+use covalent::executor::worker::{binary_hash, current_binary};
 use tokio::sync::OnceCell;
 
 use crate::{Input, RemoteError, Retry, Session, shell_quote};

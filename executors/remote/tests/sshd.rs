@@ -185,13 +185,13 @@ async fn the_binary_is_staged_once_by_content_hash() {
     let s = Session::new(&o).unwrap();
     let dir = format!(".cache/covalent-remote-test-{}", std::process::id());
     let path = s.stage_binary(&dir, T, Retry::NONE).await.unwrap();
-    let hash = covalent::worker::binary_hash().unwrap();
+    let hash = covalent::executor::worker::binary_hash().unwrap();
     assert_eq!(path, staged_path(&dir, &hash));
     let here = remote_home().join(&path);
     let len = |p: &Path| std::fs::metadata(p).unwrap().len();
     assert_eq!(
         len(&here),
-        len(&covalent::worker::current_binary().unwrap())
+        len(&covalent::executor::worker::current_binary().unwrap())
     );
     let entries = std::fs::read_dir(remote_home().join(&dir)).unwrap().count();
     assert_eq!(entries, 1, "no temporary file is left");

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use covalent::ExecutorError;
-use covalent::worker::{signal_name, tail};
+use covalent::executor::ExecutorError;
+use covalent::executor::worker::{signal_name, tail};
 use covalent_remote::{Input, shell_quote};
 use serde::{Deserialize, Serialize};
 

@@ -48,8 +48,10 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use covalent::worker::{ResultEnvelope, TaskEnvelope};
-use covalent::{BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext};
+use covalent::executor::worker::{ResultEnvelope, TaskEnvelope};
+use covalent::executor::{
+    BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext,
+};
 use serde::{Deserialize, Serialize};
 
 pub use covalent_remote::SshOptions;
@@ -122,10 +124,10 @@ pub struct SlurmExecutor {
     /// Directory of the Slurm commands (default: found on `PATH`).
     pub slurm_path: Option<String>,
     /// Time between two `squeue`.
-    #[serde(with = "covalent::serde_duration")]
+    #[serde(with = "covalent::executor::serde_duration")]
     pub poll_interval: Duration,
     /// Time limit of each Slurm command and remote step.
-    #[serde(with = "covalent::serde_duration")]
+    #[serde(with = "covalent::executor::serde_duration")]
     pub command_timeout: Duration,
     /// Remove each task's directory once its result is read back.
     pub cleanup: bool,
@@ -255,7 +257,7 @@ impl SlurmExecutor {
     }
 }
 
-#[covalent::async_trait]
+#[covalent::executor::async_trait]
 impl Executor for SlurmExecutor {
     fn short_name(&self) -> &str {
         "slurm"
@@ -269,14 +271,14 @@ impl Executor for SlurmExecutor {
         let host = self.host()?;
         let t = self.command_timeout;
         // The node's time limit (the electron's own, else this executor's) becomes --time.
-        let limit = covalent::find_electron(task.electron_path())
+        let limit = covalent::executor::find_electron(task.electron_path())
             .and_then(|d| d.time_limit)
             .or(self.base.time_limit);
         let time = limit
             .map(script::slurm_minutes)
             .or_else(|| self.time.clone());
         let slurm_limit = time.as_deref().and_then(script::parse_slurm_time);
-        let name = covalent::worker::attempt_name(&task, ctx);
+        let name = covalent::executor::worker::attempt_name(&task, ctx);
         let root = self.root(&host)?;
         let dir = format!("{root}/{name}");
         let binary = self.stage_binary(&host, &root).await?;
@@ -453,7 +455,7 @@ cleanup = true
 
     #[test]
     fn options_round_trip_and_reject_unknown_keys() {
-        let e: SlurmExecutor = covalent::from_dict(serde_json::json!({
+        let e: SlurmExecutor = covalent::executor::from_dict(serde_json::json!({
             "partition": "debug",
             "poll_interval": "1s",
             "ssh": { "hostname": "login", "username": "me", "port": 2222, "ssh_key_file": "k" },
@@ -465,24 +467,27 @@ cleanup = true
         let ssh = e.ssh.as_ref().unwrap();
         assert!(ssh.strict_host_key_checking, "strict by default");
         assert_eq!(ssh.label(), "me@login:2222");
-        let again: SlurmExecutor = covalent::from_dict(covalent::ToDict::to_dict(&e)).unwrap();
+        let again: SlurmExecutor =
+            covalent::executor::from_dict(covalent::executor::ToDict::to_dict(&e)).unwrap();
         assert_eq!(again.ssh, e.ssh);
         // The first names of the `ssh` table still work (with a deprecation warning).
-        let old: SlurmExecutor = covalent::from_dict(serde_json::json!({
+        let old: SlurmExecutor = covalent::executor::from_dict(serde_json::json!({
             "ssh": { "host": "login", "user": "me", "port": 2222, "key": "k" },
         }))
         .unwrap();
         assert_eq!(old.ssh, e.ssh);
-        let err = covalent::from_dict::<SlurmExecutor>(serde_json::json!({ "partiton": "x" }))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("unknown key `partiton`"), "{err}");
         let err =
-            covalent::from_dict::<SlurmExecutor>(serde_json::json!({ "ssh": { "hots": "x" } }))
+            covalent::executor::from_dict::<SlurmExecutor>(serde_json::json!({ "partiton": "x" }))
                 .err()
                 .unwrap()
                 .to_string();
+        assert!(err.contains("unknown key `partiton`"), "{err}");
+        let err = covalent::executor::from_dict::<SlurmExecutor>(
+            serde_json::json!({ "ssh": { "hots": "x" } }),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("hots"), "{err}");
     }
 }

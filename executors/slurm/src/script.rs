@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use covalent::worker::{RESULT_ENV, TASK_ENV, shell_quote};
+use covalent::executor::worker::{RESULT_ENV, TASK_ENV, shell_quote};
 
 use crate::SlurmExecutor;
 

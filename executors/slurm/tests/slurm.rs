@@ -589,7 +589,7 @@ fn jobs_are_submitted_through_a_login_node() {
     let user = exec.ssh.as_ref().unwrap().username.clone().unwrap();
     let r = covalent::dispatch_sync(
         remote()
-            .with_executor(covalent::ExecutorRef::new(exec))
+            .with_executor(covalent::executor::ExecutorRef::new(exec))
             .with_config(config()),
     )
     .unwrap();
@@ -625,7 +625,7 @@ fn an_unknown_host_key_is_refused() {
     let start = Instant::now();
     let r = covalent::dispatch_sync(
         remote()
-            .with_executor(covalent::ExecutorRef::new(exec))
+            .with_executor(covalent::executor::ExecutorRef::new(exec))
             .with_config(config()),
     )
     .unwrap();

@@ -11,9 +11,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use covalent::Config;
+use covalent::executor::ExecutorRef;
+use covalent::executor::worker::{PROTOCOL, RESULT_ENV, TASK_ENV, TaskEnvelope, current_binary};
 use covalent::prelude::*;
-use covalent::worker::{PROTOCOL, RESULT_ENV, TASK_ENV, TaskEnvelope, current_binary};
-use covalent::{Config, ExecutorRef};
 use covalent_ssh::SshExecutor;
 
 #[electron]
@@ -102,7 +103,7 @@ fn main() {
             .success();
         assert!(ok);
     });
-    let executor = ExecutorRef::new(covalent::ProcessExecutor::new());
+    let executor = ExecutorRef::new(covalent::executor::ProcessExecutor::new());
     let ours = time(runs, || {
         let r = covalent::dispatch_sync(one(41).with_config(cfg.clone()).with_executor(&executor))
             .unwrap();
@@ -132,7 +133,7 @@ fn main() {
         assert_eq!(r.value(), Some(&42), "{r}");
     });
     // The bare engine: the same worker run with `ssh host BIN` on a shared connection.
-    let hash = covalent::worker::binary_hash().unwrap();
+    let hash = covalent::executor::worker::binary_hash().unwrap();
     let remote_bin = format!(".cache/covalent/covalent-worker-{hash}");
     let ctl = std::env::temp_dir().join(format!("ovh-{}", std::process::id()));
     std::fs::create_dir_all(&ctl).unwrap();

@@ -35,7 +35,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use covalent::{BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext};
+use covalent::executor::{
+    BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext,
+};
 use serde::{Deserialize, Serialize};
 
 /// Why a remote step failed (the transport's error, under this crate's first name).
@@ -170,7 +172,7 @@ impl SshExecutor {
     }
 }
 
-#[covalent::async_trait]
+#[covalent::executor::async_trait]
 impl Executor for SshExecutor {
     fn short_name(&self) -> &str {
         "ssh"
@@ -213,7 +215,7 @@ mod tests {
 
     #[test]
     fn options_parse_with_the_shared_names_and_round_trip() {
-        let e: SshExecutor = covalent::from_dict(serde_json::json!({
+        let e: SshExecutor = covalent::executor::from_dict(serde_json::json!({
             "hostname": "gpu-box", "username": "me", "port": 2222,
             "ssh_key_file": "~/.ssh/id_ed25519", "connect_timeout": 5,
             "options": ["ProxyJump=bastion"], "remote_cache": "/opt/cache",
@@ -225,7 +227,8 @@ mod tests {
         assert_eq!(e.ssh.options, ["ProxyJump=bastion"]);
         assert_eq!(e.remote_cache, "/opt/cache");
         assert!(e.ssh.strict_host_key_checking, "strict by default");
-        let again: SshExecutor = covalent::from_dict(covalent::ToDict::to_dict(&e)).unwrap();
+        let again: SshExecutor =
+            covalent::executor::from_dict(covalent::executor::ToDict::to_dict(&e)).unwrap();
         assert_eq!(again.ssh, e.ssh);
     }
 
@@ -234,7 +237,7 @@ mod tests {
         // `host` is an alias in the slurm executor's `ssh` table only: this executor's table
         // always had `hostname`.
         for bad in ["hostnme", "host"] {
-            let err = covalent::from_dict::<SshExecutor>(serde_json::json!({ bad: "x" }))
+            let err = covalent::executor::from_dict::<SshExecutor>(serde_json::json!({ bad: "x" }))
                 .err()
                 .unwrap()
                 .to_string();

@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
-use covalent::worker::{RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, tail};
-use covalent::{ExecutorError, Output, Task, TaskContext};
+use covalent::executor::worker::{RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, tail};
+use covalent::executor::{ExecutorError, Output, Task, TaskContext};
 use covalent_remote::{Input, Reply, Retry, Session, shell_quote};
 use tokio::io::AsyncWriteExt;
 
@@ -154,7 +154,10 @@ fn finish(s: &Session, ctx: &TaskContext, c: Collected) -> Result<Output, Execut
                 Some("none") | None => "ended without reporting an exit status".to_string(),
                 Some(code) => match code.parse::<i32>() {
                     Ok(n) if n > 128 => {
-                        format!("was killed by {}", covalent::worker::signal_name(n - 128))
+                        format!(
+                            "was killed by {}",
+                            covalent::executor::worker::signal_name(n - 128)
+                        )
                     }
                     Ok(126) => {
                         "could not be executed (exit 126: wrong architecture or permissions?)"

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+use covalent::Config;
+use covalent::executor::ExecutorRef;
 use covalent::prelude::*;
-use covalent::{Config, ExecutorRef};
 use covalent_ssh::SshExecutor;
 
 /// The server's coordinates from `scripts/sshd-up.sh`'s env file, starting it if possible.
@@ -100,7 +101,7 @@ fn tasks_run_on_the_host_with_their_streams() {
         bins.iter()
             .any(|b| b.file_name().to_string_lossy().starts_with(&format!(
                 "covalent-worker-{}",
-                covalent::worker::binary_hash().unwrap()
+                covalent::executor::worker::binary_hash().unwrap()
             )))
     );
 }

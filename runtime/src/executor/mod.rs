@@ -24,6 +24,8 @@ mod task;
 mod traits;
 pub mod worker;
 
+/// The attribute for implementing [`Executor`] (its methods are `async fn`s).
+pub use async_trait::async_trait;
 pub(crate) use context::CtxInner;
 pub use context::{DispatchContext, JobHandle, TaskContext};
 pub use error::ExecutorError;
@@ -38,3 +40,11 @@ pub use select::marker;
 pub use select::{ExecutorRef, ExecutorSel, IntoExecutor};
 pub use task::Task;
 pub use traits::{Blocking, BlockingExecutor, Executor};
+
+pub use crate::electron::{TaskError, find_electron};
+pub use crate::time::{duration as serde_duration, duration_opt as serde_duration_opt};
+pub use crate::value::Output;
+/// Covalent's name for the blocking executor interface.
+pub use traits::BlockingExecutor as BaseExecutor;
+/// Covalent's name for the async executor interface.
+pub use traits::Executor as AsyncBaseExecutor;

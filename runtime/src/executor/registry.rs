@@ -111,7 +111,7 @@ pub fn registered_executors() -> Vec<ExecutorInfo> {
 /// Registers an executor plugin type under a name.
 ///
 /// ```
-/// use covalent::{BaseOptions, ExecutorError, Output, Task, TaskContext};
+/// use covalent::executor::{BaseOptions, ExecutorError, Output, Task, TaskContext};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Default, Serialize, Deserialize)]
@@ -121,7 +121,7 @@ pub fn registered_executors() -> Vec<ExecutorInfo> {
 ///     base: BaseOptions,
 /// }
 ///
-/// impl covalent::BlockingExecutor for Quiet {
+/// impl covalent::executor::BlockingExecutor for Quiet {
 ///     fn short_name(&self) -> &str { "quiet" }
 ///     fn run(&self, task: Task, _ctx: &TaskContext) -> Result<Output, ExecutorError> {
 ///         Ok(task.call_blocking()?)
@@ -130,7 +130,7 @@ pub fn registered_executors() -> Vec<ExecutorInfo> {
 ///
 /// covalent::register_executor!("quiet", Quiet);
 ///
-/// assert!(covalent::registered_executors().iter().any(|e| e.name == "quiet"));
+/// assert!(covalent::executor::registered_executors().iter().any(|e| e.name == "quiet"));
 /// ```
 #[macro_export]
 macro_rules! register_executor {

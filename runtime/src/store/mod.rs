@@ -3,7 +3,7 @@
 //!
 //! The dispatcher never waits for the database: a dispatch's row is written once when it
 //! starts (so its id is durable when `dispatch` returns), then a writer thread per store
-//! ([`journal`]) records node states in batches and the final state when the dispatch ends.
+//! (the journal) records node states in batches and the final state when the dispatch ends.
 //! Other processes read records ([`Store::get`], [`Store::list`]), wait for them to end, and
 //! ask running dispatches to cancel through the `cancel_requests` table, which the owning
 //! process polls. A dispatch whose process died is marked INTERRUPTED when anybody looks.
@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord};
+pub use crate::record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord};
 use crate::status::Status;
 use crate::time::micros;
 use encode::GraphRec;

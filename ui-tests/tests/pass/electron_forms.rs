@@ -3,7 +3,7 @@
 use std::sync::LazyLock;
 
 use covalent::prelude::*;
-use covalent::{ExecutorRef, LocalExecutor};
+use covalent::executor::{ExecutorRef, LocalExecutor};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
