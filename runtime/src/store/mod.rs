@@ -11,9 +11,11 @@
 //! This module owns SQL and the file; the shape of a record is `record.rs`.
 
 mod batch;
+mod connect;
 pub(crate) mod encode;
 mod error;
 pub(crate) mod journal;
+mod read;
 mod schema;
 
 use std::collections::HashMap;
@@ -22,7 +24,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -118,8 +120,8 @@ impl Store {
         if let Some(s) = open.get(&key) {
             return Ok(s.clone());
         }
-        let conn = connect(path)?;
-        let writer = connect(path)?;
+        let conn = connect::connect(path)?;
+        let writer = connect::connect(path)?;
         let store = Arc::new(Store {
             path: key.clone(),
             conn: Mutex::new(conn),
@@ -252,120 +254,6 @@ impl Store {
             }
         }
         Ok(n)
-    }
-
-    /// The record of a dispatch.
-    pub fn get(&self, id: Uuid) -> Result<DispatchRecord, StoreError> {
-        self.sweep_interrupted()?;
-        let key = id.to_string();
-        type Row = (
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            i64,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-        );
-        let row: Option<Row> = self.with(|c| {
-            c.query_row(
-                "SELECT d.lattice, d.status, d.inputs, d.output, d.error, d.created_at, d.ended_at,
-                        g.graph, d.results_dir
-                 FROM dispatches d LEFT JOIN graphs g ON g.dispatch_id = d.id WHERE d.id = ?1",
-                [&key],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
-                },
-            )
-            .optional()
-        })?;
-        let Some((lattice, status, inputs, output, error, created, ended, graph, results_dir)) =
-            row
-        else {
-            return Err(StoreError::UnknownDispatch {
-                id: key,
-                path: self.path.clone(),
-            });
-        };
-        let status: Status = status.parse().unwrap_or(Status::Running);
-        let graph: GraphRec = graph
-            .and_then(|g| serde_json::from_str(&g).ok())
-            .unwrap_or_default();
-        let rows = self.node_rows(&key)?;
-        let subs = self.sublattice_rows(&key)?;
-        let nodes = assemble(&graph, "", &rows, &subs, status == Status::Interrupted);
-        Ok(DispatchRecord {
-            id,
-            lattice,
-            status,
-            inputs: serde_json::from_str(&inputs).unwrap_or_default(),
-            output: output.and_then(|o| serde_json::from_str(&o).ok()),
-            error,
-            start_time: Some(from_micros(created)),
-            end_time: ended.map(from_micros),
-            results_dir: results_dir.map(PathBuf::from),
-            nodes,
-        })
-    }
-
-    /// The latest logged state of every node of a dispatch, by `(path, node id)`.
-    fn node_rows(&self, id: &str) -> Result<HashMap<(String, usize), NodeRow>, StoreError> {
-        let batches: Vec<(String, String)> = self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT path, entries FROM node_log WHERE dispatch_id = ?1 ORDER BY seq",
-            )?;
-            let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect()
-        })?;
-        let mut out = HashMap::new();
-        for (path, entries) in batches {
-            let entries: Vec<serde_json::Value> =
-                serde_json::from_str(&entries).map_err(|e| StoreError::Sqlite {
-                    path: self.path.clone(),
-                    reason: format!("the node log of dispatch {id} is damaged: {e}"),
-                })?;
-            for e in entries.into_iter().filter_map(NodeRow::parse) {
-                out.insert((path.clone(), e.n), e);
-            }
-        }
-        Ok(out)
-    }
-
-    fn sublattice_rows(
-        &self,
-        id: &str,
-    ) -> Result<HashMap<String, (String, String, GraphRec)>, StoreError> {
-        self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT path, lattice, status, graph FROM sublattices WHERE dispatch_id = ?1",
-            )?;
-            let rows = st.query_map([id], |r| {
-                let graph: Option<String> = r.get(3)?;
-                Ok((
-                    r.get::<_, String>(0)?,
-                    (
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        graph
-                            .and_then(|g| serde_json::from_str(&g).ok())
-                            .unwrap_or_default(),
-                    ),
-                ))
-            })?;
-            rows.collect()
-        })
     }
 
     /// Stored outputs of a dispatch's completed top-level nodes, by fingerprint (for reuse).
@@ -559,218 +447,5 @@ impl Store {
         .map_err(|e: rusqlite::Error| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(n)
-    }
-}
-
-/// One entry of the node log: `[id, status, start, end, output, {extras}]`, times in µs from
-/// the run's start (`GraphRec::t0`), extras (`e` error, `out`/`err` streams, `t` attempts,
-/// `j` job handle, `x` executor) only when present.
-#[derive(Default)]
-struct NodeRow {
-    n: usize,
-    s: Status,
-    a: Option<i64>,
-    b: Option<i64>,
-    o: Option<serde_json::Value>,
-    e: Option<String>,
-    /// The error's kind (absent in stores written before kinds were recorded).
-    k: Option<crate::error::ErrorKind>,
-    out: String,
-    err: String,
-    t: Option<Vec<AttemptRecord>>,
-    j: Option<serde_json::Value>,
-    x: Option<String>,
-}
-
-impl NodeRow {
-    fn parse(v: serde_json::Value) -> Option<NodeRow> {
-        let serde_json::Value::Array(mut a) = v else {
-            return None;
-        };
-        a.resize(6, serde_json::Value::Null);
-        let extras = a[5].take();
-        let text = |k: &str| extras.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        Some(NodeRow {
-            n: a[0].as_u64()? as usize,
-            s: Status::from_u8(a[1].as_u64()? as u8),
-            a: a[2].as_i64(),
-            b: a[3].as_i64(),
-            o: Some(a[4].take()).filter(|v| !v.is_null()),
-            e: text("e"),
-            k: text("k").and_then(|k| crate::error::ErrorKind::parse(&k)),
-            out: text("out").unwrap_or_default(),
-            err: text("err").unwrap_or_default(),
-            t: extras
-                .get("t")
-                .and_then(|t| serde_json::from_value(t.clone()).ok()),
-            j: extras.get("j").cloned(),
-            x: text("x"),
-        })
-    }
-}
-
-/// Builds node records from a stored graph and its node rows (nodes without a row have not
-/// started; parameters carry their value).
-fn assemble(
-    graph: &GraphRec,
-    path: &str,
-    rows: &HashMap<(String, usize), NodeRow>,
-    subs: &HashMap<String, (String, String, GraphRec)>,
-    interrupted: bool,
-) -> Vec<NodeRecord> {
-    (0..graph.nodes.len())
-        .map(|i| {
-            let spec = &graph.nodes[i];
-            let inputs = spec
-                .4
-                .iter()
-                .map(|&(src, slot)| (src as usize, graph.edge_name(i, slot)))
-                .collect();
-            let sub_path = if path.is_empty() {
-                i.to_string()
-            } else {
-                format!("{path}/{i}")
-            };
-            let sublattice = subs
-                .get(&sub_path)
-                .map(|(lattice, status, g)| SublatticeRecord {
-                    lattice: lattice.clone(),
-                    status: status.parse().unwrap_or(Status::Running),
-                    nodes: assemble(g, &sub_path, rows, subs, interrupted),
-                });
-            let mut rec = NodeRecord {
-                id: i,
-                name: graph.name(i).to_string(),
-                internal: graph.internal(i),
-                status: Status::New,
-                executor: graph.executor(i).map(str::to_string),
-                inputs,
-                output: None,
-                error: None,
-                error_kind: None,
-                stdout: String::new(),
-                stderr: String::new(),
-                attempts: Vec::new(),
-                start_time: None,
-                end_time: None,
-                job_handle: None,
-                sublattice,
-            };
-            if spec.1 == encode::PARAMETER {
-                rec.status = Status::Completed;
-                rec.output = spec
-                    .5
-                    .as_ref()
-                    .and_then(|v| serde_json::from_str(v.get()).ok());
-            }
-            if let Some(row) = rows.get(&(path.to_string(), i)) {
-                rec.status = match row.s {
-                    Status::Running | Status::Pending if interrupted => Status::Interrupted,
-                    s => s,
-                };
-                rec.executor = row.x.clone().or(rec.executor);
-                rec.start_time = row.a.map(|t| from_micros(graph.t0 + t));
-                rec.end_time = row.b.map(|t| from_micros(graph.t0 + t));
-                rec.output = row.o.clone();
-                rec.error = row.e.clone();
-                rec.error_kind = row.k;
-                rec.stdout = row.out.clone();
-                rec.stderr = row.err.clone();
-                rec.job_handle = row.j.clone();
-                rec.attempts =
-                    row.t
-                        .clone()
-                        .unwrap_or_else(|| match (rec.start_time, rec.end_time) {
-                            (Some(s), Some(e)) if rec.status != Status::Reused => {
-                                vec![AttemptRecord {
-                                    number: 1,
-                                    start_time: s,
-                                    end_time: e,
-                                    error: rec.error.clone(),
-                                    error_kind: rec.error_kind,
-                                }]
-                            }
-                            _ => Vec::new(),
-                        });
-            }
-            rec
-        })
-        .collect()
-}
-
-/// Opens a connection: refuses foreign, corrupt and newer databases without changing them,
-/// then switches to WAL and migrates.
-fn connect(path: &Path) -> Result<Connection, StoreError> {
-    let open_err = |reason: String| StoreError::Open {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            open_err(format!(
-                "cannot create the directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-    }
-    let mut conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| open_err(describe_open(path, &e)))?;
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(|e| open_err(e.to_string()))?;
-    let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let check = |found: schema::Found| match found {
-        schema::Found::Foreign => Err(StoreError::Foreign {
-            path: path.to_path_buf(),
-        }),
-        schema::Found::Ours(v) if v > schema::SCHEMA_VERSION => Err(StoreError::Newer {
-            path: path.to_path_buf(),
-            found: v,
-            supported: schema::SCHEMA_VERSION,
-        }),
-        schema::Found::Ours(v) => Ok(v),
-        schema::Found::Empty => Ok(0),
-    };
-    // Look first without writing anything: a foreign, corrupt or newer file stays as it was.
-    let version = check(schema::inspect(&conn).map_err(corrupt)?)?;
-    if version < schema::SCHEMA_VERSION {
-        check(schema::migrate(&mut conn).map_err(|e| open_err(describe_open(path, &e)))?)?;
-    }
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .map_err(corrupt)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-            .map_err(|e| open_err(describe_open(path, &e)))?;
-    }
-    // Checkpoints are the writer's job (when idle, or when the log grows large), never the
-    // dispatcher's: an automatic one would land on whichever commit crosses the threshold.
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")
-        .map_err(|e| open_err(describe_open(path, &e)))?;
-    Ok(conn)
-}
-
-fn describe_open(path: &Path, e: &rusqlite::Error) -> String {
-    let msg = e.to_string();
-    let readonly = msg.contains("readonly")
-        || msg.contains("read-only")
-        || msg.contains("unable to open")
-        || path
-            .parent()
-            .and_then(|d| std::fs::metadata(d).ok())
-            .is_some_and(|m| m.permissions().readonly());
-    if readonly {
-        format!(
-            "{msg} (is the location read-only? set COVALENT_HOME or `[sdk] data_dir` in covalent.toml to a writable directory)"
-        )
-    } else {
-        msg
     }
 }
