@@ -1,1 +1,3 @@
 //! Runnable covalent workflows; see `examples/`.
+
+#![forbid(unsafe_code)]

@@ -29,6 +29,8 @@
 //! Bodies are never required to parse: a syntax error inside one is reported by rustc alone,
 //! and the macro expands around the body as written.
 
+#![forbid(unsafe_code)]
+
 mod electron;
 mod errors;
 mod function;

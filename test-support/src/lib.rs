@@ -4,6 +4,8 @@
 //! allows it; when it cannot be had they are skipped with a message on stderr, or fail when
 //! `COVALENT_REQUIRE_ENGINES` is set (as CI sets it), so a missing engine never passes silently.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 

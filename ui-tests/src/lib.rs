@@ -1,1 +1,3 @@
 //! Compile-pass and compile-fail tests of the covalent macros (see `tests/`).
+
+#![forbid(unsafe_code)]

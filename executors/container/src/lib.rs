@@ -33,6 +33,8 @@
 //! Register the plugin by linking the crate: `use covalent_container as _;` anywhere in the
 //! program, or call [`link`] once.
 
+#![forbid(unsafe_code)]
+
 mod engine;
 
 use std::collections::{BTreeMap, HashMap};

@@ -72,7 +72,8 @@ pub(crate) const MAX_CONTROL_PATH: usize = 64;
 /// else under `/tmp`; private to this user (created `0700`, refused when someone else owns it
 /// or can enter it).
 pub(crate) fn control_dir() -> Result<PathBuf, RemoteError> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
+    // SAFETY: geteuid has no preconditions and cannot fail (the one unsafe call of this crate).
+    #[allow(unsafe_code)]
     let uid = unsafe { libc::geteuid() };
     let dir = control_dir_in(&std::env::temp_dir(), uid);
     make_private_dir(&dir, uid).map_err(|e| {

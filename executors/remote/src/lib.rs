@@ -34,6 +34,8 @@
 //! directly keeps all of that without a new dependency, and honours the user's OpenSSH config
 //! (`~/.ssh/config`, agent, keys, known hosts) just as that crate would.
 
+#![deny(unsafe_code)]
+
 mod command_line;
 mod error;
 mod exec;

@@ -38,6 +38,8 @@
 //! Register the plugin by linking the crate: `use covalent_slurm as _;` anywhere in the
 //! program, or call [`link`] once.
 
+#![forbid(unsafe_code)]
+
 mod host;
 mod job;
 mod poll;

@@ -29,6 +29,8 @@
 //! Register the plugin (so `executor = "ssh"` and `[executors.ssh]` work) by linking the crate:
 //! call [`link`] once, or `use covalent_ssh as _;`.
 
+#![forbid(unsafe_code)]
+
 mod remote;
 
 use std::collections::BTreeMap;

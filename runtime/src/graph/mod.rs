@@ -13,8 +13,8 @@ mod arena;
 mod node;
 mod ops;
 
-pub use arena::{Builder, Graph};
-pub(crate) use arena::{NO_EXECUTOR, Op, WAIT_SLOT, build, with_builder};
 #[cfg(test)]
 pub(crate) use arena::InternalOp;
+pub use arena::{Builder, Graph};
+pub(crate) use arena::{NO_EXECUTOR, Op, WAIT_SLOT, build, with_builder};
 pub use node::{AnyNode, IntoNode, Node, Waitable, wait};
