@@ -112,8 +112,9 @@ fn list_shows_dispatches_with_task_counts_and_statuses() {
         out.contains("2 of 2 dispatches shown: 1 COMPLETED, 1 FAILED"),
         "{out}"
     );
-    // A short id from the table names one dispatch.
-    ok(covalent(home.path(), &["show", short]));
+    // A short id from the table names one dispatch; a failed node shows its error's kind.
+    let shown = ok(covalent(home.path(), &["show", short]));
+    assert!(shown.contains("[user] "), "{shown}");
 
     let failed = ok(covalent(
         home.path(),

@@ -416,3 +416,61 @@ fn a_dispatch_into_a_bad_store_fails_clearly_before_running() {
     let e = covalent::dispatch_sync(workflow(1, 1).with_config(cfg)).unwrap_err();
     assert!(e.to_string().contains("covalent.db"), "{e}");
 }
+
+#[electron(retries = 1)]
+fn refuses(x: i64) -> Result<i64, String> {
+    Err(format!("refused {x}"))
+}
+
+#[electron(time_limit = "50ms")]
+async fn dawdles() -> i64 {
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    1
+}
+
+#[electron]
+fn expects_text(s: String) -> String {
+    s
+}
+
+#[lattice]
+fn kinds() -> (i64, i64, String) {
+    (refuses(1), dawdles(), expects_text("fine".to_string()))
+}
+
+#[test]
+fn failure_kinds_are_recorded_beside_their_messages() {
+    let (_dir, cfg) = temp_config();
+    let path = cfg.store_path();
+    let r = covalent::dispatch_sync(kinds().with_config(cfg)).unwrap();
+    assert_eq!(r.status(), Status::Failed, "{r}");
+    let by_name = |name: &str| r.nodes().find(|n| n.name() == name).unwrap();
+    let live = by_name("refuses");
+    assert_eq!(live.error_kind(), Some(covalent::ErrorKind::User));
+    assert_eq!(live.error().as_deref(), Some("refused 1"));
+    // A user error is retried; both attempts keep their kind.
+    let attempts = live.attempts();
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.error.as_ref().map(|e| e.kind()) == Some(covalent::ErrorKind::User))
+    );
+    let timed = by_name("dawdles");
+    assert_eq!(timed.error_kind(), Some(covalent::ErrorKind::TimedOut));
+
+    let rec = Store::open(&path).unwrap().get(r.dispatch_id()).unwrap();
+    let recorded = |name: &str| rec.nodes.iter().find(|n| n.name == name).unwrap();
+    let n0 = recorded("refuses");
+    assert_eq!(n0.error.as_deref(), Some("refused 1"));
+    assert_eq!(n0.error_kind, Some(covalent::ErrorKind::User));
+    assert_eq!(n0.attempts.len(), 2);
+    assert_eq!(n0.attempts[1].error_kind, Some(covalent::ErrorKind::User));
+    assert_eq!(
+        recorded("dawdles").error_kind,
+        Some(covalent::ErrorKind::TimedOut)
+    );
+    assert_eq!(recorded("expects_text").error_kind, None);
+    let json = serde_json::to_value(n0).unwrap();
+    assert_eq!(json["error_kind"], "user");
+}
