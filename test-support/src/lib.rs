@@ -1,10 +1,75 @@
-//! Helpers shared by the workspace's tests (a dev-dependency only).
+//! Helpers shared by the workspace's tests (a dev-dependency only), and the executor
+//! conformance suite.
 //!
 //! Tests that need an engine (sshd, Slurm, podman) start it through `scripts/` when the machine
 //! allows it; when it cannot be had they are skipped with a message on stderr, or fail when
 //! `COVALENT_REQUIRE_ENGINES` is set (as CI sets it), so a missing engine never passes silently.
+//!
+//! # The executor conformance suite
+//!
+//! [`executor_conformance!`] runs the same scenarios against any out-of-process executor (one
+//! that runs each task in a worker re-running the test binary, as `process`, `ssh`, `slurm` and
+//! `container` do). Invoked once in a test file, it expands there to the suite's electrons,
+//! lattices and `#[test]` functions, in a module `conformance` (`cargo test conformance` runs
+//! them). The electrons must live in the test binary, since that binary is the worker. Every
+//! scenario checks the failure's `covalent::ErrorKind` where there is one,
+//! and at its end that the executor left nothing of the dispatch behind:
+//!
+//! | test | checks |
+//! |---|---|
+//! | `tasks_run_elsewhere_with_their_streams_captured` | values come back to a downstream node; tasks ran in another process; the node records the executor's name, a job handle, its stdout and stderr |
+//! | `failures_and_crashes_fail_their_node_with_the_kind_and_reason` | `Err` is `User` with its message; a panic is `Panic`; a worker that aborts, exits 3 or segfaults is `WorkerLost`, saying SIGABRT / "exited with code 3" / SIGSEGV, with its stderr |
+//! | `a_time_limit_stops_the_task` | past `time_limit` the node fails `TimedOut` ("timed out after ..."), the executor stops the task (the `stopped` probe, grandchild included) |
+//! | `cancel_stops_the_running_task` | cancelling while the task runs ends the dispatch and node `Cancelled`, and the executor stops the task |
+//! | `a_worker_crash_is_retried` | with `retries = 1`, a worker that aborts once (a marker file in the shared directory) succeeds on attempt 2; attempt 1 is `WorkerLost` (SIGABRT) |
+//! | `two_tasks_run_in_parallel` | two independent tasks run at once (a rendezvous through the shared directory), with distinct job handles |
+//! | `hooks_run_where_the_task_runs` | `deps_bash` and `call_before` run in the task's own process; a failing `deps_bash` or `call_before` fails the node as `Hook` with the command's stderr or the hook's error |
+//!
+//! The time-limit and cancel scenarios also check that what the task printed before it was
+//! stopped is on its node, or, for an executor that says it loses those streams, that it is
+//! not (so the flag has to change when the executor is fixed).
+//!
+//! ## Running it against your executor
+//!
+//! A plugin author adds `covalent-test-support` (or a copy of this macro) as a dev-dependency
+//! and writes, in one integration-test file:
+//!
+//! ```ignore
+//! covalent_test_support::executor_conformance! {
+//!     // anything `#[electron(executor = ...)]` accepts: a name, an `ExecutorRef`, a value;
+//!     // evaluated once per test binary, so every scenario shares the instance
+//!     executor: MyExecutor::for_tests(),
+//!     // the short name nodes record
+//!     name: "mine",
+//!     // the covalent::Config to dispatch with (record = false keeps the store out of it)
+//!     config: test_config(),
+//!     // fn(&str) -> Result<(), String>: Err(why) skips the test (given its name), or fails
+//!     // it under COVALENT_REQUIRE_ENGINES=1
+//!     engine: |_| my_engine_is_up(),
+//!     // a directory this process and the tasks both read and write, as each sees it
+//!     shared_dir: std::env::temp_dir(),
+//!     shared_dir_in_task: std::env::temp_dir(),
+//!     // a string literal: the time limit of the time-out scenario, long enough for a task
+//!     // to start (a few seconds for a batch system)
+//!     time_limit: "2s",
+//!     // fn(&JobHandle) -> Result<(), String>: Ok once nothing of that task runs any more
+//!     // (polled for up to 5 s after a time-out or cancel)
+//!     stopped: |job| my_job_is_gone(job),
+//!     // fn(&covalent::Uuid) -> Vec<String>: whatever of that dispatch is left (jobs,
+//!     // containers); `|_| Vec::new()` when nothing can be left
+//!     leftovers: |_| Vec::new(),
+//!     // whether the stdout of a task stopped by a time-out or cancel is kept on its node
+//!     keeps_streams_of_stopped_tasks: true,
+//! }
+//! ```
+//!
+//! The expressions are evaluated in the calling file's scope, so they may name its items. The
+//! workspace's own invocations are in `runtime/tests/process.rs` and the `ssh`, `slurm` and
+//! `container` executors' tests.
 
 #![forbid(unsafe_code)]
+
+mod conformance;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -103,4 +168,26 @@ pub fn median_mean_ms(xs: &mut [std::time::Duration]) -> (f64, f64) {
     let median = xs[xs.len() / 2].as_secs_f64() * 1e3;
     let mean = xs.iter().map(std::time::Duration::as_secs_f64).sum::<f64>() / xs.len() as f64 * 1e3;
     (median, mean)
+}
+
+/// Polls `check` every 50 ms for up to 5 s (stopping a job or a container is not instant) and
+/// fails the calling test with `what` and the last answer if it never says `Ok`.
+pub fn settle(what: &str, check: impl Fn() -> Result<(), String>) {
+    let start = std::time::Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(e) if start.elapsed() > std::time::Duration::from_secs(5) => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+}
+
+/// A file name no other test, run or process uses (`what` ends it).
+pub fn unique(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("covalent-conformance-{}-{nanos}-{what}", std::process::id())
 }

@@ -265,30 +265,36 @@ impl ContainerExecutor {
                 msg.push_str(":\n");
                 msg.push_str(&t);
             }
-            failed(msg)
+            msg
         };
+        // 125-127 are the engine failing to run the container (an executor failure); any other
+        // end without a result is the worker going away (retried like a lost worker).
+        let lost = |msg: String| ExecutorError::WorkerLost(with_stderr(msg));
         match code {
             Some(125) if engine.image_missing(stderr) => failed(format!(
                 "image {} not found locally (images are not pulled here: build or import it)",
                 self.image
             )),
             Some(125) if stderr.contains("container-init binary not found") => {
-                with_stderr(format!(
+                failed(with_stderr(format!(
                     "{} has no init binary for --init: install catatonit (or tini), or set init = false",
                     engine.program()
-                ))
+                )))
             }
-            Some(125) => with_stderr(format!("{} could not run the container", engine.program())),
-            Some(c @ (126 | 127)) => with_stderr(format!(
+            Some(125) => failed(with_stderr(format!(
+                "{} could not run the container",
+                engine.program()
+            ))),
+            Some(c @ (126 | 127)) => failed(with_stderr(format!(
                 "the worker binary could not start in image {} (exit code {c}): the image needs the binary's shared libraries (glibc at least as new as this host's)",
                 self.image
-            )),
-            Some(c) if c > 128 && c < 128 + 65 => with_stderr(format!(
+            ))),
+            Some(c) if c > 128 && c < 128 + 65 => lost(format!(
                 "the container exited with code {c}: the worker was killed by {}",
                 signal_name(c - 128)
             )),
-            Some(c) => with_stderr(format!("the container exited with code {c}")),
-            None => with_stderr(format!(
+            Some(c) => lost(format!("the container exited with code {c}")),
+            None => lost(format!(
                 "{} was killed by {}",
                 engine.program(),
                 signal.map(signal_name).unwrap_or_else(|| "a signal".into())

@@ -1,18 +1,19 @@
 //! The `container` executor against real podman (with runc, and an image built offline by
 //! `scripts/podman-image.sh`; skipped with a message when that cannot be had, a failure under
-//! `COVALENT_REQUIRE_ENGINES=1`), with this test binary as the worker: results, streams and
-//! options, failures and crashes, hooks, a time limit, cancellation, retries after a crash,
-//! parallel tasks, and a missing image. Every test checks that no container of its dispatch is
-//! left.
+//! `COVALENT_REQUIRE_ENGINES=1`), with this test binary as the worker: the executor
+//! conformance suite of `covalent-test-support` (a time limit and cancellation remove the
+//! container; tasks share a mounted directory), what is particular to containers (options,
+//! the container's view, names), and a missing image. Every test checks that no container of
+//! its dispatch is left.
 
 mod engine;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use covalent::executor::JobHandle;
 use covalent::prelude::*;
 use covalent_container::{ContainerExecutor, Engine};
 use covalent_test_support::run_example;
@@ -99,6 +100,35 @@ fn assert_nothing_left(dispatch: &covalent::Uuid) {
     );
 }
 
+/// The task's container is gone (stopped and removed).
+fn container_gone(job: &JobHandle) -> Result<(), String> {
+    let name = job.0["container"]
+        .as_str()
+        .ok_or("no container in the job handle")?;
+    let out = Command::new("podman")
+        .args(["ps", "--all", "--format", "{{.Names}} {{.State}}"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.lines().find(|l| l.split(' ').next() == Some(name)) {
+        Some(line) => Err(format!("container {line}")),
+        None => Ok(()),
+    }
+}
+
+covalent_test_support::executor_conformance! {
+    executor: with_shared_dir(),
+    name: "container",
+    config: config(),
+    engine: |_| engine::podman(),
+    shared_dir: &*SHARED,
+    shared_dir_in_task: "/shared",
+    time_limit: "2s",
+    stopped: container_gone,
+    leftovers: containers_of,
+    keeps_streams_of_stopped_tasks: true,
+}
+
 // ---- results and streams --------------------------------------------------------------------
 
 #[electron(executor = "container")]
@@ -171,233 +201,6 @@ fn tasks_run_in_containers_with_their_streams() {
         .unwrap()
         .to_string();
     assert!(!Path::new(&dir).exists(), "the task directory is removed");
-    assert_nothing_left(&r.dispatch_id());
-}
-
-// ---- failures ---------------------------------------------------------------------------------
-
-#[electron(executor = "container")]
-fn fails() -> Result<i64, String> {
-    Err("no luck".to_string())
-}
-
-#[electron(executor = "container")]
-fn aborts() -> i64 {
-    eprintln!("about to abort");
-    std::process::abort()
-}
-
-#[electron(executor = "container")]
-fn exits() -> i64 {
-    std::process::exit(3)
-}
-
-#[lattice]
-fn failures() -> (i64, i64, i64) {
-    (fails(), aborts(), exits())
-}
-
-#[test]
-fn failures_and_crashes_fail_their_node_with_the_reason() {
-    need_podman!("failures_and_crashes_fail_their_node_with_the_reason");
-    let r = covalent::dispatch_sync(failures().with_config(config())).unwrap();
-    assert_eq!(r.status(), Status::Failed);
-    let err = |name: &str| {
-        r.nodes()
-            .find(|n| n.name() == name)
-            .unwrap()
-            .error()
-            .unwrap()
-            .to_string()
-    };
-    assert_eq!(err("fails"), "no luck");
-    let crash = err("aborts");
-    assert!(
-        crash.contains("the worker was killed by signal 6 (SIGABRT)"),
-        "{crash}"
-    );
-    assert!(
-        crash.contains("about to abort"),
-        "the container's stderr is shown: {crash}"
-    );
-    assert!(
-        err("exits").contains("the container exited with code 3"),
-        "{}",
-        err("exits")
-    );
-    assert_nothing_left(&r.dispatch_id());
-}
-
-static HOOK_RAN: AtomicBool = AtomicBool::new(false);
-
-fn note_hook() {
-    HOOK_RAN.store(true, Ordering::SeqCst);
-}
-
-#[electron(executor = "container", deps_bash = "test -d /covalent/task", call_before = note_hook)]
-fn hooked() -> bool {
-    HOOK_RAN.load(Ordering::SeqCst)
-}
-
-#[electron(executor = "container", deps_bash = "echo cannot install >&2; false")]
-fn broken_deps() -> bool {
-    true
-}
-
-#[lattice]
-fn hooks() -> (bool, bool) {
-    (hooked(), broken_deps())
-}
-
-#[test]
-fn hooks_run_inside_the_container() {
-    need_podman!("hooks_run_inside_the_container");
-    let r = covalent::dispatch_sync(hooks().with_config(config())).unwrap();
-    let node = |name: &str| r.nodes().find(|n| n.name() == name).unwrap();
-    assert_eq!(
-        node("hooked").output_as::<bool>(),
-        Some(true),
-        "call_before ran in the worker"
-    );
-    let e = node("broken_deps").error().unwrap();
-    assert!(
-        e.contains("deps_bash") && e.contains("cannot install"),
-        "{e}"
-    );
-    assert_nothing_left(&r.dispatch_id());
-}
-
-// ---- time limits, cancellation, retries, parallel tasks ----------------------------------------
-
-#[electron(executor = "container", time_limit = "2s")]
-fn too_slow() -> i64 {
-    println!("started");
-    std::thread::sleep(Duration::from_secs(120));
-    1
-}
-
-#[lattice]
-fn timed() -> i64 {
-    too_slow()
-}
-
-#[test]
-fn a_time_limit_removes_the_container() {
-    need_podman!("a_time_limit_removes_the_container");
-    let start = Instant::now();
-    let r = covalent::dispatch_sync(timed().with_config(config())).unwrap();
-    assert!(
-        start.elapsed() < Duration::from_secs(20),
-        "{:?}",
-        start.elapsed()
-    );
-    let node = r.node(0).unwrap();
-    assert_eq!(node.status(), Status::Failed);
-    assert!(
-        node.error().unwrap().contains("timed out after 2s"),
-        "{:?}",
-        node.error()
-    );
-    assert!(node.stdout().contains("started"), "{:?}", node.stdout());
-    assert_nothing_left(&r.dispatch_id());
-}
-
-#[electron(executor = "container")]
-fn waits_forever() -> i64 {
-    println!("waiting");
-    std::thread::sleep(Duration::from_secs(600));
-    1
-}
-
-#[lattice]
-fn cancellable() -> i64 {
-    waits_forever()
-}
-
-#[covalent::test]
-async fn cancelling_removes_the_container() {
-    need_podman!("cancelling_removes_the_container");
-    let d = covalent::dispatch(cancellable().with_config(config()))
-        .await
-        .unwrap();
-    let id = d.id();
-    let start = Instant::now();
-    while containers_of(&id).is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the container never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    d.cancel();
-    let r = d.wait().await.unwrap();
-    assert_eq!(r.status(), Status::Cancelled);
-    let node = r.node(0).unwrap();
-    assert_eq!(node.status(), Status::Cancelled);
-    assert!(node.stdout().contains("waiting"), "{:?}", node.stdout());
-    assert_nothing_left(&id);
-}
-
-#[electron(executor = with_shared_dir(), retries = 1)]
-fn crashes_once(flag: String) -> i64 {
-    let flag = Path::new("/shared").join(flag);
-    if !flag.exists() {
-        std::fs::write(&flag, "crashed").unwrap();
-        std::process::exit(101);
-    }
-    7
-}
-
-#[lattice]
-fn retried(flag: String) -> i64 {
-    crashes_once(flag)
-}
-
-#[test]
-fn a_worker_crash_is_retried() {
-    need_podman!("a_worker_crash_is_retried");
-    let r =
-        covalent::dispatch_sync(retried("crash-once".to_string()).with_config(config())).unwrap();
-    assert_eq!(r.value(), Some(&7), "{r}");
-    let attempts = r.node(0).unwrap().attempts();
-    assert_eq!(attempts.len(), 2);
-    let first = attempts[0].error.as_ref().unwrap().message();
-    assert!(first.contains("exited with code 101"), "{first}");
-    assert_nothing_left(&r.dispatch_id());
-}
-
-/// Waits until the other task has started too: only finishes if both run at once.
-#[electron(executor = with_shared_dir())]
-fn rendezvous(me: String, other: String) -> bool {
-    let (me, other) = (
-        Path::new("/shared").join(me),
-        Path::new("/shared").join(other),
-    );
-    std::fs::write(&me, "here").unwrap();
-    let start = Instant::now();
-    while !other.exists() {
-        if start.elapsed() > Duration::from_secs(20) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    true
-}
-
-#[lattice]
-fn pair() -> (bool, bool) {
-    (
-        rendezvous("left".to_string(), "right".to_string()),
-        rendezvous("right".to_string(), "left".to_string()),
-    )
-}
-
-#[test]
-fn two_tasks_run_in_parallel() {
-    need_podman!("two_tasks_run_in_parallel");
-    let r = covalent::dispatch_sync(pair().with_config(config())).unwrap();
-    assert_eq!(r.value(), Some(&(true, true)), "{r}");
     assert_nothing_left(&r.dispatch_id());
 }
 

@@ -221,7 +221,7 @@ impl SlurmExecutor {
                 msg.push_str(":\n");
                 msg.push_str(&t);
             }
-            failed(msg)
+            ExecutorError::WorkerLost(msg)
         };
         match record.state.as_str() {
             "CANCELLED" => ExecutorError::Cancelled,

@@ -174,7 +174,7 @@ fn finish(s: &Session, ctx: &TaskContext, c: Collected) -> Result<Output, Execut
                 msg.push_str(":\n");
                 msg.push_str(&t);
             }
-            Err(ExecutorError::Failed(msg))
+            Err(ExecutorError::WorkerLost(msg))
         }
     }
 }
