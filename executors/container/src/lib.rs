@@ -43,7 +43,9 @@ use std::process::Stdio;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use covalent::executor::worker::{ResultEnvelope, TaskEnvelope, current_binary, signal_name, tail};
+use covalent::executor::worker::{
+    ResultEnvelope, TaskEnvelope, current_binary, signal_name, with_stderr_tail,
+};
 use covalent::executor::{
     BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext,
 };
@@ -259,14 +261,7 @@ impl ContainerExecutor {
         signal: Option<i32>,
         stderr: &str,
     ) -> ExecutorError {
-        let with_stderr = |mut msg: String| {
-            let t = tail(stderr, 20);
-            if !t.is_empty() {
-                msg.push_str(":\n");
-                msg.push_str(&t);
-            }
-            msg
-        };
+        let with_stderr = |msg: String| with_stderr_tail(msg, stderr);
         // 125-127 are the engine failing to run the container (an executor failure); any other
         // end without a result is the worker going away (retried like a lost worker).
         let lost = |msg: String| ExecutorError::WorkerLost(with_stderr(msg));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use covalent::executor::ExecutorError;
-use covalent::executor::worker::{signal_name, tail};
+use covalent::executor::worker::{signal_name, with_stderr_tail};
 use covalent_remote::{Input, shell_quote};
 use serde::{Deserialize, Serialize};
 
@@ -215,14 +215,7 @@ impl SlurmExecutor {
         stderr: &str,
         limit: Option<Duration>,
     ) -> ExecutorError {
-        let with_stderr = |mut msg: String| {
-            let t = tail(stderr, 20);
-            if !t.is_empty() {
-                msg.push_str(":\n");
-                msg.push_str(&t);
-            }
-            ExecutorError::WorkerLost(msg)
-        };
+        let with_stderr = |msg: String| ExecutorError::WorkerLost(with_stderr_tail(msg, stderr));
         match record.state.as_str() {
             "CANCELLED" => ExecutorError::Cancelled,
             "TIMEOUT" => match limit {

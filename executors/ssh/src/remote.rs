@@ -9,7 +9,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
-use covalent::executor::worker::{RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, tail};
+use covalent::executor::worker::{
+    RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, tail, with_stderr_tail,
+};
 use covalent::executor::{ExecutorError, Output, Task, TaskContext};
 use covalent_remote::{Input, Reply, Retry, Session, shell_quote};
 use tokio::io::AsyncWriteExt;
@@ -168,13 +170,10 @@ fn finish(s: &Session, ctx: &TaskContext, c: Collected) -> Result<Output, Execut
                     Err(_) => format!("ended ({code})"),
                 },
             };
-            let mut msg = format!("the task's process on {} {status}", s.target());
-            let t = tail(&c.stderr, 20);
-            if !t.is_empty() {
-                msg.push_str(":\n");
-                msg.push_str(&t);
-            }
-            Err(ExecutorError::WorkerLost(msg))
+            Err(ExecutorError::WorkerLost(with_stderr_tail(
+                format!("the task's process on {} {status}", s.target()),
+                &c.stderr,
+            )))
         }
     }
 }

@@ -38,6 +38,18 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// `msg`, then `:` and the last 20 lines of a task's stderr when it wrote any: how a worker
+/// that ended without a result is reported.
+pub fn with_stderr_tail(msg: impl Into<String>, stderr: &str) -> String {
+    let mut msg = msg.into();
+    let t = tail(stderr, 20);
+    if !t.is_empty() {
+        msg.push_str(":\n");
+        msg.push_str(&t);
+    }
+    msg
+}
+
 /// Kills process group `pgid` with SIGKILL; returns whether the signal was sent.
 ///
 /// Only that group can be signalled: an id that is not a valid group id (≤ 1, or out of range
@@ -83,6 +95,8 @@ mod tests {
     #[test]
     fn exits_and_tails_read_as_sentences() {
         assert_eq!(tail("a\nb\nc", 2), "b\nc");
+        assert_eq!(with_stderr_tail("it died", ""), "it died");
+        assert_eq!(with_stderr_tail("it died", "why\n"), "it died:\nwhy");
         assert_eq!(signal_name(libc::SIGSEGV), "signal 11 (SIGSEGV)");
     }
 }

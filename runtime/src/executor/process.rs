@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
-use super::child::{describe_exit, kill_group, tail};
+use super::child::{describe_exit, kill_group, with_stderr_tail};
 use super::worker::{RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, current_binary};
 use crate::executor::{BaseOptions, Executor, ExecutorError, JobHandle, Task, TaskContext};
 use crate::value::Output;
@@ -147,15 +147,10 @@ impl Executor for ProcessExecutor {
             status.map_err(|e| ExecutorError::Failed(format!("waiting for the worker: {e}")))?;
         match ResultEnvelope::read(&result_file) {
             Ok(r) => r.into_output(),
-            Err(_) => {
-                let mut msg = format!("the task's process {}", describe_exit(status));
-                let t = tail(&err, 20);
-                if !t.is_empty() {
-                    msg.push_str(":\n");
-                    msg.push_str(&t);
-                }
-                Err(ExecutorError::WorkerLost(msg))
-            }
+            Err(_) => Err(ExecutorError::WorkerLost(with_stderr_tail(
+                format!("the task's process {}", describe_exit(status)),
+                &err,
+            ))),
         }
     }
 

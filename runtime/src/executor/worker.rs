@@ -25,7 +25,7 @@ use crate::electron::{Args, TaskError, find_electron};
 use crate::executor::{ExecutorError, Task, TaskContext};
 use crate::value::Output;
 
-pub use super::child::{describe_exit, kill_group, signal_name, tail};
+pub use super::child::{describe_exit, kill_group, signal_name, tail, with_stderr_tail};
 
 /// Quotes a string for a POSIX shell (`'...'`), for executors that build remote commands.
 pub fn shell_quote(s: &str) -> String {
@@ -441,6 +441,10 @@ mod tests {
             "a\"b",
             "",
             "x;rm -rf /",
+            "$(id)",
+            "back\\slash",
+            "new\nline",
+            "*",
         ] {
             let out = std::process::Command::new("sh")
                 .arg("-c")
