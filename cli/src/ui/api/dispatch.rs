@@ -1,0 +1,99 @@
+//! One dispatch: `GET /api/dispatches/{id}` (its summary and top-level graph),
+//! `.../record` (the whole record) and `.../sublattices/{path}` (the graph of a sublattice
+//! node).
+//!
+//! Each body is serialized on the blocking thread, since a large graph is a few MB. It must
+//! not describe a single node (the node answer does) nor change the store.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::ui::api::graph::{graph_at, parse_path};
+use crate::ui::api::reply::{ApiResult, json_bytes};
+use crate::ui::api::shape::{done_count, graph_nodes, runtime_ms};
+use crate::ui::state::{Shared, UiError, blocking};
+
+/// `GET /api/dispatches/{id}`.
+pub async fn dispatch(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    let body = blocking(&state, move |s| {
+        let store = s.store.require()?;
+        let uuid = store.resolve(&id)?;
+        let version = store.data_version()?;
+        let r = s.record(&store, uuid)?;
+        let inputs: Vec<Value> = r
+            .inputs
+            .iter()
+            .map(|(k, v)| json!({ "name": k, "value": v }))
+            .collect();
+        // Serialized here, on the blocking thread: a 10,000-node graph is a few MB.
+        let body = serde_json::to_vec(&json!({
+            "id": r.id.to_string(),
+            "lattice": r.lattice,
+            "status": r.status,
+            "inputs": inputs,
+            "output": r.output,
+            "error": r.error,
+            "start_time": r.start_time,
+            "end_time": r.end_time,
+            "runtime_ms": runtime_ms(r.start_time, r.end_time),
+            "results_dir": r.results_dir,
+            "done": r.done_count(),
+            "total": r.task_count(),
+            "node_count": r.nodes.len(),
+            "data_version": version,
+            "nodes": graph_nodes(&r.nodes),
+        }))
+        .map_err(|e| UiError::Internal(e.to_string()))?;
+        Ok(body)
+    })
+    .await?;
+    Ok(json_bytes(body))
+}
+
+/// `GET /api/dispatches/{id}/record`.
+pub async fn record(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    let body = blocking(&state, move |s| {
+        let store = s.store.require()?;
+        let uuid = store.resolve(&id)?;
+        let r = s.record(&store, uuid)?;
+        serde_json::to_vec(&*r).map_err(|e| UiError::Internal(e.to_string()))
+    })
+    .await?;
+    Ok(json_bytes(body))
+}
+
+/// `GET /api/dispatches/{id}/sublattices/{path}`.
+pub async fn sublattice(
+    State(state): State<Shared>,
+    Path((id, path)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let ids = parse_path(&path)?;
+    if ids.is_empty() {
+        return Err(UiError::BadRequest("give a node path, e.g. 3 or 3/1".into()).into());
+    }
+    let body = blocking(&state, move |s| {
+        let store = s.store.require()?;
+        let uuid = store.resolve(&id)?;
+        let version = store.data_version()?;
+        let r = s.record(&store, uuid)?;
+        let (nodes, status, crumbs) = graph_at(&r, &ids)?;
+        let lattice = crumbs.last().map(|c| c.lattice.clone()).unwrap_or_default();
+        serde_json::to_vec(&json!({
+            "dispatch_id": r.id.to_string(),
+            "path": crumbs.last().map(|c| c.path.clone()),
+            "crumbs": crumbs,
+            "lattice": lattice,
+            "status": status,
+            "dispatch_status": r.status,
+            "done": done_count(nodes),
+            "total": nodes.iter().filter(|n| !n.internal).count(),
+            "node_count": nodes.len(),
+            "data_version": version,
+            "nodes": graph_nodes(nodes),
+        }))
+        .map_err(|e| UiError::Internal(e.to_string()))
+    })
+    .await?;
+    Ok(json_bytes(body))
+}

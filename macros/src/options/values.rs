@@ -1,0 +1,176 @@
+//! What each option's value may be: the checks that turn a value expression into its typed
+//! form (executor, name, retries, time limit, shell commands, hooks, fail-fast), each with
+//! the message and span for a value it rejects.
+//!
+//! Every check sees one value whose key is already known to be valid; it must not deal with
+//! key names, duplicates or missing values (the schema's job) nor generate code.
+
+use std::time::Duration;
+
+use syn::{Expr, ExprArray, ExprLit, Lit, LitBool, LitStr, Path};
+
+use crate::errors::{Errors, render};
+
+/// Where a node runs: a registered executor's name or an expression yielding an executor.
+pub(crate) enum ExecutorOpt {
+    Named(LitStr),
+    Expr(Expr),
+}
+
+impl ExecutorOpt {
+    pub(crate) fn parse(value: &Expr) -> syn::Result<Self> {
+        match peel(value) {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) => {
+                if s.value().trim().is_empty() {
+                    return Err(syn::Error::new_spanned(
+                        s,
+                        "`executor` names a registered executor and cannot be empty, as in `executor = \"local\"`",
+                    ));
+                }
+                Ok(ExecutorOpt::Named(s.clone()))
+            }
+            other => Ok(ExecutorOpt::Expr(other.clone())),
+        }
+    }
+}
+
+/// Looks through the invisible groups `macro_rules!` wraps around `$e:expr` fragments.
+fn peel(mut expr: &Expr) -> &Expr {
+    while let Expr::Group(group) = expr {
+        expr = &group.expr;
+    }
+    expr
+}
+
+fn lit(expr: &Expr) -> Option<&Lit> {
+    match peel(expr) {
+        Expr::Lit(ExprLit { lit, .. }) => Some(lit),
+        _ => None,
+    }
+}
+
+pub(crate) fn name(value: &Expr) -> syn::Result<LitStr> {
+    match lit(value) {
+        Some(Lit::Str(s)) if s.value().trim().is_empty() => Err(syn::Error::new_spanned(
+            s,
+            "`name` cannot be empty; it is the name shown in results and the UI",
+        )),
+        Some(Lit::Str(s)) => Ok(s.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`name` takes a string literal, as in `name = \"add numbers\"`",
+        )),
+    }
+}
+
+pub(crate) fn retries(value: &Expr) -> syn::Result<u32> {
+    match lit(value) {
+        Some(Lit::Int(n)) => n.base10_parse::<u32>().map_err(|_| {
+            syn::Error::new_spanned(
+                n,
+                format!(
+                    "`retries = {n}` does not fit a `u32`; use a whole number from 0 to 4294967295"
+                ),
+            )
+        }),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!(
+                "`retries` takes a whole number of extra attempts, as in `retries = 2`, not `{}`",
+                render(value)
+            ),
+        )),
+    }
+}
+
+const DURATION_EXAMPLES: &str = "\"30s\", \"1m 30s\" or \"2h\"";
+
+/// Parses a `time_limit` string at compile time.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("a time limit must be longer than zero".to_string());
+    }
+    if u64::try_from(duration.as_nanos()).is_err() {
+        return Err("a time limit must be shorter than 584 years".to_string());
+    }
+    Ok(duration)
+}
+
+pub(crate) fn time_limit(value: &Expr) -> syn::Result<Duration> {
+    match lit(value) {
+        Some(Lit::Str(s)) => parse_duration(&s.value()).map_err(|reason| {
+            syn::Error::new_spanned(
+                s,
+                format!(
+                    "malformed `time_limit` {:?}: {reason}; expected a duration such as {DURATION_EXAMPLES}",
+                    s.value()
+                ),
+            )
+        }),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!(
+                "`time_limit` takes a duration string such as {DURATION_EXAMPLES}, not `{}`",
+                render(value)
+            ),
+        )),
+    }
+}
+
+/// Elements of `[a, b]`, or the single value itself.
+fn one_or_list(value: &Expr) -> Vec<&Expr> {
+    match peel(value) {
+        Expr::Array(ExprArray { elems, .. }) => elems.iter().collect(),
+        single => vec![single],
+    }
+}
+
+pub(crate) fn deps_bash(value: &Expr) -> syn::Result<Vec<LitStr>> {
+    let mut errors = Errors::default();
+    let mut commands = Vec::new();
+    for item in one_or_list(value) {
+        match lit(item) {
+            Some(Lit::Str(s)) => commands.push(s.clone()),
+            _ => errors.spanned(
+                item,
+                "`deps_bash` takes a shell command string or a list of them, as in \
+                 `deps_bash = [\"pip install numpy\"]`",
+            ),
+        }
+    }
+    errors.into_error().map_or(Ok(commands), Err)
+}
+
+pub(crate) fn hooks(key: &str, value: &Expr) -> syn::Result<Vec<Path>> {
+    let mut errors = Errors::default();
+    let mut paths = Vec::new();
+    for item in one_or_list(value) {
+        match peel(item) {
+            Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => paths.push(p.path.clone()),
+            _ => errors.spanned(
+                item,
+                format!(
+                    "`{key}` takes the path of a function with no parameters, or a list of them, \
+                     as in `{key} = [check_env, hooks::log_start]`"
+                ),
+            ),
+        }
+    }
+    errors.into_error().map_or(Ok(paths), Err)
+}
+
+pub(crate) fn fail_fast(value: &Expr) -> syn::Result<bool> {
+    match lit(value) {
+        Some(Lit::Bool(LitBool { value, .. })) => Ok(*value),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!(
+                "`fail_fast` takes `true` or `false`, not `{}`",
+                render(value)
+            ),
+        )),
+    }
+}
