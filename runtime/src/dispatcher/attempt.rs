@@ -27,12 +27,13 @@ impl Run {
     /// one succeeds, its error's kind is final, `retries` are spent or the node's cancellation
     /// is requested. Every failed attempt is recorded; a successful one too, unless it is the
     /// first and `record_first_success` is false (the pool path, where the node's own times
-    /// say it all). `first_start` is the first attempt's start stamp, 0 to read the clock.
+    /// say it all). `first_start` is the first attempt's start stamp, 0 to read the clock;
+    /// `first` is the first attempt's outcome when the caller already has it.
     async fn attempts<F>(
         &self,
         i: u32,
         retries: u32,
-        first_start: u64,
+        (first_start, mut first): (u64, Option<Result<Output, NodeError>>),
         record_first_success: bool,
         mut attempt: impl FnMut(u32) -> F,
     ) -> Result<Output, NodeError>
@@ -46,7 +47,11 @@ impl Run {
             } else {
                 self.now()
             };
-            match attempt(n).await {
+            let outcome = match first.take() {
+                Some(outcome) => outcome,
+                None => attempt(n).await,
+            };
+            match outcome {
                 Ok(v) => {
                     if n > 1 || record_first_success {
                         self.record_attempt(i, n, t0, None);
@@ -93,11 +98,16 @@ impl Run {
             .retries
             .or(self.exec_of(i as usize).retries)
             .unwrap_or(0);
-        // The first attempt starts when the node does (one clock read fewer).
+        // The first attempt runs here, outside the loop: it is the one that almost always
+        // succeeds, and a chain runs millions of them. It starts when the node does.
+        let first = invoke::run_sync(def, body, args).map_err(NodeError::from);
+        if first.is_ok() {
+            return first;
+        }
         let start = self.states[i as usize]
             .start
             .load(std::sync::atomic::Ordering::Relaxed);
-        now_or_never(self.attempts(i, retries, start, false, |_| {
+        now_or_never(self.attempts(i, retries, (start, Some(first)), false, |_| {
             std::future::ready(invoke::run_sync(def, body, args).map_err(NodeError::from))
         }))
     }
@@ -129,7 +139,7 @@ impl Run {
         let retries = def.retries.or(resolved.retries).unwrap_or(0);
         let time_limit = def.time_limit.or(resolved.time_limit);
         let result = self
-            .attempts(i, retries, 0, true, |n| {
+            .attempts(i, retries, (0, None), true, |n| {
                 self.attempt_on(&exec, i, def, &args, n, time_limit)
             })
             .await;
