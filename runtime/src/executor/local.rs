@@ -2,7 +2,7 @@
 //!
 //! Sync electrons run on the runtime's worker pool (never on the async runtime's threads),
 //! async electrons on the async runtime. This module owns only the executor value; the pool is
-//! `pool.rs`, scheduling is the dispatcher's.
+//! `crate::pool`, scheduling is the dispatcher's.
 
 use serde::{Deserialize, Serialize};
 
