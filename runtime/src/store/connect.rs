@@ -10,6 +10,9 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{StoreError, schema};
 
+/// How long opening waits for other connections' locks.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens a connection: refuses foreign, corrupt and newer databases without changing them,
 /// then switches to WAL and migrates.
 pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -32,7 +35,7 @@ pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| open_err(describe_open(path, &e)))?;
-    conn.busy_timeout(Duration::from_secs(10))
+    conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_err(e.to_string()))?;
     let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
         path: path.to_path_buf(),
@@ -53,20 +56,47 @@ pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
     // Look first without writing anything: a foreign, corrupt or newer file stays as it was.
     let version = check(schema::inspect(&conn).map_err(corrupt)?)?;
     if version < schema::SCHEMA_VERSION {
-        check(schema::migrate(&mut conn).map_err(|e| open_err(describe_open(path, &e)))?)?;
+        let found = when_unlocked(|| schema::migrate(&mut conn))
+            .map_err(|e| open_err(describe_open(path, &e)))?;
+        check(found)?;
     }
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .map_err(corrupt)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-            .map_err(|e| open_err(describe_open(path, &e)))?;
+        when_unlocked(|| {
+            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        })
+        .map_err(|e| open_err(describe_open(path, &e)))?;
     }
     // Checkpoints are the writer's job (when idle, or when the log grows large), never the
     // dispatcher's: an automatic one would land on whichever commit crosses the threshold.
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")
         .map_err(|e| open_err(describe_open(path, &e)))?;
     Ok(conn)
+}
+
+/// Runs `f` again while SQLite reports the database busy, for up to the busy timeout. SQLite
+/// returns "database is locked" at once, without waiting, where waiting could deadlock (a
+/// connection upgrading its lock while another holds a pending one, and switching a new store
+/// to WAL while other processes open it); backing off and trying again is what it expects.
+fn when_unlocked<R>(mut f: impl FnMut() -> rusqlite::Result<R>) -> rusqlite::Result<R> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
 }
 
 fn describe_open(path: &Path, e: &rusqlite::Error) -> String {
@@ -84,5 +114,35 @@ fn describe_open(path: &Path, e: &rusqlite::Error) -> String {
         )
     } else {
         msg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many connections creating and opening one new store at once (threads with their own
+    /// connections race exactly as processes do: SQLite locks per connection).
+    #[test]
+    fn first_opens_of_a_new_store_do_not_race() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..20 {
+            let path = dir.path().join(format!("s{round}/covalent.db"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(12));
+            let handles: Vec<_> = (0..12)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        connect(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for h in handles {
+                if let Err(e) = h.join().unwrap() {
+                    panic!("round {round}: {e}");
+                }
+            }
+        }
     }
 }

@@ -88,7 +88,23 @@ pub(crate) enum Found {
 }
 
 /// Looks at a database without changing it.
+///
+/// The header fields and the table count are read in one read transaction (unless the caller
+/// has one open): read one by one, they could straddle another process's creation of the schema
+/// and make a new store look like another application's.
 pub(crate) fn inspect(conn: &Connection) -> rusqlite::Result<Found> {
+    if !conn.is_autocommit() {
+        return read_header(conn);
+    }
+    conn.execute_batch("BEGIN DEFERRED")?;
+    let found = read_header(conn);
+    let end = conn.execute_batch(if found.is_ok() { "COMMIT" } else { "ROLLBACK" });
+    let found = found?;
+    end?;
+    Ok(found)
+}
+
+fn read_header(conn: &Connection) -> rusqlite::Result<Found> {
     let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
