@@ -474,3 +474,31 @@ fn failure_kinds_are_recorded_beside_their_messages() {
     let json = serde_json::to_value(n0).unwrap();
     assert_eq!(json["error_kind"], "user");
 }
+
+#[test]
+fn listing_takes_search_text_literally_and_huge_offsets_as_past_the_end() {
+    let (_dir, cfg) = temp_config();
+    let path = cfg.store_path();
+    covalent::dispatch_sync(workflow(1, 2).with_config(cfg)).unwrap();
+    let store = Store::open(&path).unwrap();
+    let list = |filter: covalent::store::ListFilter| store.list(&filter).unwrap().len();
+    assert_eq!(list(Default::default()), 1);
+    let search = |text: &str| covalent::store::ListFilter {
+        search: Some(text.to_string()),
+        ..Default::default()
+    };
+    assert_eq!(list(search("flow")), 1, "a part of the name matches");
+    for wildcard in ["%", "_", "work_low", "w%w"] {
+        assert_eq!(list(search(wildcard)), 0, "`{wildcard}` is not a wildcard");
+    }
+    let far = covalent::store::ListFilter {
+        offset: usize::MAX,
+        ..Default::default()
+    };
+    assert_eq!(list(far), 0, "an offset past the end lists nothing");
+    let all = covalent::store::ListFilter {
+        limit: Some(usize::MAX),
+        ..Default::default()
+    };
+    assert_eq!(list(all), 1);
+}

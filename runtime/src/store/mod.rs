@@ -34,6 +34,18 @@ use crate::time::micros;
 use encode::GraphRec;
 pub use error::StoreError;
 
+/// `text` for a `LIKE ... ESCAPE '\'` pattern that matches it literally.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A time from microseconds since the Unix epoch.
 pub(crate) fn from_micros(us: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from(UNIX_EPOCH + Duration::from_micros(us.max(0) as u64))
@@ -303,17 +315,26 @@ impl Store {
             .status
             .map(|s| s.as_str().to_string())
             .unwrap_or_default();
-        let limit = filter.limit.map(|l| l as i64).unwrap_or(-1);
+        // Past i64::MAX is "all" (a cast would wrap to -1, which SQLite reads as no limit or
+        // no offset).
+        let limit = filter
+            .limit
+            .map(|l| i64::try_from(l).unwrap_or(i64::MAX))
+            .unwrap_or(-1);
+        let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
+        // The search is plain text: `%`, `_` and `\` match themselves.
+        let search = like_escape(&search);
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT d.id, d.lattice, d.status, d.task_count, d.created_at, d.ended_at, d.done_count
                  FROM dispatches d
                  WHERE (?1 = '' OR d.status = ?1)
-                   AND (?2 = '' OR d.lattice LIKE '%' || ?2 || '%' OR d.id LIKE ?2 || '%')
+                   AND (?2 = '' OR d.lattice LIKE '%' || ?2 || '%' ESCAPE '\\'
+                        OR d.id LIKE ?2 || '%' ESCAPE '\\')
                  ORDER BY d.created_at DESC, d.id DESC
                  LIMIT ?3 OFFSET ?4",
             )?;
-            let rows = st.query_map(params![status, search, limit, filter.offset as i64], |r| {
+            let rows = st.query_map(params![status, search, limit, offset], |r| {
                 Ok(DispatchSummary {
                     id: Uuid::parse_str(&r.get::<_, String>(0)?).unwrap_or_default(),
                     lattice: r.get(1)?,
