@@ -58,6 +58,19 @@ impl Context {
     /// The store, or `None` when nothing was ever recorded there (the file does not exist).
     pub fn existing_store(&self) -> Result<Option<Arc<Store>>> {
         let path = self.store_path();
+        let home = self.config.data_dir();
+        if home.exists() && !home.is_dir() {
+            let source = match self.home_source {
+                HomeSource::Flag => "--home",
+                HomeSource::Env => "COVALENT_HOME",
+                HomeSource::File => "`[sdk] data_dir` in covalent.toml",
+                HomeSource::Default => "the data directory",
+            };
+            bail!(
+                "{source} names {}, which is a file, not a directory: point it at a directory (the store is <dir>/covalent.db)",
+                home.display()
+            );
+        }
         if !path.exists() {
             return Ok(None);
         }

@@ -457,3 +457,29 @@ fn a_corrupt_store_is_an_error_and_stays_unchanged() {
     }
     assert_eq!(std::fs::read(&db).unwrap(), garbage);
 }
+
+#[test]
+fn a_home_that_is_a_file_is_an_error_not_an_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"some notes").unwrap();
+    for cmd in [&["list"][..], &["show", "0123abcd"], &["purge", "--all"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_covalent"))
+            .args(cmd)
+            .current_dir(dir.path())
+            .env("COVALENT_HOME", &file)
+            .env_remove("COVALENT_CONFIG")
+            .env("XDG_CONFIG_HOME", dir.path().join("no-user-config"))
+            .env("XDG_DATA_HOME", dir.path().join("no-user-data"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {out:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("is a file, not a directory"), "{cmd:?}: {err}");
+    }
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"some notes",
+        "left unchanged"
+    );
+}
