@@ -59,7 +59,11 @@ async fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(1);
-    let resume: Option<covalent::Uuid> = arg(&args, "--resume").map(|s| s.parse()).transpose()?;
+    // A full id or a unique prefix of one, as everywhere else.
+    let resume: Option<covalent::Uuid> = match arg(&args, "--resume") {
+        Some(id) => Some(covalent::store::Store::open_default()?.resolve(&id)?),
+        None => None,
+    };
     for _ in 0..repeat {
         let mut lattice = sleepy(steps, sleep_ms);
         if let Some(prev) = resume {
