@@ -8,10 +8,14 @@ macro_rules! __conformance_stops {
     ($limit:tt) => {
         // ---- a time limit and cancellation ------------------------------------------------
 
-        /// Marks that it started, leaves a grandchild behind, then sleeps far past any
-        /// time limit of the suite.
+        /// Prints that it started, marks it in a file, leaves a grandchild behind, then sleeps
+        /// far past any time limit of the suite. The mark comes a moment after the print: the
+        /// test cancels when it sees the mark, and the printed line must by then have made its
+        /// way to the executor (a container's output travels through the engine first).
         fn linger(started: &str) {
             println!("started");
+            let _ = ::std::io::Write::flush(&mut ::std::io::stdout());
+            ::std::thread::sleep(Duration::from_millis(300));
             let _ = ::std::fs::write(started, "started");
             // A grandchild (in the task's process group, job or container) must go too.
             let _ = ::std::process::Command::new("sleep").arg("120").spawn();
