@@ -133,6 +133,22 @@ pub fn run_script(name: &str, args: &[&std::ffi::OsStr]) -> Result<String, Strin
         .to_string())
 }
 
+/// Starts (if needed) the test sshd of `scripts/sshd-up.sh` and returns its env file's
+/// variables (`COVALENT_SSH_HOST`, `_PORT`, `_USER`, `_KEY`, `_KNOWN_HOSTS`, `_CONFIG`).
+pub fn sshd_env() -> Result<std::collections::HashMap<String, String>, String> {
+    let ready = run_script("sshd-up.sh", &[])?;
+    let env_file = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("env="))
+        .ok_or_else(|| format!("sshd-up.sh did not name its env file: {ready:?}"))?;
+    let text = std::fs::read_to_string(env_file).map_err(|e| format!("{env_file}: {e}"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
 /// `cargo run --example NAME` of the examples crate, from the workspace root, with `envs` set
 /// and no `COVALENT_CONFIG` inherited; its stdout. Fails the test, with both streams, if the
 /// example fails.

@@ -10,19 +10,8 @@ use std::time::{Duration, Instant};
 
 use covalent_remote::{Input, RemoteError, Retry, Session, SshOptions, staged_path};
 
-static SERVER: LazyLock<Result<HashMap<String, String>, String>> = LazyLock::new(|| {
-    let ready = covalent_test_support::run_script("sshd-up.sh", &[])?;
-    let env_file = ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("env="))
-        .ok_or_else(|| format!("sshd-up.sh did not name its env file: {ready:?}"))?;
-    let text = std::fs::read_to_string(env_file).map_err(|e| format!("{env_file}: {e}"))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect())
-});
+static SERVER: LazyLock<Result<HashMap<String, String>, String>> =
+    LazyLock::new(covalent_test_support::sshd_env);
 
 /// The test server's options, or `None` after saying why the test is skipped.
 fn target(test: &str) -> Option<SshOptions> {

@@ -6,7 +6,7 @@
 //! `COVALENT_REQUIRE_ENGINES=1` (as CI sets) that is a failure instead.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -16,20 +16,8 @@ use covalent::prelude::*;
 use covalent_ssh::SshExecutor;
 
 /// The server's coordinates from `scripts/sshd-up.sh`'s env file, starting it if possible.
-static SERVER: LazyLock<Result<HashMap<String, String>, String>> = LazyLock::new(|| {
-    let dir = std::env::var("COVALENT_SSHD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| std::env::temp_dir().join("covalent-sshd"));
-    let env_file = dir.join("env");
-    covalent_test_support::run_script("sshd-up.sh", &[])?;
-    let text =
-        std::fs::read_to_string(&env_file).map_err(|e| format!("{}: {e}", env_file.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect())
-});
+static SERVER: LazyLock<Result<HashMap<String, String>, String>> =
+    LazyLock::new(covalent_test_support::sshd_env);
 
 /// The server, or `None` after saying why the test is skipped (a failure when engines are
 /// required).

@@ -44,17 +44,7 @@ pub fn sshd() -> Result<Vec<(String, String)>, String> {
         if !is_root() {
             return Err("starting the test sshd needs root".into());
         }
-        let ready = run_script("sshd-up.sh", &[])?;
-        let env_file = ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("env="))
-            .ok_or_else(|| format!("sshd-up.sh did not name its env file: {ready:?}"))?;
-        let text = std::fs::read_to_string(env_file).map_err(|e| format!("{env_file}: {e}"))?;
-        Ok(text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect())
+        Ok(covalent_test_support::sshd_env()?.into_iter().collect())
     })
     .clone()
 }
