@@ -113,28 +113,9 @@ pub(crate) fn expand_home(p: &Path) -> PathBuf {
     }
 }
 
-/// The option names, in the order of the table above.
-const NAMES: [&str; 9] = [
-    "hostname",
-    "username",
-    "port",
-    "ssh_key_file",
-    "ssh_config",
-    "known_hosts",
-    "strict_host_key_checking",
-    "connect_timeout",
-    "options",
-];
-
-/// Deprecated names and the names that replaced them.
-pub const ALIASES: &[(&str, &str)] = &[
-    ("host", "hostname"),
-    ("user", "username"),
-    ("key", "ssh_key_file"),
-];
-
-/// Every key a table may hold. Handed to serde, which (when the options are flattened into an
-/// executor's own table) passes on only these keys.
+/// Every key a table may hold: the option names, in the order of the table above, then the
+/// deprecated names of [`ALIASES`]. Handed to serde, which (when the options are flattened
+/// into an executor's own table) passes on only these keys.
 const KEYS: &[&str] = &[
     "hostname",
     "username",
@@ -148,6 +129,16 @@ const KEYS: &[&str] = &[
     "host",
     "user",
     "key",
+];
+
+/// The option names: [`KEYS`] without the deprecated ones.
+const NAMES: &[&str] = KEYS.split_at(KEYS.len() - ALIASES.len()).0;
+
+/// Deprecated names and the names that replaced them.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("host", "hostname"),
+    ("user", "username"),
+    ("key", "ssh_key_file"),
 ];
 
 /// The option a key names, and the alias when it is a deprecated one.
@@ -297,9 +288,12 @@ port = 22
             v.get("hostname").is_some() && v.get("host").is_none(),
             "{v}"
         );
+        // The deprecated names are exactly the tail of KEYS, so NAMES holds no alias.
+        let tail = &KEYS[NAMES.len()..];
         for (old, new) in ALIASES {
-            assert!(NAMES.contains(new) && KEYS.contains(old) && KEYS.contains(new));
+            assert!(NAMES.contains(new) && tail.contains(old) && !NAMES.contains(old));
         }
+        assert_eq!(tail.len(), ALIASES.len());
     }
 
     #[test]
