@@ -25,16 +25,13 @@ use super::state::Attempt;
 impl Run {
     /// The retry loop of node `i`, for every path: runs `attempt(n)` for n = 1, 2, ... until
     /// one succeeds, its error's kind is final, `retries` are spent or the node's cancellation
-    /// is requested. Every failed attempt is recorded; a successful one too, unless it is the
-    /// first and `record_first_success` is false (the pool path, where the node's own times
-    /// say it all). `first_start` is the first attempt's start stamp, 0 to read the clock;
-    /// `first` is the first attempt's outcome when the caller already has it.
+    /// is requested, and records every attempt. `first` is the first attempt when the caller
+    /// has run it already: its start stamp and its outcome.
     async fn attempts<F>(
         &self,
         i: u32,
         retries: u32,
-        (first_start, mut first): (u64, Option<Result<Output, NodeError>>),
-        record_first_success: bool,
+        mut first: Option<(u64, Result<Output, NodeError>)>,
         mut attempt: impl FnMut(u32) -> F,
     ) -> Result<Output, NodeError>
     where
@@ -42,20 +39,13 @@ impl Run {
     {
         let mut n = 1;
         loop {
-            let t0 = if n == 1 && first_start != 0 {
-                first_start
-            } else {
-                self.now()
-            };
-            let outcome = match first.take() {
-                Some(outcome) => outcome,
-                None => attempt(n).await,
+            let (t0, outcome) = match first.take() {
+                Some(ran) => ran,
+                None => (self.now(), attempt(n).await),
             };
             match outcome {
                 Ok(v) => {
-                    if n > 1 || record_first_success {
-                        self.record_attempt(i, n, t0, None);
-                    }
+                    self.record_attempt(i, n, t0, None);
                     return Ok(v);
                 }
                 Err(e) => {
@@ -99,7 +89,8 @@ impl Run {
             .or(self.exec_of(i as usize).retries)
             .unwrap_or(0);
         // The first attempt runs here, outside the loop: it is the one that almost always
-        // succeeds, and a chain runs millions of them. It starts when the node does.
+        // succeeds, and a chain runs millions of them; its success needs no attempt record (the
+        // node's own times say it all). It starts when the node does.
         let first = invoke::run_sync(def, body, args).map_err(NodeError::from);
         if first.is_ok() {
             return first;
@@ -107,7 +98,7 @@ impl Run {
         let start = self.states[i as usize]
             .start
             .load(std::sync::atomic::Ordering::Relaxed);
-        now_or_never(self.attempts(i, retries, (start, Some(first)), false, |_| {
+        now_or_never(self.attempts(i, retries, Some((start, first)), |_| {
             std::future::ready(invoke::run_sync(def, body, args).map_err(NodeError::from))
         }))
     }
@@ -139,7 +130,7 @@ impl Run {
         let retries = def.retries.or(resolved.retries).unwrap_or(0);
         let time_limit = def.time_limit.or(resolved.time_limit);
         let result = self
-            .attempts(i, retries, (0, None), true, |n| {
+            .attempts(i, retries, None, |n| {
                 self.attempt_on(&exec, i, def, &args, n, time_limit)
             })
             .await;
