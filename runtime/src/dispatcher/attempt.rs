@@ -197,7 +197,7 @@ fn now_or_never<F: Future>(f: F) -> F::Output {
     }
 }
 
-pub(super) fn warn(msg: &str) {
+fn warn(msg: &str) {
     eprintln!("covalent: warning: {msg}");
 }
 
