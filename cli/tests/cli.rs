@@ -1,6 +1,8 @@
 //! End-to-end tests of the `covalent` binary: dispatches recorded by this test process into a
 //! temporary store, then inspected and managed by running the real command on it.
 
+covalent_test_support::isolated_home!();
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! They cover the JSON API, the pages and assets, live events, cancellation and the security
 //! rules (loopback hosts, tokens, cross-site POSTs, unknown ids, missing and corrupt stores).
 
+covalent_test_support::isolated_home!();
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

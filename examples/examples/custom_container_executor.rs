@@ -146,7 +146,7 @@ impl Executor for DockerExecutor {
         })?;
 
         // 4b. The task envelope: electron name, inputs as JSON, ids, hooks, build check.
-        TaskEnvelope::of(&task, ctx)
+        TaskEnvelope::of(&task, ctx)?
             .write(&task_dir.join("task.json"))
             .map_err(|e| ExecutorError::Failed(format!("cannot write the task: {e}")))?;
 

@@ -1,5 +1,7 @@
 //! Every example runs to the end and prints what its how-to promises.
 
+covalent_test_support::isolated_home!();
+
 use std::process::Command;
 
 use covalent_test_support::run_example;

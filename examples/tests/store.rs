@@ -2,6 +2,8 @@
 //! runs, cancel requests, a killed program's dispatch INTERRUPTED and resumed, and several
 //! programs writing at once.
 
+covalent_test_support::isolated_home!();
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -30,6 +30,19 @@ pub enum Error {
     /// The async runtime cannot be used that way.
     #[error("{0}")]
     Runtime(String),
+    /// A lattice input of a recorded dispatch has no faithful JSON form (a NaN, a map key that
+    /// is not a string, ...): recorded dispatches store every input.
+    #[error(
+        "lattice `{lattice}`: input `{input}` cannot be recorded faithfully as JSON, {reason} (or dispatch it with `.record(false)`, which keeps values in this process only)"
+    )]
+    Input {
+        /// The lattice.
+        lattice: String,
+        /// The parameter.
+        input: String,
+        /// What in the value has no JSON form, and where.
+        reason: String,
+    },
     /// The lattice's result could not be read as its declared type.
     #[error("the result of lattice `{lattice}` is not a `{expected}`: {reason}")]
     Output {

@@ -76,3 +76,81 @@ impl CancelState {
         }
     }
 }
+
+/// What [`cancelled`] reads on a thread running an electron's body: the run's requests for
+/// its node, and (for an attempt with a time limit) whether the attempt was given up.
+pub(crate) struct StopToken {
+    pub(crate) cancel: Arc<CancelState>,
+    pub(crate) node: usize,
+    pub(crate) given_up: Option<Arc<AtomicBool>>,
+}
+
+impl StopToken {
+    fn stop(&self) -> bool {
+        self.given_up
+            .as_ref()
+            .is_some_and(|g| g.load(Ordering::Acquire))
+            || self.cancel.is_requested(self.node)
+    }
+}
+
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<StopToken>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (an electron's body) with `token` as what [`cancelled`] reads on this thread.
+pub(crate) fn with_token<R>(token: StopToken, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<StopToken>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            CURRENT.with(|c| *c.borrow_mut() = prev);
+        }
+    }
+    let _restore = Restore(CURRENT.with(|c| c.borrow_mut().replace(token)));
+    f()
+}
+
+/// Whether the electron running on this thread should stop: its dispatch or its node was
+/// cancelled, or its attempt ran past its `time_limit`.
+///
+/// A thread cannot be killed, so a synchronous electron on the `local` executor that runs for a
+/// long time should poll this now and then and return early when it turns true (its return
+/// value is then discarded). An electron that does not poll it keeps its thread busy until it
+/// returns, although its node and dispatch end on time. For a hard stop, run the electron with
+/// `executor = "process"`: its process group is killed. Always `false` outside an electron's
+/// body, and in an `async fn` electron (which is stopped at its next `.await` instead).
+///
+/// ```
+/// use covalent::prelude::*;
+///
+/// #[electron(time_limit = "50ms")]
+/// fn search(limit: u64) -> u64 {
+///     let mut n = 0;
+///     while n < limit {
+///         if covalent::cancelled() {
+///             break; // the node has ended already: stop using the core
+///         }
+///         n += 1;
+///     }
+///     n
+/// }
+///
+/// #[lattice]
+/// fn flow() -> u64 {
+///     search(u64::MAX)
+/// }
+///
+/// # let config = covalent::Config::parse("[sdk]\nrecord = false\nprogress = false\n",
+/// #     std::path::Path::new("covalent.toml")).unwrap();
+/// let r = covalent::dispatch_sync(flow().with_config(config))?;
+/// assert_eq!(r.status(), Status::Failed);
+/// let node = r.nodes().find(|n| n.name() == "search").unwrap();
+/// assert_eq!(node.error_kind(), Some(covalent::ErrorKind::TimedOut));
+/// // The body saw the time-out and returned: its thread is free again.
+/// assert!(!node.error().unwrap().contains("could not be stopped"));
+/// # Ok::<(), covalent::Error>(())
+/// ```
+pub fn cancelled() -> bool {
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(StopToken::stop))
+}

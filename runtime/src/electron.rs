@@ -140,11 +140,20 @@ impl Args {
         self.values.get(i)
     }
 
-    /// JSON of every input, in order.
-    pub fn to_json(&self) -> Vec<serde_json::Value> {
+    /// JSON of every input, in order; `Err` names the first input that would not read back as
+    /// it is (see [`Output::check`]).
+    pub fn to_json(&self) -> Result<Vec<serde_json::Value>, String> {
         self.values
             .iter()
-            .map(|v| v.to_json().unwrap_or_else(serde_json::Value::String))
+            .enumerate()
+            .map(|(i, v)| {
+                v.to_json().map_err(|e| {
+                    format!(
+                        "input {i} (a `{}`) cannot be sent as JSON faithfully, {e}",
+                        v.type_name()
+                    )
+                })
+            })
             .collect()
     }
 }

@@ -197,6 +197,7 @@ impl<T: Value> Dispatch<T> {
 /// #[lattice]
 /// fn flow(x: i64) -> i64 { add(x, 1) }
 ///
+/// # covalent::__private::doctest_home();
 /// # covalent::__private::test(async {
 /// let d = covalent::dispatch(flow(41)).await?;
 /// let r = d.wait().await?;
@@ -219,6 +220,13 @@ fn start<T: Value>(
     };
     let id = Uuid::now_v7();
     let record = lattice.record.unwrap_or(config.sdk.record);
+    if let (true, Some((input, reason))) = (record, lattice.graph.input_errors.first()) {
+        return Err(Error::Input {
+            lattice: lattice.graph.name.clone(),
+            input: input.clone(),
+            reason: reason.clone(),
+        });
+    }
     let store = if record || lattice.reuse_from.is_some() {
         Some(Store::open(&config.store_path())?)
     } else {

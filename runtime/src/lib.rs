@@ -21,6 +21,7 @@
 //!     multiply(y, r1)
 //! }
 //!
+//! # covalent::__private::doctest_home();
 //! let result = covalent::dispatch_sync(workflow(3, 4)).unwrap();
 //! assert_eq!(result.value(), Some(&28));
 //! assert_eq!(result.status(), covalent::Status::Completed);
@@ -39,6 +40,7 @@
 mod cancel;
 mod electron;
 mod error;
+mod faithful;
 mod invoke;
 mod pool;
 mod runtime;
@@ -69,6 +71,7 @@ pub mod __private;
 pub use covalent_macros::{electron, lattice, main, test};
 
 pub use api_error::Error;
+pub use cancel::cancelled;
 pub use config::{Config, ConfigError, SdkConfig};
 pub use dispatcher::Attempt;
 pub use electron::ElectronDef;
@@ -88,3 +91,6 @@ pub mod prelude {
         Dispatch, LatticeResult, Node, Status, dispatch, dispatch_sync, electron, lattice, wait,
     };
 }
+
+#[cfg(test)]
+covalent_test_support::isolated_home!();

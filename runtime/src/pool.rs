@@ -51,6 +51,9 @@ pub(crate) struct Pool<J> {
     queued: AtomicUsize,
     /// Workers spinning for jobs now (at most one per core spins; the others sleep at once).
     spinning: AtomicUsize,
+    /// Threads held by jobs that were given up while their code ran (it cannot be stopped):
+    /// not counted against the cap, and replaced when given up.
+    stuck: AtomicUsize,
     core: usize,
 }
 
@@ -71,6 +74,7 @@ pub(crate) fn start<J: Job>() -> Arc<Pool<J>> {
         progress: AtomicU64::new(0),
         queued: AtomicUsize::new(0),
         spinning: AtomicUsize::new(0),
+        stuck: AtomicUsize::new(0),
         core,
     });
     {
@@ -116,6 +120,23 @@ impl<J: Job> Pool<J> {
         if monitor_parked {
             self.monitor.notify_one();
         }
+    }
+
+    /// A job was given up while its code still runs on a thread (which cannot be stopped): that
+    /// thread no longer counts as a worker, and a new worker takes its place.
+    pub(crate) fn given_up(self: &Arc<Self>) {
+        self.stuck.fetch_add(1, Ordering::AcqRel);
+        let mut q = self.queue.lock().unwrap();
+        q.threads += 1;
+        spawn_worker(self.clone());
+    }
+
+    /// The code of a given-up job returned: its thread is a worker again (extra workers retire
+    /// after idling).
+    pub(crate) fn given_up_returned(&self) {
+        let _ = self
+            .stuck
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     /// Takes the job at the head of the queue if it is one of `run`'s.
@@ -234,7 +255,8 @@ fn monitor<J: Job>(pool: Arc<Pool<J>>) {
         if !q.jobs.is_empty()
             && q.idle == 0
             && pool.progress.load(Ordering::Relaxed) == before
-            && q.threads < MAX_THREADS.load(Ordering::Relaxed).max(pool.core)
+            && q.threads.saturating_sub(pool.stuck.load(Ordering::Acquire))
+                < MAX_THREADS.load(Ordering::Relaxed).max(pool.core)
         {
             q.threads += 1;
             spawn_worker(pool.clone());

@@ -121,25 +121,33 @@ pub fn hook_result<R: HookResult>(r: R) -> Result<(), String> {
     r.into_hook()
 }
 
-/// Records a lattice input.
-pub fn input<T: crate::value::Input>(name: &str, v: &T) -> (String, serde_json::Value) {
-    (
-        name.to_string(),
-        serde_json::to_value(v).unwrap_or_else(|e| serde_json::Value::String(e.to_string())),
-    )
+/// Records a lattice input: its JSON, or why it has no faithful JSON form.
+pub fn input<T: crate::value::Input>(
+    name: &str,
+    v: &T,
+) -> (String, Result<serde_json::Value, String>) {
+    let json = crate::faithful::check(v)
+        .map_err(|e| e.to_string())
+        .and_then(|()| serde_json::to_value(v).map_err(|e| e.to_string()));
+    (name.to_string(), json)
 }
 
 /// Builds a lattice: runs `body` with a fresh graph builder installed.
 pub fn build_lattice<T: Value>(
     def: &'static LatticeDef,
     executor: Option<ExecutorSel>,
-    inputs: Vec<(String, serde_json::Value)>,
+    inputs: Vec<(String, Result<serde_json::Value, String>)>,
     body: impl FnOnce() -> u32,
 ) -> Lattice<T> {
     let mut g = crate::graph::build(body);
     g.name = def.name.to_string();
     g.default_executor = executor;
-    g.inputs_json = inputs;
+    for (name, json) in inputs {
+        match json {
+            Ok(v) => g.inputs_json.push((name, v)),
+            Err(e) => g.input_errors.push((name, e)),
+        }
+    }
     g.fail_fast = def.fail_fast;
     Lattice::from_graph(g)
 }
@@ -164,4 +172,32 @@ pub fn main<F: Future>(f: F) -> F::Output {
 /// `#[covalent::test]`: runs an async test on a multi-threaded runtime.
 pub fn test<F: Future>(f: F) -> F::Output {
     crate::runtime::block_on_main(f)
+}
+
+/// For this crate's own doctests: points the default data and config directories at a fresh
+/// temporary directory (removed at exit) and clears `COVALENT_HOME` / `COVALENT_CONFIG`, so a
+/// doctest that dispatches with the defaults never reaches the user's store. Call it first, while
+/// the doctest has no other thread.
+pub fn doctest_home() {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let dir = std::env::temp_dir().join(format!("covalent-doctest-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    // SAFETY: called at the start of a doctest's `main`, before any other thread exists.
+    unsafe {
+        std::env::set_var("XDG_DATA_HOME", dir.join("data"));
+        std::env::set_var("XDG_CONFIG_HOME", dir.join("config"));
+        std::env::remove_var("COVALENT_HOME");
+        std::env::remove_var("COVALENT_CONFIG");
+    }
+    if DIR.set(dir).is_ok() {
+        extern "C" fn cleanup() {
+            if let Some(d) = DIR.get() {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+        // SAFETY: registers a plain function with the C runtime's exit handlers.
+        unsafe {
+            libc::atexit(cleanup);
+        }
+    }
 }

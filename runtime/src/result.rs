@@ -183,10 +183,11 @@ impl<'a> NodeResult<'a> {
     pub fn output(&self) -> Option<&'a Output> {
         self.state().value()
     }
-    /// The node's output as JSON.
+    /// The node's output as JSON: none when it has no output, or when its output has no
+    /// faithful JSON form (a value of an unrecorded, in-process run may hold a NaN, say; see
+    /// [`Output::check`], and [`NodeResult::output`] for the value itself).
     pub fn output_json(&self) -> Option<serde_json::Value> {
-        self.output()
-            .map(|o| o.to_json().unwrap_or_else(serde_json::Value::String))
+        self.output().and_then(|o| o.to_json().ok())
     }
     /// The node's output as `T`.
     pub fn output_as<T: Value>(&self) -> Option<T> {
@@ -345,7 +346,7 @@ impl<T> fmt::Display for LatticeResult<T> {
 /// The record of a run in this process.
 pub(crate) fn record_of(run: &Run) -> DispatchRecord {
     let output = match run.output() {
-        Some(v) if run.status() == Status::Completed => Some(json_of(v)),
+        Some(v) if run.status() == Status::Completed => json_of(v),
         _ => None,
     };
     let wall = |d: Duration| DateTime::<Utc>::from(run.started_wall() + d);
@@ -363,8 +364,10 @@ pub(crate) fn record_of(run: &Run) -> DispatchRecord {
     }
 }
 
-fn json_of(v: &Output) -> serde_json::Value {
-    v.to_json().unwrap_or_else(serde_json::Value::String)
+/// A value's JSON; none for a value of an unrecorded run that has no faithful JSON form (it
+/// exists only in this process; see [`Output::check`]).
+fn json_of(v: &Output) -> Option<serde_json::Value> {
+    v.to_json().ok()
 }
 
 /// Records of every node of a run.
@@ -394,7 +397,7 @@ pub(crate) fn node_of(run: &Run, i: usize) -> NodeRecord {
         status: view.status(),
         executor: view.executor(),
         inputs: view.inputs(),
-        output: view.output().map(json_of),
+        output: view.output().and_then(json_of),
         error: view.error(),
         error_kind: view.error_kind(),
         stdout: view.stdout(),

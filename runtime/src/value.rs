@@ -29,6 +29,7 @@ impl<T> Value for T where T: Serialize + DeserializeOwned + Clone + Send + Sync 
 
 /// Object-safe view of a [`Value`]: downcasting and JSON on demand.
 pub(crate) trait AnyValue: Any + Send + Sync {
+    fn check(&self) -> Result<(), String>;
     fn to_json(&self) -> Result<serde_json::Value, String>;
     fn to_json_string(&self) -> Result<String, String>;
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), String>;
@@ -36,10 +37,15 @@ pub(crate) trait AnyValue: Any + Send + Sync {
 }
 
 impl<T: Value> AnyValue for T {
+    fn check(&self) -> Result<(), String> {
+        crate::faithful::check(self).map_err(|e| e.to_string())
+    }
     fn to_json(&self) -> Result<serde_json::Value, String> {
+        self.check()?;
         serde_json::to_value(self).map_err(|e| e.to_string())
     }
     fn to_json_string(&self) -> Result<String, String> {
+        self.check()?;
         serde_json::to_string(self).map_err(|e| e.to_string())
     }
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), String> {
@@ -88,7 +94,14 @@ impl Output {
         ))
     }
 
-    /// The value as JSON.
+    /// Whether the value reads back from JSON as it is: `Err` says which part would not (a NaN
+    /// or infinity, an integer wider than 64 bits, a map key that is not a string, number or
+    /// unit variant) and where in the value it is.
+    pub fn check(&self) -> Result<(), String> {
+        self.0.check()
+    }
+
+    /// The value as JSON; `Err` when it would not read back as it is (see [`Output::check`]).
     pub fn to_json(&self) -> Result<serde_json::Value, String> {
         self.0.to_json()
     }

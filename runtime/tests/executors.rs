@@ -1,6 +1,8 @@
 //! Executors: the async and blocking interfaces, the task context, base options, plugins and
 //! configuration, hooks.
 
+covalent_test_support::isolated_home!();
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -46,7 +48,7 @@ impl Executor for Probe {
             "run {} {} {} in {}",
             task.electron_name(),
             c.node_id,
-            serde_json::Value::from(task.inputs_json()),
+            serde_json::Value::from(task.inputs_json()?),
             c.dispatch_id
         ));
         Ok(task.call().await?)

@@ -1,6 +1,8 @@
 //! Building graphs: parameters, collections, tuples, outputs, ordering, operators, indexing,
 //! sublattices; and the seed workflow's report.
 
+covalent_test_support::isolated_home!();
+
 use std::sync::Mutex;
 
 use covalent::Status;

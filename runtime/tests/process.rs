@@ -4,6 +4,8 @@
 //! cancellation killing the task's whole process group, retries, parallel tasks, hooks), and
 //! the worker's checks of the envelope it is given.
 
+covalent_test_support::isolated_home!();
+
 use std::path::Path;
 
 use covalent::executor::worker::{

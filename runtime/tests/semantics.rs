@@ -1,6 +1,8 @@
 //! Running graphs: concurrency, failure semantics, panics, retries, time limits,
 //! cancellation, fail-fast, async electrons.
 
+covalent_test_support::isolated_home!();
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Barrier, LazyLock, mpsc};
 use std::time::Duration;

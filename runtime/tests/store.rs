@@ -1,6 +1,8 @@
 //! The store: what is recorded, reading it back, redispatch with reuse, cancel requests, and
 //! files that are not ours.
 
+covalent_test_support::isolated_home!();
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -67,9 +67,12 @@
 //! workspace's own invocations are in `runtime/tests/process.rs` and the `ssh`, `slurm` and
 //! `container` executors' tests.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod conformance;
+mod isolation;
+
+pub use isolation::{ISOLATED_ENV, isolate_home, isolated_dir};
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

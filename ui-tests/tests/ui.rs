@@ -4,6 +4,8 @@
 //! Regenerate the expected output with `TRYBUILD=overwrite cargo test -p ui-tests` and review
 //! every changed `.stderr`.
 
+covalent_test_support::isolated_home!();
+
 #[test]
 fn ui() {
     let t = trybuild::TestCases::new();

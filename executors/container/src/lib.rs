@@ -33,7 +33,7 @@
 //! Register the plugin by linking the crate: `use covalent_container as _;` anywhere in the
 //! program, or call [`link`] once.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod engine;
 
@@ -324,8 +324,9 @@ impl Executor for ContainerExecutor {
             },
         )
         .map_err(config)?;
+        let envelope = TaskEnvelope::of(&task, ctx)?;
         std::fs::create_dir_all(&dir)
-            .and_then(|_| TaskEnvelope::of(&task, ctx).write(&dir.join("task.json")))
+            .and_then(|_| envelope.write(&dir.join("task.json")))
             .map_err(|e| {
                 failed(format!(
                     "cannot write the task envelope in {}: {e}",
@@ -484,3 +485,6 @@ remove = true
         assert!(err.contains("unknown key `imgae`"), "{err}");
     }
 }
+
+#[cfg(test)]
+covalent_test_support::isolated_home!();

@@ -6,6 +6,8 @@
 //! the container's view, names), and a missing image. Every test checks that no container of
 //! its dispatch is left.
 
+covalent_test_support::isolated_home!();
+
 mod engine;
 
 use std::path::{Path, PathBuf};

@@ -65,3 +65,6 @@ mod tests {
         assert_eq!(shell_quote("~/x"), "'~/x'");
     }
 }
+
+#[cfg(test)]
+covalent_test_support::isolated_home!();

@@ -3,6 +3,8 @@
 //! the classified failures, and binary staging. Without a server each test says why it is
 //! skipped; under `COVALENT_REQUIRE_ENGINES=1` that is a failure.
 
+covalent_test_support::isolated_home!();
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;

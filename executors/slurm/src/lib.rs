@@ -38,7 +38,7 @@
 //! Register the plugin by linking the crate: `use covalent_slurm as _;` anywhere in the
 //! program, or call [`link`] once.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod host;
 mod job;
@@ -293,7 +293,7 @@ impl Executor for SlurmExecutor {
             },
         )
         .map_err(config)?;
-        let envelope = TaskEnvelope::of(&task, ctx).to_json().into_bytes();
+        let envelope = TaskEnvelope::of(&task, ctx)?.to_json().into_bytes();
         let mut handle = Handle {
             job_id: None,
             job_name: name.clone(),
@@ -493,3 +493,6 @@ cleanup = true
         assert!(err.contains("hots"), "{err}");
     }
 }
+
+#[cfg(test)]
+covalent_test_support::isolated_home!();

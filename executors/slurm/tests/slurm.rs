@@ -8,6 +8,8 @@
 //!
 //! Every test checks that no job of its dispatch is left queued or running.
 
+covalent_test_support::isolated_home!();
+
 mod engine;
 
 use std::path::Path;

@@ -29,7 +29,7 @@
 //! Register the plugin (so `executor = "ssh"` and `[executors.ssh]` work) by linking the crate:
 //! call [`link`] once, or `use covalent_ssh as _;`.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod remote;
 
@@ -250,3 +250,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+covalent_test_support::isolated_home!();

@@ -276,7 +276,7 @@ pub(crate) async fn run(
     let s = ex.session()?;
     let bin = ex.ensure_binary(&s).await?;
     let wd = ex.workdir(ctx);
-    let envelope = TaskEnvelope::of(&task, ctx).to_json();
+    let envelope = TaskEnvelope::of(&task, ctx)?.to_json();
     let script = task_script(ex, &wd, &bin);
     // The waiting session has no time limit of its own: the runtime's time_limit applies.
     let Launched { c, code, stderr } =

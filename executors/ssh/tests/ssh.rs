@@ -5,6 +5,8 @@
 //! and host keys. Without a server, each test prints why it is skipped; with
 //! `COVALENT_REQUIRE_ENGINES=1` (as CI sets) that is a failure instead.
 
+covalent_test_support::isolated_home!();
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::LazyLock;

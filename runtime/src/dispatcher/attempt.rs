@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use crate::cancel::{self, StopToken};
 use crate::electron::{Args, Body, ElectronDef};
-use crate::error::NodeError;
+use crate::error::{ErrorKind, NodeError};
 use crate::executor::{CtxInner, ExecutorError, ExecutorRef, Task, TaskContext};
 use crate::graph::Op;
 use crate::invoke::{self, CatchPanic};
@@ -53,6 +54,7 @@ impl Run {
                     if !e.kind().is_retryable()
                         || n > retries
                         || self.cancel.is_requested(i as usize)
+                        || self.body_still_runs(i)
                     {
                         return Err(e);
                     }
@@ -60,6 +62,12 @@ impl Run {
                 }
             }
         }
+    }
+
+    /// Whether an earlier attempt of node `i` was given up while its body kept running on a
+    /// thread that cannot be stopped: no retry may run beside it.
+    fn body_still_runs(&self, i: u32) -> bool {
+        self.states[i as usize].read_extra(|x| x.is_some_and(|x| x.body_still_runs))
     }
 
     fn record_attempt(&self, i: u32, number: u32, t0: u64, error: Option<NodeError>) {
@@ -91,7 +99,7 @@ impl Run {
         // The first attempt runs here, outside the loop: it is the one that almost always
         // succeeds, and a chain runs millions of them; its success needs no attempt record (the
         // node's own times say it all). It starts when the node does.
-        let first = invoke::run_sync(def, body, args).map_err(NodeError::from);
+        let first = self.run_sync_here(i, def, body, args);
         if first.is_ok() {
             return first;
         }
@@ -99,8 +107,25 @@ impl Run {
             .start
             .load(std::sync::atomic::Ordering::Relaxed);
         now_or_never(self.attempts(i, retries, Some((start, first)), |_| {
-            std::future::ready(invoke::run_sync(def, body, args).map_err(NodeError::from))
+            std::future::ready(self.run_sync_here(i, def, body, args))
         }))
+    }
+
+    /// One attempt of a sync body on this thread, with `covalent::cancelled()` reading node
+    /// `i`'s cancel requests.
+    fn run_sync_here(
+        &self,
+        i: u32,
+        def: &'static ElectronDef,
+        body: fn(&mut Args) -> Result<Output, crate::electron::TaskError>,
+        args: &mut Args,
+    ) -> Result<Output, NodeError> {
+        let token = StopToken {
+            cancel: self.cancel.clone(),
+            node: i as usize,
+            given_up: None,
+        };
+        cancel::with_token(token, || invoke::run_sync(def, body, args)).map_err(NodeError::from)
     }
 
     /// Runs a node on the async runtime: executors, time limits, retries, cancellation,
@@ -158,6 +183,7 @@ impl Run {
                 cancel: self.cancel.clone(),
                 job_handle: Mutex::new(None),
                 streams: Mutex::new(None),
+                body_thread: Mutex::new(None),
             }),
         };
         let task = Task {
@@ -184,7 +210,27 @@ impl Run {
         if let Some(h) = ctx.job_handle() {
             self.states[i as usize].extra(|x| x.job_handle = Some(h));
         }
-        r.map_err(NodeError::from)
+        let e = match r {
+            Ok(v) => return Ok(v),
+            Err(e) => NodeError::from(e),
+        };
+        let body = ctx.inner.body_thread.lock().unwrap().take();
+        match body {
+            Some(t)
+                if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::Cancelled)
+                    && t.still_running_after(BODY_GRACE).await =>
+            {
+                self.states[i as usize].extra(|x| x.body_still_runs = true);
+                Err(NodeError::new(
+                    e.kind(),
+                    format!(
+                        "{}; its thread could not be stopped and still runs the electron (a thread cannot be killed), so it is not retried while that runs and its result will be discarded: poll `covalent::cancelled()` in the electron to stop early, or run it with `executor = \"process\"` for a hard kill",
+                        e.message()
+                    ),
+                ))
+            }
+            _ => Err(e),
+        }
     }
 }
 
@@ -196,6 +242,10 @@ fn now_or_never<F: Future>(f: F) -> F::Output {
         Poll::Pending => unreachable!("a pool attempt never waits"),
     }
 }
+
+/// How long a given-up attempt's body may take to notice (`covalent::cancelled()`) and return
+/// before its thread is reported as one that could not be stopped.
+pub(super) const BODY_GRACE: Duration = Duration::from_millis(50);
 
 fn warn(msg: &str) {
     eprintln!("covalent: warning: {msg}");

@@ -28,7 +28,7 @@ use crate::status::Status;
 use crate::value::Output;
 
 use super::resolve::Resolved;
-use super::state::{Attempt, COMPLETED, NEW, PENDING, RUNNING};
+use super::state::{Attempt, COMPLETED, ENDING, NEW, PENDING, RUNNING};
 
 /// Follows one run (a dispatch's, or a sublattice's inside it).
 pub(crate) trait RunObserver: Send + Sync + 'static {
@@ -50,6 +50,8 @@ pub(crate) struct NodeExtra {
     pub(crate) job_handle: Option<JobHandle>,
     pub(crate) executor: Option<ExecutorRef>,
     pub(crate) sub: Option<Arc<Run>>,
+    /// An attempt was given up while its body kept running on a thread that cannot be stopped.
+    pub(crate) body_still_runs: bool,
 }
 
 /// One node's state.
@@ -81,7 +83,10 @@ impl NodeState {
 
     /// The node's status now.
     pub(crate) fn status(&self) -> Status {
-        Status::from_u8(self.status.load(Ordering::Acquire))
+        match self.status.load(Ordering::Acquire) {
+            ENDING => Status::Running,
+            s => Status::from_u8(s),
+        }
     }
 
     /// Start and end, as offsets from the run's start.

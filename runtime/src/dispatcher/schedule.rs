@@ -9,20 +9,20 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
 
 use crate::electron::{Args, Body};
-use crate::error::NodeError;
+use crate::error::{ErrorKind, NodeError};
 use crate::graph::{Op, WAIT_SLOT};
 use crate::invoke;
 use crate::pool::{self, Pool};
 use crate::value::Output;
 
 use super::run::Run;
-use super::state::{CANCELLED, COMPLETED, FAILED, NEW, NOT_RUN, PENDING, RUNNING};
+use super::state::{CANCELLED, COMPLETED, ENDING, FAILED, NEW, NOT_RUN, PENDING, RUNNING};
 
 /// The process-wide worker pool for every run's pool nodes.
 static POOL: LazyLock<Arc<Pool<Run>>> = LazyLock::new(pool::start);
 
 /// The process-wide worker pool.
-pub(super) fn pool() -> &'static Pool<Run> {
+pub(super) fn pool() -> &'static Arc<Pool<Run>> {
     &POOL
 }
 
@@ -54,7 +54,7 @@ impl Run {
     }
 
     /// Whether node `i` may run directly on the worker pool.
-    fn runs_on_pool(&self, i: usize) -> bool {
+    pub(super) fn runs_on_pool(&self, i: usize) -> bool {
         match &self.graph.nodes[i].op {
             Op::Internal(_) => true,
             Op::Param(_) => true,
@@ -149,7 +149,40 @@ impl Run {
         end: u64,
     ) -> Option<u32> {
         let st = &self.states[i as usize];
+        if st
+            .status
+            .compare_exchange(RUNNING, ENDING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Given up by a cancel while its body could not be stopped: the node is final
+            // already, and this late outcome is dropped.
+            pool().given_up_returned();
+            return None;
+        }
         st.end.store(end, Ordering::Release);
+        let result = match result {
+            // A recorded value must read back as it is: one that would not fails its node here,
+            // before any dependant sees it.
+            Ok(v) if self.observer.is_some() => match v.check() {
+                Ok(()) => Ok(v),
+                Err(e) => Err(NodeError::new(
+                    ErrorKind::Serialization,
+                    format!(
+                        "the output of `{}` (a `{}`) cannot be recorded faithfully as JSON, {e}",
+                        self.graph.nodes[i as usize].op.name(),
+                        v.type_name()
+                    ),
+                )),
+            },
+            // A node whose cancellation was requested while it ran ends CANCELLED, whatever
+            // its body returned (a body that polls `covalent::cancelled()` returns early, with
+            // a partial value or an error).
+            Ok(_) if self.cancel.is_requested(i as usize) => Err(NodeError::new(
+                ErrorKind::Cancelled,
+                "cancelled while running; the value it returned afterwards was discarded",
+            )),
+            r => r,
+        };
         let next = match result {
             Ok(v) => {
                 let _ = st.value.set(v);
@@ -173,7 +206,9 @@ impl Run {
                 }
             }
             Err(e) => {
-                let cancelled = e.is_cancelled() && self.cancel.is_requested(i as usize);
+                let cancelled = self.cancel.is_requested(i as usize)
+                    && (e.is_cancelled()
+                        || matches!(self.graph.nodes[i as usize].op, Op::Electron(_)));
                 st.extra(|x| x.error = Some(e));
                 if cancelled {
                     st.status.store(CANCELLED, Ordering::Release);
@@ -185,6 +220,7 @@ impl Run {
                     if self.fail_fast {
                         self.cancel.request_all();
                         self.cancel_pending();
+                        self.give_up_running_later();
                     }
                 }
                 None

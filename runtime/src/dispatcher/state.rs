@@ -14,6 +14,9 @@ pub(super) const COMPLETED: u8 = Status::Completed as u8;
 pub(super) const FAILED: u8 = Status::Failed as u8;
 pub(super) const CANCELLED: u8 = Status::Cancelled as u8;
 pub(super) const NOT_RUN: u8 = Status::NotRun as u8;
+/// A running node whose outcome is being recorded (read as RUNNING): taking a node from RUNNING
+/// to here decides, once, between its own outcome and a cancel that gave it up.
+pub(super) const ENDING: u8 = 0x40 | RUNNING;
 
 /// One attempt at running a node.
 #[derive(Clone, Debug, PartialEq)]

@@ -39,6 +39,42 @@ pub(crate) struct CtxInner {
     pub cancel: Arc<CancelState>,
     pub job_handle: Mutex<Option<JobHandle>>,
     pub streams: Mutex<Option<(String, String)>>,
+    /// Set (by the `local` executor) when the attempt's body runs on a thread of its own that
+    /// outlives the attempt if the attempt is given up.
+    pub body_thread: Mutex<Option<Arc<BodyThread>>>,
+}
+
+/// A thread running an electron's body for one attempt: whether it is still running, and the
+/// flag that tells the body ([`crate::cancelled`]) that its attempt was given up.
+#[derive(Default)]
+pub(crate) struct BodyThread {
+    running: std::sync::atomic::AtomicBool,
+    pub(crate) given_up: Arc<std::sync::atomic::AtomicBool>,
+    ended: tokio::sync::Notify,
+}
+
+impl BodyThread {
+    pub(crate) fn started() -> Arc<BodyThread> {
+        let t = Arc::new(BodyThread::default());
+        t.running.store(true, std::sync::atomic::Ordering::Release);
+        t
+    }
+    pub(crate) fn ended(&self) {
+        self.running
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.ended.notify_waiters();
+    }
+    /// Whether the body still runs after waiting up to `grace` for it to return.
+    pub(crate) async fn still_running_after(&self, grace: std::time::Duration) -> bool {
+        let ended = self.ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if !self.running.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        tokio::time::timeout(grace, ended).await.is_err()
+            && self.running.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// The runtime's side of one attempt of one task, handed to every executor call.

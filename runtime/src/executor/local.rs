@@ -4,8 +4,14 @@
 //! async electrons on the async runtime. This module owns only the executor value; the pool is
 //! `crate::pool`, scheduling is the dispatcher's.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use serde::{Deserialize, Serialize};
 
+use crate::cancel::StopToken;
+use crate::electron::TaskError;
+use crate::executor::context::BodyThread;
 use crate::executor::{BaseOptions, Executor, ExecutorError, Task, TaskContext};
 use crate::value::Output;
 
@@ -41,11 +47,44 @@ impl Executor for LocalExecutor {
     fn base(&self) -> &BaseOptions {
         &self.base
     }
-    async fn run(&self, task: Task, _ctx: &TaskContext) -> Result<Output, ExecutorError> {
+    async fn run(&self, task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError> {
         if let Some(n) = self.max_workers {
             crate::pool::set_max_threads(n);
         }
-        Ok(task.call().await?)
+        if task.is_async() && !task.def.has_hooks() {
+            return Ok(task.call().await?);
+        }
+        // A body on a thread of its own: if this attempt is given up (time limit, cancel), the
+        // future is dropped but the thread cannot be; the dispatcher is told it still runs, and
+        // the body is told through `covalent::cancelled()`.
+        let thread = BodyThread::started();
+        *ctx.inner.body_thread.lock().unwrap() = Some(thread.clone());
+        let token = StopToken {
+            cancel: ctx.inner.cancel.clone(),
+            node: ctx.inner.node_id,
+            given_up: Some(thread.given_up.clone()),
+        };
+        struct GiveUp(Arc<BodyThread>);
+        impl Drop for GiveUp {
+            fn drop(&mut self) {
+                self.0.given_up.store(true, Ordering::Release);
+            }
+        }
+        struct Ended(Arc<BodyThread>);
+        impl Drop for Ended {
+            fn drop(&mut self) {
+                self.0.ended();
+            }
+        }
+        let _give_up = GiveUp(thread.clone());
+        let ended = Ended(thread);
+        let r = tokio::task::spawn_blocking(move || {
+            let _ended = ended;
+            crate::cancel::with_token(token, || task.call_blocking())
+        })
+        .await
+        .map_err(|e| TaskError::Panicked(crate::invoke::join_error_message(e)))?;
+        Ok(r?)
     }
     fn runs_inline(&self) -> bool {
         if let Some(n) = self.max_workers {

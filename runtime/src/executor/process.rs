@@ -101,7 +101,7 @@ impl Executor for ProcessExecutor {
         let scratch = Scratch::new()
             .map_err(|e| ExecutorError::Failed(format!("cannot make a scratch dir: {e}")))?;
         let (task_file, result_file) = (scratch.0.join("task.json"), scratch.0.join("result.json"));
-        TaskEnvelope::of(&task, ctx)
+        TaskEnvelope::of(&task, ctx)?
             .write(&task_file)
             .map_err(|e| ExecutorError::Failed(format!("cannot write the task envelope: {e}")))?;
         let binary = current_binary().map_err(|e| {

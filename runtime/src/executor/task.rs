@@ -6,6 +6,8 @@
 use std::fmt;
 
 use crate::electron::{Args, Body, ElectronDef, TaskError};
+
+use super::error::ExecutorError;
 use crate::invoke;
 use crate::value::Output;
 
@@ -33,9 +35,16 @@ impl Task {
     pub fn electron_path(&self) -> &'static str {
         self.def.path
     }
-    /// The inputs as JSON, in parameter order.
-    pub fn inputs_json(&self) -> Vec<serde_json::Value> {
-        self.args.to_json()
+    /// The inputs as JSON, in parameter order; a [`ExecutorError::Serialization`] when one
+    /// would not read back as it is (a NaN, an integer wider than 64 bits, a map key that is
+    /// not a string, ...), naming the electron, the input and the offending part.
+    pub fn inputs_json(&self) -> Result<Vec<serde_json::Value>, ExecutorError> {
+        self.args.to_json().map_err(|e| {
+            ExecutorError::Serialization(format!(
+                "electron `{}` cannot run outside this process: its {e}",
+                self.def.name
+            ))
+        })
     }
     /// Whether the electron is an `async fn`.
     pub fn is_async(&self) -> bool {

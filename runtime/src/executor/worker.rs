@@ -115,6 +115,9 @@ pub enum WorkerErrorKind {
     Protocol,
     /// The binary has no electron of that name, or a different build of it.
     Build,
+    /// The output would not reach the dispatcher as it is (a NaN, a map key that is not a
+    /// string, ...).
+    Serialization,
 }
 
 /// What a worker reports.
@@ -135,14 +138,15 @@ pub struct ResultEnvelope {
 }
 
 impl TaskEnvelope {
-    /// The envelope of a task.
-    pub fn of(task: &Task, ctx: &TaskContext) -> TaskEnvelope {
-        TaskEnvelope {
+    /// The envelope of a task; a [`ExecutorError::Serialization`] when an input would not
+    /// reach the worker as it is.
+    pub fn of(task: &Task, ctx: &TaskContext) -> Result<TaskEnvelope, ExecutorError> {
+        Ok(TaskEnvelope {
             protocol: PROTOCOL,
             covalent: env!("CARGO_PKG_VERSION").to_string(),
             electron: task.def.path.to_string(),
             digest: task.def.digest.to_string(),
-            inputs: task.inputs_json(),
+            inputs: task.inputs_json()?,
             dispatch_id: ctx.dispatch_id().to_string(),
             node_id: ctx.node_id(),
             attempt: ctx.attempt(),
@@ -154,7 +158,7 @@ impl TaskEnvelope {
                 .chain(task.def.call_after)
                 .map(|h| h.name.to_string())
                 .collect(),
-        }
+        })
     }
 
     /// Writes it as JSON.
@@ -217,6 +221,7 @@ impl ResultEnvelope {
                     Some(WorkerErrorKind::Protocol) | Some(WorkerErrorKind::Build) => {
                         ExecutorError::Failed(msg)
                     }
+                    Some(WorkerErrorKind::Serialization) => ExecutorError::Serialization(msg),
                 })
             }
         }
@@ -307,13 +312,23 @@ pub fn run_envelope(env: &TaskEnvelope) -> ResultEnvelope {
         task.call_blocking()
     };
     match result {
-        Ok(v) => ResultEnvelope {
-            protocol: PROTOCOL,
-            output: Some(v.to_json().unwrap_or_else(serde_json::Value::String)),
-            error_kind: None,
-            error: None,
-            started_at,
-            ended_at: now_micros(),
+        Ok(v) => match v.to_json() {
+            Ok(json) => ResultEnvelope {
+                protocol: PROTOCOL,
+                output: Some(json),
+                error_kind: None,
+                error: None,
+                started_at,
+                ended_at: now_micros(),
+            },
+            Err(e) => fail(
+                WorkerErrorKind::Serialization,
+                format!(
+                    "the output of `{}` (a `{}`) cannot be sent back as JSON faithfully, {e}",
+                    def.name,
+                    v.type_name()
+                ),
+            ),
         },
         Err(e) => {
             let kind = match &e {

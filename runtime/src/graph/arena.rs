@@ -81,6 +81,8 @@ pub struct Graph {
     pub(crate) default_executor: Option<ExecutorSel>,
     pub(crate) name: String,
     pub(crate) inputs_json: Vec<(String, serde_json::Value)>,
+    /// Lattice inputs with no faithful JSON form (name, why): a recorded dispatch refuses them.
+    pub(crate) input_errors: Vec<(String, String)>,
     pub(crate) fail_fast: bool,
 }
 
@@ -238,6 +240,7 @@ impl Builder {
             default_executor: None,
             name: String::new(),
             inputs_json: Vec::new(),
+            input_errors: Vec::new(),
             fail_fast: false,
         }
     }
