@@ -112,6 +112,8 @@ pub struct ListFilter {
 /// An open store.
 pub struct Store {
     path: PathBuf,
+    /// The file opened (device and inode): a path now naming another file is opened anew.
+    file: Option<(u64, u64)>,
     conn: Mutex<Connection>,
     journal: journal::Journal,
 }
@@ -122,6 +124,12 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The device and inode of the file at `path`.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 static OPEN: LazyLock<Mutex<HashMap<PathBuf, Arc<Store>>>> = LazyLock::new(Default::default);
 
 impl Store {
@@ -130,12 +138,19 @@ impl Store {
         let key = path.to_path_buf();
         let mut open = OPEN.lock().unwrap();
         if let Some(s) = open.get(&key) {
-            return Ok(s.clone());
+            // The same file still: share it. Replaced (deleted and re-created, or another file
+            // moved there): this process's earlier handles keep reading the old one, and this
+            // open looks at the new one as any first open does.
+            if s.file.is_some() && s.file == file_id(path) {
+                return Ok(s.clone());
+            }
+            open.remove(&key);
         }
         let conn = connect::connect(path)?;
         let writer = connect::connect(path)?;
         let store = Arc::new(Store {
             path: key.clone(),
+            file: file_id(path),
             conn: Mutex::new(conn),
             journal: journal::Journal::start(writer, path.to_path_buf()),
         });
