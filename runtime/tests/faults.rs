@@ -348,7 +348,7 @@ fn a_store_truncated_or_replaced_under_a_reader_gives_errors_not_garbage() {
         let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
     }
     std::fs::rename(&foreign, &path).unwrap();
-    let e = Store::open(&path).err().expect("a foreign file is refused");
+    let e = Store::open(&path).expect_err("a foreign file is refused");
     assert!(e.to_string().contains("another application"), "{e}");
     // ... and it is left as it was.
     let c = rusqlite::Connection::open(&path).unwrap();
@@ -498,8 +498,8 @@ fn same_as_made(a: Awkward) -> bool {
 #[lattice]
 fn awkward_flow() -> (Awkward, bool) {
     let a = make_awkward();
-    let back = echo_elsewhere(a.clone());
-    (back.clone(), same_as_made(back))
+    let back = echo_elsewhere(a);
+    (back, same_as_made(back))
 }
 
 #[test]
@@ -669,9 +669,9 @@ fn unrecorded_values_stay_exact_in_process_and_never_reach_a_worker_changed() {
         "{msg}"
     );
     // A recorded dispatch refuses a lattice input it could not store, and records nothing.
-    let e = covalent::dispatch_sync(nan_input(f64::NAN).with_config(cfg.clone()))
-        .err()
-        .expect("a NaN input of a recorded dispatch is refused");
+    let Err(e) = covalent::dispatch_sync(nan_input(f64::NAN).with_config(cfg.clone())) else {
+        panic!("a NaN input of a recorded dispatch is refused");
+    };
     let msg = e.to_string();
     assert!(msg.contains("input `x`") && msg.contains("NaN"), "{msg}");
     assert!(msg.contains(".record(false)"), "{msg}");
