@@ -57,10 +57,10 @@ pub struct ListArgs {
     #[arg(long, value_name = "TEXT")]
     pub search: Option<String>,
     /// Show at most N dispatches.
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    #[arg(long, value_name = "N", default_value_t = 20, allow_negative_numbers = true, value_parser = parse_count)]
     pub limit: usize,
     /// Skip the N newest matching dispatches.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true, value_parser = parse_count)]
     pub offset: usize,
     /// Show whole dispatch ids instead of the shortest unique prefix.
     #[arg(long)]
@@ -161,8 +161,50 @@ pub struct UiArgs {
     pub open: bool,
 }
 
+/// A dispatch status (node-only ones, such as NOT_RUN, are refused: no dispatch has them).
 fn parse_status(s: &str) -> Result<Status, String> {
-    s.parse()
+    const DISPATCH: [Status; 5] = [
+        Status::Running,
+        Status::Completed,
+        Status::Failed,
+        Status::Cancelled,
+        Status::Interrupted,
+    ];
+    let names = || {
+        DISPATCH
+            .iter()
+            .map(|s| s.as_str().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match s.parse::<Status>() {
+        Ok(st) if DISPATCH.contains(&st) => Ok(st),
+        Ok(st) => Err(format!(
+            "{} is a node status, never a dispatch's; a dispatch is one of: {}",
+            st.as_str(),
+            names()
+        )),
+        Err(_) => Err(format!(
+            "unknown status `{s}`; a dispatch is one of: {}",
+            names()
+        )),
+    }
+}
+
+/// A count of dispatches: a whole number from 0.
+fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n < 0 => Err(format!("{n} is negative; give a whole number from 0")),
+        Ok(n) => usize::try_from(n).map_err(|_| {
+            format!(
+                "{n} is more than this machine counts to ({}); give a smaller number",
+                usize::MAX
+            )
+        }),
+        Err(_) => Err(format!(
+            "`{s}` is not a whole number; give one from 0, such as 20"
+        )),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -122,3 +122,31 @@ fn process_executor_captures_streams_and_survives_a_crash() {
         "{out}"
     );
 }
+
+#[test]
+fn stopping_electrons_shows_polling_giving_up_and_killing() {
+    let out = run_example("stopping_electrons", &[]);
+    assert!(out.contains("ended FAILED after"), "{out}");
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no line for {name} in\n{out}"))
+            .to_string()
+    };
+    let anneal = line("anneal");
+    assert!(
+        anneal.contains("FAILED (timed out after 300ms")
+            && !anneal.contains("could not be stopped"),
+        "{anneal}"
+    );
+    let stubborn = line("stubborn");
+    assert!(
+        stubborn.contains("timed out after 100ms") && stubborn.contains("could not be stopped"),
+        "{stubborn}"
+    );
+    assert!(
+        line("stubborn_elsewhere").contains("timed out after 200ms"),
+        "{out}"
+    );
+    assert!(out.contains("and returned: true"), "{out}");
+}

@@ -52,12 +52,15 @@ impl Default for SdkConfig {
 #[serde(default, deny_unknown_fields)]
 struct RawConfig {
     sdk: SdkConfig,
-    executors: BTreeMap<String, toml::Spanned<toml::Table>>,
+    executors: BTreeMap<String, toml::Spanned<BTreeMap<toml::Spanned<String>, toml::Value>>>,
 }
 
 struct ExecTable {
     table: toml::Table,
+    /// The table header's line.
     line: usize,
+    /// Each key's line and source text, for messages about one key.
+    keys: HashMap<String, (usize, String)>,
 }
 
 /// Why the configuration could not be read.
@@ -154,13 +157,15 @@ impl Config {
             .into_iter()
             .map(|(name, t)| {
                 let line = line_of(text, t.span().start);
-                (
-                    name,
-                    ExecTable {
-                        table: t.into_inner(),
-                        line,
-                    },
-                )
+                let mut keys = HashMap::new();
+                let mut table = toml::Table::new();
+                for (k, v) in t.into_inner() {
+                    let key_line = line_of(text, k.span().start);
+                    let source = text.lines().nth(key_line - 1).unwrap_or("").trim();
+                    keys.insert(k.get_ref().clone(), (key_line, source.to_string()));
+                    table.insert(k.into_inner(), v);
+                }
+                (name, ExecTable { table, line, keys })
             })
             .collect();
         let config = Config {
@@ -181,6 +186,39 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// What in this configuration names something this program does not have: an
+    /// `[executors.<name>]` table for an executor it does not register (a typo, or a plugin
+    /// only another program links), a `default_executor` it does not know. Dispatches started
+    /// with the process-wide configuration print these once, on stderr.
+    pub fn warnings(&self) -> Vec<String> {
+        let registered = plugin_names();
+        let have = registered.join(", ");
+        let at = |line: usize| match &self.source {
+            Some(src) => format!("{}:{line}: ", src.display()),
+            None => String::new(),
+        };
+        let mut out = Vec::new();
+        for (name, t) in &self.executors {
+            if find_plugin(name).is_none() {
+                out.push(format!(
+                    "{}[executors.{name}] configures no executor this program has (it has: {have}); check the name, or ignore this if another program uses that executor",
+                    at(t.line)
+                ));
+            }
+        }
+        let default = &self.sdk.default_executor;
+        if find_plugin(default).is_none() {
+            out.push(format!(
+                "{}`default_executor = \"{default}\"` names no executor this program has (it has: {have}): electrons without an executor of their own will fail",
+                self.source
+                    .as_ref()
+                    .map(|s| format!("{}: ", s.display()))
+                    .unwrap_or_default()
+            ));
+        }
+        out
     }
 
     /// The process-wide configuration, read once.
@@ -237,12 +275,23 @@ impl Config {
         opts
     }
 
+    /// Places a message about `[executors.<name>]` in the file: at the key it names
+    /// ("key `k`" or "unknown key `k`", the first segment of a dotted key), with that line's
+    /// text, else at the table's header.
     fn locate(&self, name: &str, reason: &str) -> String {
-        match (self.executors.get(name), &self.source) {
-            (Some(t), Some(src)) => {
-                format!("{}:{}: [executors.{name}] {reason}", src.display(), t.line)
-            }
-            _ => reason.to_string(),
+        let (Some(t), Some(src)) = (self.executors.get(name), &self.source) else {
+            return reason.to_string();
+        };
+        let key = reason
+            .split_once("key `")
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(k, _)| k.split('.').next().unwrap_or(k));
+        match key.and_then(|k| t.keys.get(k)) {
+            Some((line, source)) => format!(
+                "{}:{line}: `{source}` in [executors.{name}]: {reason}",
+                src.display()
+            ),
+            None => format!("{}:{}: [executors.{name}] {reason}", src.display(), t.line),
         }
     }
 

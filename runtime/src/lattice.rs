@@ -216,7 +216,16 @@ fn start<T: Value>(
 ) -> Result<(Dispatch<T>, Option<u32>), Error> {
     let config = match lattice.config {
         Some(c) => c,
-        None => Config::global()?,
+        None => {
+            let c = Config::global()?;
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                for w in c.warnings() {
+                    eprintln!("covalent: warning: {w}");
+                }
+            });
+            c
+        }
     };
     let id = Uuid::now_v7();
     let record = lattice.record.unwrap_or(config.sdk.record);

@@ -200,8 +200,11 @@ fn a_wrong_type_in_the_config_names_file_line_and_key() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("covalent.toml:4"), "{e}");
-    assert!(e.contains("[executors.doubler]"), "{e}");
+    // The key's own line and text, not the table's header.
+    assert!(
+        e.contains("covalent.toml:5: `factor = \"two\"` in [executors.doubler]"),
+        "{e}"
+    );
     assert!(e.contains("factor"), "{e}");
     let e = Config::parse("[sdk]\nfail_fast = 3\n", Path::new("covalent.toml"))
         .unwrap_err()
@@ -214,13 +217,44 @@ fn a_wrong_type_in_the_config_names_file_line_and_key() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("defualt_executor"), "{e}");
-    let e = Config::parse("[executors.local]\nmax_workerz = 3\n", Path::new("c.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = Config::parse(
+        "[executors.local]\n# the pool\n\nmax_workerz = 3\n",
+        Path::new("c.toml"),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
-        e.contains("c.toml:1") && e.contains("max_workerz") && e.contains("max_workers"),
+        e.contains("c.toml:4: `max_workerz = 3` in [executors.local]") && e.contains("max_workers"),
         "{e}"
     );
+    let e = Config::parse(
+        "[executors.local]\ncache_dir = \"/tmp\"\nmax_workers = \"x\"\n",
+        Path::new("c.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("c.toml:3: `max_workers = \"x\"`"), "{e}");
+}
+
+#[test]
+fn configured_executors_this_program_lacks_are_warned_about() {
+    let c = Config::parse(
+        "[sdk]\ndefault_executor = \"loacl\"\n\n[executors.doubler]\nfactor = 2\n\n[executors.slrum]\npartition = \"a\"\n",
+        Path::new("covalent.toml"),
+    )
+    .unwrap();
+    let w = c.warnings();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].starts_with(
+            "covalent.toml:7: [executors.slrum] configures no executor this program has (it has: "
+        ) && w[0].contains("doubler")
+            && w[0].contains("check the name"),
+        "{w:?}"
+    );
+    assert!(w[1].contains("`default_executor = \"loacl\"`"), "{w:?}");
+    assert!(w[1].contains("will fail"), "{w:?}");
+    assert!(Config::default().warnings().is_empty());
 }
 
 #[test]

@@ -176,8 +176,24 @@ fn check_chain_record(store: &Store, id: covalent::Uuid, ran: &[u64]) -> Vec<u64
                 n.id
             );
             done.push(k as u64);
+            // An interrupted dispatch ends no earlier than the nodes it finished.
+            if let (Some(end), Some(node_end)) = (rec.end_time, n.end_time) {
+                assert!(
+                    end >= node_end,
+                    "dispatch ended {end}, node {} {node_end}",
+                    n.id
+                );
+            }
         } else {
             prefix = false;
+            // A node cut off by the kill ends with its dispatch: its runtime is what it ran.
+            if let (Status::Interrupted, Some(start)) = (n.status, n.start_time) {
+                let end = n
+                    .end_time
+                    .expect("an interrupted node that started has an end");
+                assert!(end >= start, "node {} ends before it starts", n.id);
+                assert_eq!(Some(end.max(start)), rec.end_time.map(|e| e.max(start)));
+            }
         }
     }
     done

@@ -145,3 +145,79 @@ fn the_test_harness_is_a_worker_and_checks_the_build() {
     let r = run_worker(&bad_input);
     assert_eq!(r.error_kind, Some(WorkerErrorKind::Input));
 }
+
+/// Runs this test binary as a worker on the bytes of a task file (or none), returning the
+/// result it wrote.
+fn run_worker_on(bytes: Option<&[u8]>) -> ResultEnvelope {
+    let dir = tempfile::tempdir().unwrap();
+    let (task, result) = (dir.path().join("t.json"), dir.path().join("r.json"));
+    if let Some(b) = bytes {
+        std::fs::write(&task, b).unwrap();
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(TASK_ENV, &task)
+        .env(RESULT_ENV, &result)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    ResultEnvelope::read(&result).unwrap()
+}
+
+#[test]
+fn bad_envelopes_are_refused_with_what_went_wrong() {
+    // Task envelopes a worker cannot use: it reports a protocol error, runs nothing.
+    let r = run_worker_on(Some(b"{\"protocol\": 1, \"electron\": "));
+    assert_eq!(r.error_kind, Some(WorkerErrorKind::Protocol));
+    let msg = r.error.unwrap();
+    assert!(
+        msg.contains("t.json is not readable") && msg.contains("EOF"),
+        "{msg}"
+    );
+    assert!(r.output.is_none());
+
+    let r = run_worker_on(None);
+    assert_eq!(r.error_kind, Some(WorkerErrorKind::Protocol));
+    let msg = r.error.unwrap();
+    assert!(
+        msg.contains("cannot read the task envelope") && msg.contains("t.json"),
+        "{msg}"
+    );
+
+    let mut v = serde_json::to_value(envelope_for_shout()).unwrap();
+    v["inputs"] = serde_json::json!("abc");
+    let r = run_worker_on(Some(v.to_string().as_bytes()));
+    assert_eq!(r.error_kind, Some(WorkerErrorKind::Protocol));
+    assert!(r.error.unwrap().contains("invalid type"));
+
+    // Result envelopes the dispatcher cannot use: a clear error, never a value.
+    let e = ResultEnvelope::parse(b"not json").unwrap_err();
+    assert_eq!(e.kind(), covalent::ErrorKind::Serialization);
+    assert!(
+        e.to_string()
+            .contains("the worker's result is not readable"),
+        "{e}"
+    );
+    let newer = serde_json::json!({
+        "protocol": PROTOCOL + 1, "output": 1, "error_kind": null, "error": null,
+        "started_at": 0, "ended_at": 0
+    });
+    let e = ResultEnvelope::parse(newer.to_string().as_bytes()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("the worker speaks protocol {}", PROTOCOL + 1))
+            && e.to_string().contains("run a worker binary of this build"),
+        "{e}"
+    );
+    let neither = serde_json::json!({
+        "protocol": PROTOCOL, "output": null, "error_kind": null, "error": null,
+        "started_at": 0, "ended_at": 0
+    });
+    let e = ResultEnvelope::parse(neither.to_string().as_bytes())
+        .unwrap()
+        .into_output()
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("the worker reported no output"),
+        "{e}"
+    );
+}

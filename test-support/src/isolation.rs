@@ -16,7 +16,12 @@ pub const ISOLATED_ENV: &str = "COVALENT_TEST_ISOLATED";
 /// [`isolated_home!`] before `main`; a process whose parent is isolated already keeps its
 /// parent's directories.
 pub fn isolate_home() {
-    if std::env::var_os(ISOLATED_ENV).is_some() {
+    // A process whose parent is isolated keeps its parent's directories; a worker (this test
+    // binary re-run to run one task, perhaps on another host) runs no dispatch and may end
+    // by a signal, so it makes none.
+    if std::env::var_os(ISOLATED_ENV).is_some()
+        || std::env::var_os("COVALENT_WORKER_TASK").is_some()
+    {
         return;
     }
     let dir = std::env::temp_dir().join(format!("covalent-test-{}", std::process::id()));

@@ -80,8 +80,16 @@ pub(super) fn write_run(
         .execute(params![key.dispatch_id, key.path, rows.seq, text])?;
         rows.seq += 1;
         if key.path.is_empty() {
-            tx.prepare_cached("UPDATE dispatches SET done_count = ?1 WHERE id = ?2")?
-                .execute(params![rows.done_tasks, key.dispatch_id])?;
+            // Each batch is a sign of life too: a dispatch whose process dies before its next
+            // heartbeat ends (INTERRUPTED) at its last batch, not at its last heartbeat.
+            tx.prepare_cached(
+                "UPDATE dispatches SET done_count = ?1, heartbeat_at = ?2 WHERE id = ?3",
+            )?
+            .execute(params![
+                rows.done_tasks,
+                crate::time::micros(std::time::SystemTime::now()),
+                key.dispatch_id
+            ])?;
         }
     }
     if ended {

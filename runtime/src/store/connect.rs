@@ -37,9 +37,18 @@ pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
     .map_err(|e| open_err(describe_open(path, &e)))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_err(e.to_string()))?;
-    let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
+    // A file SQLite cannot read as a database is damaged or not one; a refusal to write (a
+    // WAL store in a read-only directory needs its shared-memory file) is about the location.
+    let corrupt = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(
+            rusqlite::ErrorCode::ReadOnly
+            | rusqlite::ErrorCode::CannotOpen
+            | rusqlite::ErrorCode::PermissionDenied,
+        ) => open_err(describe_open(path, &e)),
+        _ => StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
     };
     let check = |found: schema::Found| match found {
         schema::Found::Foreign => Err(StoreError::Foreign {

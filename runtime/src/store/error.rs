@@ -17,7 +17,7 @@ pub enum StoreError {
     },
     /// The file is not a SQLite database, or is damaged.
     #[error(
-        "{path} is not a usable covalent store (corrupt, or not a SQLite database): {reason}; it was left unchanged"
+        "{path} is not a usable covalent store (corrupt, or not a SQLite database): {reason}; it was left unchanged. Move it aside (or restore it from a copy) to start a new store there"
     )]
     Corrupt {
         /// The database file.

@@ -124,6 +124,24 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// SQLite's message, with what to do where it is the user's to fix.
+fn describe(e: &rusqlite::Error) -> String {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ReadOnly) => format!(
+            "{e}: the store file or its directory is read-only here (permissions, or a read-only mount); make both writable, or set COVALENT_HOME (or `[sdk] data_dir`) to a writable directory. Reading it still works"
+        ),
+        Some(rusqlite::ErrorCode::DiskFull) => format!(
+            "{e}: the disk holding the store is full; free space there, or set COVALENT_HOME to another disk"
+        ),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) | Some(rusqlite::ErrorCode::NotADatabase) => {
+            format!(
+                "{e}: the file is damaged (truncated or overwritten); move it aside to start a new store, or restore it from a copy"
+            )
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// The device and inode of the file at `path`.
 fn file_id(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -170,7 +188,7 @@ impl Store {
     fn err(&self, e: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
-            reason: e.to_string(),
+            reason: describe(&e),
         }
     }
 
@@ -483,5 +501,29 @@ impl Store {
         .map_err(|e: rusqlite::Error| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_refused_as_read_only_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("covalent.db");
+        drop(Store::open(&path).unwrap());
+        // What a store on a read-only mount, or of another user, gives: SQLite's own refusal.
+        let ro =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let e = ro.execute("DELETE FROM dispatches", []).unwrap_err();
+        let msg = describe(&e);
+        assert!(
+            msg.starts_with("attempt to write a readonly database"),
+            "{msg}"
+        );
+        assert!(msg.contains("make both writable"), "{msg}");
+        assert!(msg.contains("COVALENT_HOME"), "{msg}");
+        assert!(msg.contains("Reading it still works"), "{msg}");
     }
 }

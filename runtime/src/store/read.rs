@@ -67,7 +67,9 @@ impl Store {
             .unwrap_or_default();
         let rows = self.node_rows(&key)?;
         let subs = self.sublattice_rows(&key)?;
-        let nodes = assemble(&graph, "", &rows, &subs, status == Status::Interrupted);
+        // An interrupted dispatch's unfinished nodes end when it did (its last sign of life).
+        let interrupted = (status == Status::Interrupted).then(|| ended.unwrap_or(created));
+        let nodes = assemble(&graph, "", &rows, &subs, interrupted);
         Ok(DispatchRecord {
             id,
             lattice,
@@ -188,7 +190,7 @@ fn assemble(
     path: &str,
     rows: &HashMap<(String, usize), NodeRow>,
     subs: &HashMap<String, (String, String, GraphRec)>,
-    interrupted: bool,
+    interrupted: Option<i64>,
 ) -> Vec<NodeRecord> {
     (0..graph.nodes.len())
         .map(|i| {
@@ -236,13 +238,21 @@ fn assemble(
                     .and_then(|v| serde_json::from_str(v.get()).ok());
             }
             if let Some(row) = rows.get(&(path.to_string(), i)) {
-                rec.status = match row.s {
-                    Status::Running | Status::Pending if interrupted => Status::Interrupted,
-                    s => s,
+                let cut = match row.s {
+                    Status::Running | Status::Pending => interrupted,
+                    _ => None,
+                };
+                rec.status = if cut.is_some() {
+                    Status::Interrupted
+                } else {
+                    row.s
                 };
                 rec.executor = row.x.clone().or(rec.executor);
                 rec.start_time = row.a.map(|t| from_micros(graph.t0 + t));
-                rec.end_time = row.b.map(|t| from_micros(graph.t0 + t));
+                rec.end_time = row.b.map(|t| from_micros(graph.t0 + t)).or_else(|| {
+                    cut.zip(rec.start_time)
+                        .map(|(at, start)| from_micros(at).max(start))
+                });
                 rec.output = row.o.clone();
                 rec.error = row.e.clone();
                 rec.error_kind = row.k;
