@@ -429,3 +429,64 @@ fn bad_input_is_refused_with_what_to_fix_and_nothing_changes() {
         }
     }
 }
+
+/// Runs `covalent ARGS` on `home` as a user who may not write there: the unprivileged `nobody`
+/// when this test runs as root (root writes anywhere), else this user after `chmod`.
+fn covalent_read_only(dir: &Path, home: &Path, args: &[&str]) -> std::process::Output {
+    let bin = env!("CARGO_BIN_EXE_covalent");
+    let root = covalent_test_support::is_root();
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+        c
+    } else {
+        Command::new(bin)
+    };
+    cmd.args(args)
+        .current_dir(dir)
+        .env("COVALENT_HOME", home)
+        .env_remove("COVALENT_CONFIG")
+        .env("XDG_CONFIG_HOME", dir.join("no-user-config"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_read_only_store_is_read_and_refuses_writes_with_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    if covalent_test_support::is_root()
+        && Command::new("setpriv").arg("--version").output().is_err()
+    {
+        covalent_test_support::skip("read-only store", "no setpriv to drop root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    record_two(&home);
+    let before = dispatches(&home);
+    for e in std::fs::read_dir(&home).unwrap().flatten() {
+        let mode = if e.path().is_dir() { 0o555 } else { 0o444 };
+        std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let files = files_of(&home);
+
+    let out = covalent_read_only(dir.path(), &home, &["list"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "list of a read-only store: {stderr}");
+    assert!(stdout.contains("2 of 2 dispatches shown"), "{stdout}");
+
+    let out = covalent_read_only(dir.path(), &home, &["purge", "--all", "--yes"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("read-only"), "{stderr}");
+    assert!(stderr.contains("COVALENT_HOME"), "{stderr}");
+    assert!(!stderr.contains("not a usable covalent store"), "{stderr}");
+
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(files_of(&home), files, "the read-only store changed");
+    assert_eq!(dispatches(&home), before);
+}
