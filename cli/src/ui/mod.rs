@@ -62,7 +62,7 @@ fn router(state: Shared) -> Router {
         .route("/api/dispatches/{id}/events", get(events::dispatch_events))
         .route("/api/dispatches/{id}/cancel", post(api::cancel))
         .fallback(pages::fallback)
-        .layer(from_fn_with_state(state.clone(), security::guard))
+        .layer(from_fn_with_state(state.security.clone(), security::guard))
         .with_state(state)
 }
 

@@ -22,8 +22,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use std::sync::Arc;
+
 use super::respond;
-use super::state::Shared;
 
 /// The header that carries the CSRF token.
 pub const CSRF_HEADER: &str = "x-covalent-csrf";
@@ -100,8 +101,7 @@ fn same_secret(a: &str, b: &str) -> bool {
 }
 
 /// The middleware: checks the request, then adds the security headers to the response.
-pub async fn guard(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    let sec = &state.security;
+pub async fn guard(State(sec): State<Arc<Security>>, req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/api");
     let refuse = |status: StatusCode, msg: &str| -> Response {
         with_headers(if api {

@@ -23,7 +23,7 @@ pub struct AppState {
     /// The effective configuration (executor options for the node drawer).
     pub config: Config,
     /// Token, CSRF token, host checks.
-    pub security: Security,
+    pub security: Arc<Security>,
     /// Bumped whenever the store's `data_version` changes (see `events::poll_versions`).
     pub changes: watch::Sender<u64>,
     /// Records of ended dispatches, which never change (a 10,000-node record takes a while to
@@ -46,7 +46,7 @@ impl AppState {
                 open: Mutex::new(None),
             },
             config,
-            security,
+            security: Arc::new(security),
             changes: watch::Sender::new(0),
             cache: Mutex::new(Vec::new()),
         })
