@@ -290,6 +290,12 @@ fn start<T: Value>(
 /// executor (and internal nodes) alongside the worker pool instead of only waiting, so a small
 /// dispatch completes without a thread hand-off. Other executors, async electrons and time
 /// limits run on the async runtime as with [`dispatch`].
+///
+/// One consequence: when a cancel gives up a sync electron that the calling thread itself is
+/// running and that does not poll [`crate::cancelled`], the dispatch ends on time (its record
+/// and [`Dispatch::wait`] elsewhere see it), but this call returns only once that electron
+/// returns. Poll `covalent::cancelled()` in long electrons, or use [`dispatch`] and
+/// [`Dispatch::wait`], which never run electrons on the waiting thread.
 pub fn dispatch_sync<T: Value>(lattice: Lattice<T>) -> Result<LatticeResult<T>, Error> {
     crate::runtime::blocking(move || {
         let (d, first) = start(lattice, true)?;

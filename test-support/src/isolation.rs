@@ -1,6 +1,6 @@
-//! Tests never touch the user's store or configuration: [`isolated_home!`] gives a test binary
-//! (and every process it starts: workers, examples run through cargo, trybuild's pass cases)
-//! data and config directories of its own, before `main` runs.
+//! Tests never touch the user's store or configuration: [`isolated_home!`](crate::isolated_home!)
+//! gives a test binary (and every process it starts: workers, examples run through cargo,
+//! trybuild's pass cases) data and config directories of its own, before `main` runs.
 #![allow(unsafe_code)]
 
 use std::path::PathBuf;
@@ -13,8 +13,8 @@ pub const ISOLATED_ENV: &str = "COVALENT_TEST_ISOLATED";
 /// fresh directory under the temp dir and removes `COVALENT_HOME` and `COVALENT_CONFIG`, so
 /// nothing a test does reaches the user's store or config (a test that names a `data_dir` or a
 /// config of its own still gets it). The directory is removed when the process exits. Called by
-/// [`isolated_home!`] before `main`; a process whose parent is isolated already keeps its
-/// parent's directories.
+/// [`isolated_home!`](crate::isolated_home!) before `main`; a process whose parent is isolated
+/// already keeps its parent's directories.
 pub fn isolate_home() {
     // A process whose parent is isolated keeps its parent's directories; a worker (this test
     // binary re-run to run one task, perhaps on another host) runs no dispatch and may end
@@ -55,7 +55,8 @@ pub fn isolate_home() {
 
 static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
-/// The isolated directory of this test binary (set by [`isolated_home!`]).
+/// The isolated directory of this test binary (set by
+/// [`isolated_home!`](crate::isolated_home!)).
 pub fn isolated_dir() -> Option<PathBuf> {
     std::env::var_os(ISOLATED_ENV).map(PathBuf::from)
 }
