@@ -221,3 +221,81 @@ fn bad_envelopes_are_refused_with_what_went_wrong() {
         "{e}"
     );
 }
+
+/// Writes its pid, then waits for the test to let it go (a file), up to 20 s.
+#[electron(executor = "process")]
+fn held(dir: String) -> u32 {
+    let dir = Path::new(&dir);
+    std::fs::write(dir.join("pid"), std::process::id().to_string()).unwrap();
+    let t = std::time::Instant::now();
+    while !dir.join("go").exists() && t.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    7
+}
+
+#[lattice]
+fn held_flow(dir: String) -> u32 {
+    held(dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_tasks_job_handle_is_in_the_store_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = covalent::Config::parse(
+        &format!(
+            "[sdk]\nprogress = false\ndata_dir = {:?}\n",
+            dir.path().to_str().unwrap()
+        ),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    let d =
+        covalent::dispatch(held_flow(dir.path().to_str().unwrap().to_string()).with_config(cfg))
+            .await
+            .unwrap();
+    let store = covalent::store::Store::open(&dir.path().join("covalent.db")).unwrap();
+    let pid_file = dir.path().join("pid");
+    let t = std::time::Instant::now();
+    let (pid, seen) = loop {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "no handle recorded"
+        );
+        let rec = store.get(d.id()).unwrap();
+        // (No nodes until the writer's first batch has the graph.)
+        let handle = rec
+            .nodes
+            .iter()
+            .find(|n| n.name == "held")
+            .and_then(|node| node.job_handle.as_ref().map(|h| (node.status, h.clone())));
+        if let Some((status, h)) = handle {
+            assert_eq!(status, covalent::Status::Running);
+            break (h["pid"].as_i64().unwrap(), std::time::Instant::now());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    };
+    // The handle names the worker that is running now (the worker writes its pid once it runs,
+    // which may be after the handle was stored).
+    let worker: i64 = loop {
+        if let Some(p) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            break p;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    };
+    assert_eq!(pid, worker);
+    eprintln!(
+        "handle in the store {:?} after the dispatch started",
+        seen - t
+    );
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let id = d.id();
+    let r = d.wait().await.unwrap();
+    assert_eq!(r.value(), Some(&7));
+    let rec = store.get(id).unwrap();
+    let node = rec.nodes.iter().find(|n| n.name == "held").unwrap();
+    assert_eq!(node.job_handle.as_ref().unwrap()["pid"].as_i64(), Some(pid));
+}

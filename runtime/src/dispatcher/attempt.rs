@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::cancel::{self, StopToken};
 use crate::electron::{Args, Body, ElectronDef};
 use crate::error::{ErrorKind, NodeError};
-use crate::executor::{CtxInner, ExecutorError, ExecutorRef, Task, TaskContext};
+use crate::executor::{CtxInner, ExecutorError, ExecutorRef, JobHandle, Task, TaskContext};
 use crate::graph::Op;
 use crate::invoke::{self, CatchPanic};
 use crate::value::Output;
@@ -165,7 +165,7 @@ impl Run {
     /// Attempt `n` of node `i` on `exec`: its own context, the executor's calls, then the
     /// streams and job handle it recorded kept on the node.
     async fn attempt_on(
-        &self,
+        self: &Arc<Self>,
         exec: &ExecutorRef,
         i: u32,
         def: &'static ElectronDef,
@@ -184,6 +184,17 @@ impl Run {
                 job_handle: Mutex::new(None),
                 streams: Mutex::new(None),
                 body_thread: Mutex::new(None),
+                on_handle: Some(Box::new({
+                    let run = Arc::downgrade(self);
+                    move |h: &JobHandle| {
+                        if let Some(run) = run.upgrade() {
+                            run.states[i as usize].extra(|x| x.job_handle = Some(h.clone()));
+                            if let Some(o) = &run.observer {
+                                o.node_changed(i);
+                            }
+                        }
+                    }
+                })),
             }),
         };
         let task = Task {

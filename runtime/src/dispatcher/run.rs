@@ -38,6 +38,8 @@ pub(crate) trait RunObserver: Send + Sync + 'static {
     fn finished(&self, run: &Run);
     /// The observer for the sublattice run under node `node`.
     fn child(&self, node: u32) -> Arc<dyn RunObserver>;
+    /// A running node's details changed without its status (its job handle was set).
+    fn node_changed(&self, node: u32);
 }
 
 /// What a node has beyond its hot state, allocated when first needed.

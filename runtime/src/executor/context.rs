@@ -42,7 +42,13 @@ pub(crate) struct CtxInner {
     /// Set (by the `local` executor) when the attempt's body runs on a thread of its own that
     /// outlives the attempt if the attempt is given up.
     pub body_thread: Mutex<Option<Arc<BodyThread>>>,
+    /// Told of each job handle as it is set (the dispatcher puts it on the node at once, so the
+    /// store has it while the task runs).
+    pub on_handle: Option<HandleSink>,
 }
+
+/// Where a job handle goes the moment an executor sets it.
+pub(crate) type HandleSink = Box<dyn Fn(&JobHandle) + Send + Sync>;
 
 /// A thread running an electron's body for one attempt: whether it is still running, and the
 /// flag that tells the body ([`crate::cancelled`]) that its attempt was given up.
@@ -123,10 +129,16 @@ impl TaskContext {
         std::fs::create_dir_all(&self.inner.results_dir)?;
         Ok(&self.inner.results_dir)
     }
-    /// Records the job handle of the running task, so it can be cancelled.
+    /// Records the job handle of the running task, so it can be cancelled: call it as soon as
+    /// the backend returns one (a pid, a job id, a container name). The node carries it from
+    /// then on, and a recorded dispatch has it in the store within one write batch (25 ms),
+    /// while the node is still RUNNING.
     pub fn set_job_handle(&self, handle: impl Serialize) {
-        let v = serde_json::to_value(handle).unwrap_or(serde_json::Value::Null);
-        *self.inner.job_handle.lock().unwrap() = Some(JobHandle(v));
+        let h = JobHandle(serde_json::to_value(handle).unwrap_or(serde_json::Value::Null));
+        if let Some(tell) = &self.inner.on_handle {
+            tell(&h);
+        }
+        *self.inner.job_handle.lock().unwrap() = Some(h);
     }
     /// The job handle recorded so far.
     pub fn job_handle(&self) -> Option<JobHandle> {

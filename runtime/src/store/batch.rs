@@ -61,6 +61,7 @@ pub(super) fn write_run(
     rows: &mut Rows,
     key: &Key<'_>,
     buf: &mut Vec<u8>,
+    changed: &[u32],
 ) -> rusqlite::Result<bool> {
     // Read "done" before scanning: every node is final once it is set.
     let ended = run.is_done();
@@ -71,6 +72,15 @@ pub(super) fn write_run(
     buf.clear();
     buf.push(b'[');
     scan(buf, run, rows, ended);
+    // Running nodes whose details changed (a job handle set) are written again, so the store
+    // has them while they run; nodes the scan just wrote already carry them.
+    for &i in changed {
+        let i = i as usize;
+        let status = run.node(i).status();
+        if status == Status::Running && rows.written[i] == Status::Running as u8 {
+            entry(buf, run, rows, i, status);
+        }
+    }
     if buf.len() > 1 {
         buf.push(b']');
         let text = std::str::from_utf8(buf).unwrap_or("[]");

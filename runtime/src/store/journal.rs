@@ -61,6 +61,8 @@ pub(crate) struct RunJournal {
     pub(crate) path: String,
     flushed: AtomicBool,
     flushed_notify: Notify,
+    /// Running nodes to write again although their status did not change.
+    pub(crate) changed: Mutex<Vec<u32>>,
 }
 
 impl RunJournal {
@@ -83,6 +85,7 @@ impl RunJournal {
             },
             flushed: AtomicBool::new(false),
             flushed_notify: Notify::new(),
+            changed: Mutex::new(Vec::new()),
         })
     }
 
@@ -121,6 +124,10 @@ impl RunObserver for RunJournal {
     fn child(&self, node: u32) -> Arc<dyn RunObserver> {
         RunJournal::child(self, node)
     }
+    fn node_changed(&self, node: u32) {
+        self.changed.lock().unwrap().push(node);
+        self.wake();
+    }
 }
 
 impl Journal {
@@ -148,6 +155,7 @@ impl Journal {
             path: String::new(),
             flushed: AtomicBool::new(false),
             flushed_notify: Notify::new(),
+            changed: Mutex::new(Vec::new()),
         })
     }
 
@@ -314,7 +322,8 @@ impl Writer {
                 dispatch_id: &a.journal.dispatch_id,
                 path: &a.journal.path,
             };
-            if batch::write_run(&tx, &a.run, &mut a.rows, &key, &mut buf)? {
+            let changed = std::mem::take(&mut *a.journal.changed.lock().unwrap());
+            if batch::write_run(&tx, &a.run, &mut a.rows, &key, &mut buf, &changed)? {
                 finished.push(idx);
             }
         }
