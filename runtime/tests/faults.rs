@@ -6,7 +6,8 @@
 //!   the store is written), then read-back and resume;
 //! - many processes creating and writing one store at once;
 //! - a store file truncated, or replaced by another file, under a process that reads it;
-//! - a worker process killed mid-task (and retried);
+//! - a worker process killed mid-task (and retried), and a dispatcher killed under one (the
+//!   worker and the task's own children end with it);
 //! - awkward values through `local`, `process` and the store: the value read back equals the
 //!   value produced, or the node failed with the serialization kind before any dependant ran.
 //!
@@ -80,6 +81,32 @@ fn small(x: u64) -> u64 {
     square(x)
 }
 
+/// A task in a child process that starts a grandchild, records both pids, then waits.
+#[electron(executor = "process")]
+fn long_elsewhere(dir: String) -> u32 {
+    let mut grandchild = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    std::fs::write(
+        Path::new(&dir).join("pids.tmp"),
+        format!("{} {}", std::process::id(), grandchild.id()),
+    )
+    .unwrap();
+    std::fs::rename(
+        Path::new(&dir).join("pids.tmp"),
+        Path::new(&dir).join("pids"),
+    )
+    .unwrap();
+    let _ = grandchild.wait();
+    1
+}
+
+#[lattice]
+fn long_flow(dir: String) -> u32 {
+    long_elsewhere(dir)
+}
+
 /// What a child process does (`FAULTS_ROLE`): `chain` dispatches the chain (resuming
 /// `FAULTS_REUSE` if set) and prints the dispatch id first; `writer` records `FAULTS_N` small
 /// dispatches and checks each value.
@@ -108,6 +135,11 @@ fn role() {
                 assert_eq!(r.value(), Some(&(i * i)));
                 println!("recorded {} {i}", r.dispatch_id());
             }
+        }
+        "long" => {
+            let dir = home.to_str().unwrap().to_string();
+            let r = covalent::dispatch_sync(long_flow(dir).with_config(cfg)).unwrap();
+            println!("done {:?}", r.status());
         }
         other => panic!("unknown role {other}"),
     }
@@ -267,6 +299,44 @@ fn kill_9_of_a_dispatcher_at_any_point_loses_nothing_and_resume_runs_nothing_twi
         interrupted >= 3,
         "only {interrupted} rounds caught the dispatch running"
     );
+}
+
+#[test]
+fn kill_9_of_a_dispatcher_takes_its_process_tasks_and_their_children_with_it() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = spawn_role("long", home.path(), &[]);
+    let pids = home.path().join("pids");
+    let t = Instant::now();
+    let (worker, grandchild) = loop {
+        if let Some((w, g)) = std::fs::read_to_string(&pids).ok().and_then(|s| {
+            let (w, g) = s.split_once(' ')?;
+            Some((w.parse::<i32>().ok()?, g.parse::<i32>().ok()?))
+        }) {
+            break (w, g);
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the task never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(alive(worker) && alive(grandchild));
+    kill9(&mut child);
+    // The worker sees its dispatcher gone within its 50 ms check and takes its group along.
+    let t = Instant::now();
+    while (alive(worker) || alive(grandchild)) && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!alive(worker), "the worker outlived its dispatcher");
+    assert!(
+        !alive(grandchild),
+        "the task's own child outlived its dispatcher"
+    );
+    // The record says what happened.
+    let store = Store::open(&home.path().join("covalent.db")).unwrap();
+    let d = store.list(&ListFilter::default()).unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].status, Status::Interrupted);
 }
 
 #[test]

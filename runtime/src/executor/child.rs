@@ -67,6 +67,22 @@ pub fn kill_group(pgid: i64) -> bool {
     unsafe { libc::kill(-pid, libc::SIGKILL) == 0 }
 }
 
+/// Ends this process at once with SIGKILL, and its whole process group with it when it leads
+/// one (a worker of the `process` executor does: its task's own children go too). A process
+/// that does not lead its group kills only itself.
+pub(crate) fn kill_own_group() -> ! {
+    // SAFETY: getpid/getpgrp/kill take and return plain integers; `-me` names the group this
+    // process leads, and only when it leads it.
+    unsafe {
+        let me = libc::getpid();
+        if libc::getpgrp() == me {
+            libc::kill(-me, libc::SIGKILL);
+        }
+        libc::kill(me, libc::SIGKILL);
+    }
+    std::process::abort()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,9 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
 use super::child::{describe_exit, kill_group, with_stderr_tail};
-use super::worker::{RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, current_binary};
+use super::worker::{
+    PARENT_ENV, RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, current_binary,
+};
 use crate::executor::{BaseOptions, Executor, ExecutorError, JobHandle, Task, TaskContext};
 use crate::value::Output;
 
@@ -110,6 +112,7 @@ impl Executor for ProcessExecutor {
         let mut cmd = tokio::process::Command::new(&binary);
         cmd.env(TASK_ENV, &task_file)
             .env(RESULT_ENV, &result_file)
+            .env(PARENT_ENV, std::process::id().to_string())
             .envs(&self.env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -348,12 +348,49 @@ pub fn run_envelope(env: &TaskEnvelope) -> ResultEnvelope {
     }
 }
 
+/// Environment variable naming the pid of the dispatcher a local worker belongs to: set by the
+/// `process` executor, whose workers end (with their whole process group) when it dies.
+pub const PARENT_ENV: &str = "COVALENT_WORKER_PARENT";
+
+/// How often a local worker checks that its dispatcher is still there.
+const PARENT_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// With [`PARENT_ENV`] set: a thread that kills this worker's process group (the worker leads
+/// it, so the task's own children go too) once the dispatcher that started it is gone (this
+/// process was re-parented), so no task outlives a killed dispatcher unseen.
+fn watch_parent() {
+    let Some(parent) = std::env::var(PARENT_ENV)
+        .ok()
+        .and_then(|p| p.parse::<libc::pid_t>().ok())
+    else {
+        return;
+    };
+    let check = move || {
+        // SAFETY: getppid(2) has no preconditions.
+        unsafe { libc::getppid() == parent }
+    };
+    if !check() {
+        crate::executor::child::kill_own_group();
+    }
+    let _ = std::thread::Builder::new()
+        .name("covalent-parent-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(PARENT_CHECK);
+                if !check() {
+                    crate::executor::child::kill_own_group();
+                }
+            }
+        });
+}
+
 /// Worker mode: when the environment names a task, run it, write the result and exit.
 /// Returns (does nothing) otherwise.
 pub fn enter_if_worker() {
     let Some(task) = std::env::var_os(TASK_ENV) else {
         return;
     };
+    watch_parent();
     let result_path = std::env::var_os(RESULT_ENV).map(PathBuf::from);
     let task = PathBuf::from(task);
     let result = match std::fs::read(&task)
