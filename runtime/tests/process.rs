@@ -73,16 +73,7 @@ fn shout(word: String) -> String {
 
 /// Runs this test binary as a worker on a hand-made envelope.
 fn run_worker(env: &TaskEnvelope) -> ResultEnvelope {
-    let dir = tempfile::tempdir().unwrap();
-    let (task, result) = (dir.path().join("t.json"), dir.path().join("r.json"));
-    env.write(&task).unwrap();
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(TASK_ENV, &task)
-        .env(RESULT_ENV, &result)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    ResultEnvelope::read(&result).unwrap()
+    run_worker_on(Some(env.to_json().as_bytes()))
 }
 
 fn envelope_for_shout() -> TaskEnvelope {
