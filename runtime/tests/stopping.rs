@@ -266,3 +266,64 @@ async fn covalent_cancel_from_the_store_ends_the_record_on_time() {
     assert_eq!(r.status(), Status::Cancelled);
     RECORDED_RELEASE.store(true, Ordering::Release);
 }
+
+static PARTIAL_STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Works until cancelled, then returns what it has (a partial value).
+#[electron]
+fn partial_sum() -> u64 {
+    PARTIAL_STARTED.store(true, Ordering::Release);
+    let t = Instant::now();
+    let mut n = 0u64;
+    while !covalent::cancelled() && t.elapsed() < Duration::from_secs(20) {
+        n += 1;
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    n
+}
+
+#[lattice]
+fn partial_flow() -> u64 {
+    partial_sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_returned_after_a_cancel_is_discarded_and_not_recorded() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = covalent::Config::parse(
+        &format!(
+            "[sdk]\nprogress = false\ndata_dir = {:?}\n",
+            home.path().to_str().unwrap()
+        ),
+        Path::new("covalent.toml"),
+    )
+    .unwrap();
+    let store_path = cfg.store_path();
+    let d = covalent::dispatch(partial_flow().with_config(cfg))
+        .await
+        .unwrap();
+    let id = d.id();
+    while !PARTIAL_STARTED.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    d.cancel();
+    let r = d.wait().await.unwrap();
+    assert_eq!(r.status(), Status::Cancelled);
+    let n = r.nodes().find(|n| n.name() == "partial_sum").unwrap();
+    assert_eq!(n.status(), Status::Cancelled);
+    assert!(n.output().is_none());
+    // It returned by itself (within the grace): no word of a stuck thread.
+    let msg = n.error().unwrap();
+    assert!(
+        msg.contains("the value it returned afterwards was discarded"),
+        "{msg}"
+    );
+    let rec = covalent::store::Store::open(&store_path)
+        .unwrap()
+        .get(id)
+        .unwrap();
+    let stored = rec.nodes.iter().find(|n| n.name == "partial_sum").unwrap();
+    assert_eq!(stored.status, Status::Cancelled);
+    assert!(stored.output.is_none(), "{:?}", stored.output);
+    assert!(rec.output.is_none());
+}

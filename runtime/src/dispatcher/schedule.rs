@@ -161,6 +161,13 @@ impl Run {
         }
         st.end.store(end, Ordering::Release);
         let result = match result {
+            // A node whose cancellation was requested while it ran ends CANCELLED, whatever
+            // its body returned (a body that polls `covalent::cancelled()` returns early, with
+            // a partial value or an error).
+            Ok(_) if self.cancel.is_requested(i as usize) => Err(NodeError::new(
+                ErrorKind::Cancelled,
+                "cancelled while running; the value it returned afterwards was discarded",
+            )),
             // A recorded value must read back as it is: one that would not fails its node here,
             // before any dependant sees it.
             Ok(v) if self.observer.is_some() => match v.check() {
@@ -174,13 +181,6 @@ impl Run {
                     ),
                 )),
             },
-            // A node whose cancellation was requested while it ran ends CANCELLED, whatever
-            // its body returned (a body that polls `covalent::cancelled()` returns early, with
-            // a partial value or an error).
-            Ok(_) if self.cancel.is_requested(i as usize) => Err(NodeError::new(
-                ErrorKind::Cancelled,
-                "cancelled while running; the value it returned afterwards was discarded",
-            )),
             r => r,
         };
         let next = match result {
