@@ -197,7 +197,7 @@ impl<T: Value> Dispatch<T> {
 /// #[lattice]
 /// fn flow(x: i64) -> i64 { add(x, 1) }
 ///
-/// # covalent::__private::doctest_home();
+/// # covalent_test_support::isolate_home();
 /// # covalent::__private::test(async {
 /// let d = covalent::dispatch(flow(41)).await?;
 /// let r = d.wait().await?;

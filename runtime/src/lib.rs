@@ -21,7 +21,7 @@
 //!     multiply(y, r1)
 //! }
 //!
-//! # covalent::__private::doctest_home();
+//! # covalent_test_support::isolate_home();
 //! let result = covalent::dispatch_sync(workflow(3, 4)).unwrap();
 //! assert_eq!(result.value(), Some(&28));
 //! assert_eq!(result.status(), covalent::Status::Completed);

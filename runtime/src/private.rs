@@ -173,31 +173,3 @@ pub fn main<F: Future>(f: F) -> F::Output {
 pub fn test<F: Future>(f: F) -> F::Output {
     crate::runtime::block_on_main(f)
 }
-
-/// For this crate's own doctests: points the default data and config directories at a fresh
-/// temporary directory (removed at exit) and clears `COVALENT_HOME` / `COVALENT_CONFIG`, so a
-/// doctest that dispatches with the defaults never reaches the user's store. Call it first, while
-/// the doctest has no other thread.
-pub fn doctest_home() {
-    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let dir = std::env::temp_dir().join(format!("covalent-doctest-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    // SAFETY: called at the start of a doctest's `main`, before any other thread exists.
-    unsafe {
-        std::env::set_var("XDG_DATA_HOME", dir.join("data"));
-        std::env::set_var("XDG_CONFIG_HOME", dir.join("config"));
-        std::env::remove_var("COVALENT_HOME");
-        std::env::remove_var("COVALENT_CONFIG");
-    }
-    if DIR.set(dir).is_ok() {
-        extern "C" fn cleanup() {
-            if let Some(d) = DIR.get() {
-                let _ = std::fs::remove_dir_all(d);
-            }
-        }
-        // SAFETY: registers a plain function with the C runtime's exit handlers.
-        unsafe {
-            libc::atexit(cleanup);
-        }
-    }
-}

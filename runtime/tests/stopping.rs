@@ -21,6 +21,18 @@ fn config(extra: &str) -> covalent::Config {
     .unwrap()
 }
 
+/// A configuration recording into the store under `home`.
+fn recorded(home: &Path) -> covalent::Config {
+    covalent::Config::parse(
+        &format!(
+            "[sdk]\nprogress = false\ndata_dir = {:?}\n",
+            home.to_str().unwrap()
+        ),
+        Path::new("covalent.toml"),
+    )
+    .unwrap()
+}
+
 /// Spins (never polling `cancelled()`) until `release` is set or 20 s pass.
 fn spin_until(release: &AtomicBool) {
     let t = Instant::now();
@@ -233,14 +245,7 @@ fn deaf_recorded_flow() -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn covalent_cancel_from_the_store_ends_the_record_on_time() {
     let home = tempfile::tempdir().unwrap();
-    let cfg = covalent::Config::parse(
-        &format!(
-            "[sdk]\nprogress = false\ndata_dir = {:?}\n",
-            home.path().to_str().unwrap()
-        ),
-        Path::new("covalent.toml"),
-    )
-    .unwrap();
+    let cfg = recorded(home.path());
     let store_path = cfg.store_path();
     let d = covalent::dispatch(deaf_recorded_flow().with_config(cfg))
         .await
@@ -290,14 +295,7 @@ fn partial_flow() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_returned_after_a_cancel_is_discarded_and_not_recorded() {
     let home = tempfile::tempdir().unwrap();
-    let cfg = covalent::Config::parse(
-        &format!(
-            "[sdk]\nprogress = false\ndata_dir = {:?}\n",
-            home.path().to_str().unwrap()
-        ),
-        Path::new("covalent.toml"),
-    )
-    .unwrap();
+    let cfg = recorded(home.path());
     let store_path = cfg.store_path();
     let d = covalent::dispatch(partial_flow().with_config(cfg))
         .await

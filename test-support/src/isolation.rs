@@ -13,8 +13,9 @@ pub const ISOLATED_ENV: &str = "COVALENT_TEST_ISOLATED";
 /// fresh directory under the temp dir and removes `COVALENT_HOME` and `COVALENT_CONFIG`, so
 /// nothing a test does reaches the user's store or config (a test that names a `data_dir` or a
 /// config of its own still gets it). The directory is removed when the process exits. Called by
-/// [`isolated_home!`](crate::isolated_home!) before `main`; a process whose parent is isolated
-/// already keeps its parent's directories.
+/// [`isolated_home!`](crate::isolated_home!) before `main`, and first thing by doctests that
+/// dispatch (a hidden `# covalent_test_support::isolate_home();` line, while the doctest has no
+/// other thread); a process whose parent is isolated already keeps its parent's directories.
 pub fn isolate_home() {
     // A process whose parent is isolated keeps its parent's directories; a worker (this test
     // binary re-run to run one task, perhaps on another host) runs no dispatch and may end
@@ -32,8 +33,8 @@ pub fn isolate_home() {
         eprintln!("covalent-test-support: cannot make {}: {e}", dir.display());
         std::process::abort();
     }
-    // SAFETY: this runs from a constructor, before `main` and so before any other thread of
-    // the process exists.
+    // SAFETY: this runs from a constructor before `main`, or first thing in a doctest's
+    // `main`: before any other thread of the process exists.
     unsafe {
         std::env::set_var("XDG_DATA_HOME", dir.join("data"));
         std::env::set_var("XDG_CONFIG_HOME", dir.join("config"));

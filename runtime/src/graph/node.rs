@@ -105,7 +105,7 @@ impl<T> From<Node<T>> for AnyNode {
 ///     let s = setup();
 ///     wait(work(x), s)
 /// }
-/// # covalent::__private::doctest_home();
+/// # covalent_test_support::isolate_home();
 /// # let r = covalent::dispatch_sync(flow(21)).unwrap();
 /// # assert_eq!(r.value(), Some(&42));
 /// ```
