@@ -33,8 +33,12 @@ pub enum Command {
     Show(ShowArgs),
     /// Print a dispatch's result as JSON (exit 1 unless it COMPLETED).
     Result(ResultArgs),
-    /// Ask the process running a dispatch to cancel it, or some of its nodes.
+    /// Cancel a dispatch: ask the process running it, or, when that process is gone, stop the
+    /// tasks it left running (scancel, remote kill, container stop) through their job handles.
     Cancel(CancelArgs),
+    /// Resume an interrupted (or failed, or cancelled) dispatch in a detached dispatcher: take
+    /// what completed, follow what still runs, run only what is gone. Prints the new id.
+    Resume(ResumeArgs),
     /// Print the stdout and stderr recorded for a dispatch's tasks.
     Logs(LogsArgs),
     /// Delete ended dispatches from the store (running ones are never deleted).
@@ -104,6 +108,16 @@ pub struct CancelArgs {
     /// Cancel only this node (repeat for several); without it, the whole dispatch.
     #[arg(long = "node", value_name = "N")]
     pub nodes: Vec<usize>,
+}
+
+/// `covalent resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Dispatch id, or a unique prefix of one.
+    pub id: String,
+    /// Wait for the resumed dispatch to end and print its result (as `covalent result`).
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// `covalent logs`.

@@ -150,3 +150,20 @@ fn stopping_electrons_shows_polling_giving_up_and_killing() {
     );
     assert!(out.contains("and returned: true"), "{out}");
 }
+
+#[test]
+fn detached_returns_at_once_and_its_dispatch_completes_after_it_exited() {
+    let out = run_example("detached", &[("DETACHED_SECONDS", "3")]);
+    let id: covalent::Uuid = out.lines().next().unwrap().trim().parse().unwrap();
+    let store = covalent::store::Store::open_default().unwrap();
+    // The example has exited; its dispatch still runs, in a process of its own (a dispatcher
+    // that had died with it would read INTERRUPTED here).
+    let origin = store.origin(id).unwrap();
+    assert_eq!(origin.status, covalent::Status::Running);
+    let record = store
+        .wait(id, Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    assert_eq!(record.status, covalent::Status::Completed, "{record}");
+    assert_eq!(record.value::<u64>().unwrap(), Some(1 + 4 + 9));
+    assert_eq!(origin.lattice_path.as_deref(), Some("detached::overnight"));
+}

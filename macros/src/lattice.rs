@@ -74,6 +74,7 @@ fn generate(
         quote!(::core::concat!(::core::module_path!(), #suffix))
     };
     let inner_attrs = &body.inner_attrs;
+    let registration = register(ident, &path, params);
     let body = self::body(&Body {
         ident,
         name: &name,
@@ -87,6 +88,40 @@ fn generate(
         #(#attrs)*
         #(#inner_attrs)*
         #vis fn #ident(#(#inputs),*) -> ::covalent::Lattice<#output> #body
+        #registration
+    }
+}
+
+/// Registers the lattice under its stable path, with a function that calls it on inputs read
+/// back from their record, so another run of the program (a detached or resumed dispatch)
+/// can rebuild it. An input type without `Deserialize` still compiles: rebuilding then fails
+/// with a message that says so.
+fn register(ident: &syn::Ident, path: &TokenStream, params: &[Param]) -> TokenStream {
+    let count = params.len();
+    let reads = params.iter().enumerate().map(|(i, p)| {
+        let (name, ty) = (p.name(), &p.ty);
+        quote!((&::covalent::__private::Reader::<#ty>::new()).read(#name, &inputs[#i])?)
+    });
+    quote! {
+        const _: () = {
+            #[allow(unused_imports)]
+            use ::covalent::__private::{ViaDeserialize as _, ViaNothing as _};
+            fn __covalent_rebuild(
+                inputs: &[::covalent::__private::serde_json::Value],
+            ) -> ::core::result::Result<::covalent::__private::AnyLattice, ::std::string::String> {
+                if inputs.len() != #count {
+                    return ::core::result::Result::Err(::std::format!(
+                        "{} inputs were recorded and the lattice takes {}",
+                        inputs.len(),
+                        #count
+                    ));
+                }
+                ::core::result::Result::Ok(::covalent::__private::AnyLattice::of(#ident(#(#reads),*)))
+            }
+            ::covalent::__private::inventory::submit! {
+                ::covalent::__private::LatticeEntry { path: #path, rebuild: __covalent_rebuild }
+            }
+        };
     }
 }
 

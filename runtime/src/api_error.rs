@@ -53,4 +53,8 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A dispatch could not be detached, resumed or cancelled from another process (what and
+    /// why, with what to do).
+    #[error("{0}")]
+    Durable(String),
 }

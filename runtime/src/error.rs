@@ -38,11 +38,15 @@ pub enum ErrorKind {
     WorkerLost,
     /// A node this one depends on failed (a sublattice whose inner nodes failed).
     UpstreamFailed,
+    /// The dispatcher lost touch with a task that may still be running (an SSH link down for
+    /// good): not retried, so no second copy runs beside it; `covalent resume` follows it and
+    /// `covalent cancel` stops it through its recorded job handle.
+    LostContact,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::User,
         ErrorKind::Panic,
         ErrorKind::Hook,
@@ -54,6 +58,7 @@ impl ErrorKind {
         ErrorKind::Config,
         ErrorKind::WorkerLost,
         ErrorKind::UpstreamFailed,
+        ErrorKind::LostContact,
     ];
 
     /// The name used in records, the CLI and the UI (`"timed_out"`, ...).
@@ -70,6 +75,7 @@ impl ErrorKind {
             ErrorKind::Config => "config",
             ErrorKind::WorkerLost => "worker_lost",
             ErrorKind::UpstreamFailed => "upstream_failed",
+            ErrorKind::LostContact => "lost_contact",
         }
     }
 
@@ -79,8 +85,8 @@ impl ErrorKind {
     }
 
     /// Whether another attempt may succeed, so `retries` applies. Failures that the same inputs
-    /// and the same configuration reproduce (bad input, serialization, configuration) and
-    /// cancellation are final.
+    /// and the same configuration reproduce (bad input, serialization, configuration),
+    /// cancellation and lost contact (the task may still run) are final.
     pub fn is_retryable(self) -> bool {
         matches!(
             self,

@@ -25,8 +25,13 @@ use crate::value::Value;
 pub struct Lattice<T> {
     graph: Graph,
     config: Option<Arc<Config>>,
-    record: Option<bool>,
+    pub(crate) record: Option<bool>,
     reuse_from: Option<Uuid>,
+    /// The id to dispatch under (a detached or resumed dispatch's, chosen by its starter).
+    pub(crate) id: Option<Uuid>,
+    /// Why another process could not rebuild this lattice from its registered name and inputs
+    /// (a change made after it was built), if it could not.
+    pub(crate) changed: Option<&'static str>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -45,8 +50,20 @@ impl<T> Lattice<T> {
             config: None,
             record: None,
             reuse_from: None,
+            id: None,
+            changed: None,
             _t: PhantomData,
         }
+    }
+
+    /// The id and reuse source, for another process to start this lattice with.
+    pub(crate) fn reuse_from(&self) -> Option<Uuid> {
+        self.reuse_from
+    }
+
+    /// Whether a `with_config` was given.
+    pub(crate) fn has_config(&self) -> bool {
+        self.config.is_some()
     }
 
     pub(crate) fn into_graph(self) -> Graph {
@@ -70,6 +87,9 @@ impl<T> Lattice<T> {
 
     /// Cancels the rest of the dispatch at the first failed node.
     pub fn fail_fast(mut self, on: bool) -> Self {
+        if on != self.graph.fail_fast {
+            self.changed = Some("fail_fast");
+        }
         self.graph.fail_fast = on;
         self
     }
@@ -118,6 +138,7 @@ impl<T> Lattice<T> {
                 reason: "a sublattice can only be replaced by a sublattice".into(),
             });
         }
+        self.changed = Some("replace_electron");
         for node in &mut self.graph.nodes {
             if let Op::Electron(d) = &mut node.op
                 && d.path == old.path
@@ -132,15 +153,16 @@ impl<T> Lattice<T> {
     pub fn with_executor<M>(mut self, executor: impl IntoExecutor<M>) -> Self {
         let sel: ExecutorSel = executor.into_executor();
         self.graph.default_executor = Some(sel);
+        self.changed = Some("with_executor");
         self
     }
 }
 
 /// A running dispatch.
 pub struct Dispatch<T> {
-    run: Arc<Run>,
+    pub(crate) run: Arc<Run>,
     /// Where the dispatch is recorded, if it is.
-    journal: Option<Arc<RunJournal>>,
+    pub(crate) journal: Option<Arc<RunJournal>>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -210,7 +232,7 @@ pub async fn dispatch<T: Value>(lattice: Lattice<T>) -> Result<Dispatch<T>, Erro
 
 /// Starts a lattice. With `keep_one`, one ready pool node is returned instead of queued, for
 /// the caller to run.
-fn start<T: Value>(
+pub(crate) fn start<T: Value>(
     lattice: Lattice<T>,
     keep_one: bool,
 ) -> Result<(Dispatch<T>, Option<u32>), Error> {
@@ -227,7 +249,7 @@ fn start<T: Value>(
             c
         }
     };
-    let id = Uuid::now_v7();
+    let id = lattice.id.unwrap_or_else(Uuid::now_v7);
     let record = lattice.record.unwrap_or(config.sdk.record);
     if let (true, Some((input, reason))) = (record, lattice.graph.input_errors.first()) {
         return Err(Error::Input {
@@ -241,17 +263,40 @@ fn start<T: Value>(
     } else {
         None
     };
-    let reused = match (&store, lattice.reuse_from) {
+    // Redispatch and resume: outputs of completed nodes to take, and attempts an earlier
+    // dispatcher left running to follow (claimed first, so no two dispatches follow them).
+    let (reused, adopt) = match (&store, lattice.reuse_from) {
         (Some(s), Some(prev)) => {
-            crate::store::encode::reused_outputs(&lattice.graph, &s.reusable(prev)?)
+            let from = s.reusable(prev)?;
+            let reused = crate::store::encode::by_fingerprint(&lattice.graph, &from.outputs)
+                .into_iter()
+                .map(|v| v.map(crate::value::Output::new))
+                .collect();
+            let mut adopt = std::collections::HashMap::new();
+            if !from.running.is_empty() {
+                if let Err(other) = s.claim_resume(prev, id)? {
+                    return Err(Error::Durable(format!(
+                        "dispatch {prev} was already resumed as dispatch {other}, which follows the attempts it left running: resume or reuse {other} instead"
+                    )));
+                }
+                for (i, h) in crate::store::encode::by_fingerprint(&lattice.graph, &from.running)
+                    .into_iter()
+                    .enumerate()
+                {
+                    if let Some(h) = h {
+                        adopt.insert(i as u32, h);
+                    }
+                }
+            }
+            (reused, adopt)
         }
-        _ => Vec::new(),
+        _ => (Vec::new(), Default::default()),
     };
     let journal = match &store {
         Some(s) if record => {
             s.insert_dispatch(
                 id,
-                &lattice.graph.name,
+                (&lattice.graph.name, lattice.graph.path),
                 &lattice.graph.inputs_json,
                 lattice.graph.task_count(),
                 &config.results_dir().join(id.to_string()),
@@ -271,6 +316,7 @@ fn start<T: Value>(
             inherited_default: None,
             observer: journal.clone().map(|j| j as Arc<dyn RunObserver>),
             reused,
+            adopt,
         },
     );
     let first = run.start(keep_one);

@@ -61,6 +61,7 @@ mod result;
 pub mod store;
 // facade:
 mod api_error;
+mod durable;
 mod lattice;
 mod recorded;
 
@@ -74,6 +75,7 @@ pub use api_error::Error;
 pub use cancel::cancelled;
 pub use config::{Config, ConfigError, SdkConfig};
 pub use dispatcher::Attempt;
+pub use durable::{CancelledAttempt, cancel_left_running, dispatch_detached, resume, resume_in};
 pub use electron::ElectronDef;
 pub use error::{ErrorKind, NodeError};
 pub use graph::{AnyNode, Graph, IntoNode, Node, Waitable, wait};

@@ -5,6 +5,7 @@
 use std::fmt::Display;
 use std::future::Future;
 
+pub use crate::durable::{AnyLattice, LatticeEntry, Reader, ViaDeserialize, ViaNothing};
 pub use crate::electron::{
     Args, Body, ElectronDef, ElectronEntry, Hook, SubGraph, TaskError, TaskFuture,
 };
@@ -141,6 +142,7 @@ pub fn build_lattice<T: Value>(
 ) -> Lattice<T> {
     let mut g = crate::graph::build(body);
     g.name = def.name.to_string();
+    g.path = def.path;
     g.default_executor = executor;
     for (name, json) in inputs {
         match json {
@@ -164,8 +166,11 @@ pub fn sublattice<T>(l: Lattice<T>) -> SubGraph {
 
 /// `#[covalent::main]`: runs the program's async main on a multi-threaded runtime.
 pub fn main<F: Future>(f: F) -> F::Output {
-    // Worker mode, where the constructor did not already handle it.
+    // Worker, dispatcher and maintenance modes, where the constructor did not already handle
+    // them.
     crate::executor::worker::enter_if_worker();
+    crate::durable::enter_if_dispatcher();
+    crate::durable::enter_if_maintenance();
     crate::runtime::block_on_main(f)
 }
 

@@ -68,6 +68,10 @@ pub struct NodeRecord {
     pub end_time: Option<DateTime<Utc>>,
     /// Job handle recorded by the executor.
     pub job_handle: Option<serde_json::Value>,
+    /// The options of the executor that ran the attempt with that job handle (what a process
+    /// that resumes or cancels the dispatch rebuilds the executor from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor_options: Option<serde_json::Value>,
     /// For a sublattice node: the child graph.
     pub sublattice: Option<SublatticeRecord>,
 }

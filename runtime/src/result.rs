@@ -406,6 +406,7 @@ pub(crate) fn node_of(run: &Run, i: usize) -> NodeRecord {
         start_time: view.start_time(),
         end_time: view.end_time(),
         job_handle: view.job_handle().map(|h| h.0),
+        executor_options: None,
         sublattice: view.sub_run().map(|sub| SublatticeRecord {
             lattice: sub.graph().name.clone(),
             status: sub.status(),

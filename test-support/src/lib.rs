@@ -210,3 +210,27 @@ pub fn unique(what: &str) -> String {
         .unwrap_or(0);
     format!("covalent-conformance-{}-{nanos}-{what}", std::process::id())
 }
+
+/// Sends signal `sig` to process `pid` (a dispatcher a test started, to produce a crash).
+#[allow(unsafe_code)]
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) has no memory effects on this process.
+    let r = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(
+        r,
+        0,
+        "kill -{sig} {pid}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Whether process `pid` exists and has not ended (a zombie has ended).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}

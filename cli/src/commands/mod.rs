@@ -7,6 +7,7 @@ mod list;
 mod logs;
 mod purge;
 mod result;
+mod resume;
 mod show;
 
 use std::io::Write;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Show(args) => show::run(&ctx, args, out),
         Command::Result(args) => result::run(&ctx, args, out),
         Command::Cancel(args) => cancel::run(&ctx, args, out),
+        Command::Resume(args) => resume::run(&ctx, args, out),
         Command::Logs(args) => logs::run(&ctx, args, out),
         Command::Purge(args) => purge::run(&ctx, args, out),
         Command::Config => config::run(&ctx, out),

@@ -47,7 +47,7 @@ use covalent::executor::worker::{
     ResultEnvelope, TaskEnvelope, current_binary, signal_name, with_stderr_tail,
 };
 use covalent::executor::{
-    BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext,
+    BaseOptions, Executor, ExecutorError, JobHandle, Output, Probe, Task, TaskContext,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
@@ -400,8 +400,7 @@ impl Executor for ContainerExecutor {
         ctx: &TaskContext,
         job: Option<&JobHandle>,
     ) -> Result<bool, ExecutorError> {
-        let Some(handle) = job.and_then(|j| serde_json::from_value::<Handle>(j.0.clone()).ok())
-        else {
+        let Some(handle) = job.and_then(Handle::of) else {
             return Ok(false);
         };
         let (_, program) = Engine::resolve(Some(handle.engine)).map_err(failed)?;
@@ -427,6 +426,114 @@ impl Executor for ContainerExecutor {
             )));
         }
         Ok(true)
+    }
+
+    async fn probe(&self, job: &JobHandle) -> Result<Probe, ExecutorError> {
+        let Some(h) = Handle::of(job) else {
+            return Ok(Probe::Gone);
+        };
+        let (_, program) = Engine::resolve(Some(h.engine)).map_err(failed)?;
+        let state = self.state(&program, h.engine, &h.container).await?;
+        if state.as_deref().is_some_and(may_run) {
+            return Ok(Probe::Running);
+        }
+        if h.dir.join("result.json").is_file() {
+            return Ok(Probe::Finished);
+        }
+        // Ended without a result (or never started): clear what is left.
+        if state.is_some() {
+            let _ = self
+                .engine_cmd(&program, &h.engine.remove_args(&h.container))
+                .await;
+        }
+        let _ = std::fs::remove_dir_all(&h.dir);
+        Ok(Probe::Gone)
+    }
+
+    async fn reattach(&self, job: &JobHandle, ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        let h = Handle::of(job)
+            .ok_or_else(|| failed(format!("not a container job handle: {}", job.0)))?;
+        let (_, program) = Engine::resolve(Some(h.engine)).map_err(failed)?;
+        // Not started by this process: watch it until it has ended.
+        while self
+            .state(&program, h.engine, &h.container)
+            .await?
+            .as_deref()
+            .is_some_and(may_run)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Its output, while the engine still has it (`--rm` removes it with the container).
+        let logs = self
+            .engine_cmd(&program, &["logs".to_string(), h.container.clone()])
+            .await
+            .ok()
+            .filter(|o| o.status.success());
+        let (stdout, stderr) = match logs {
+            Some(o) => (text(&o.stdout), text(&o.stderr)),
+            None => (
+                String::new(),
+                "(the container's output went with it: it ended while no dispatcher watched it)"
+                    .to_string(),
+            ),
+        };
+        ctx.record_streams(stdout, stderr.clone());
+        let result = std::fs::read(h.dir.join("result.json")).ok();
+        if self.remove {
+            let _ = self
+                .engine_cmd(&program, &h.engine.remove_args(&h.container))
+                .await;
+        }
+        let _ = std::fs::remove_dir_all(&h.dir);
+        match result {
+            Some(bytes) => ResultEnvelope::parse(&bytes)?.into_output(),
+            None => Err(ExecutorError::WorkerLost(with_stderr_tail(
+                format!(
+                    "container {} ended without a result while no dispatcher watched it",
+                    h.container
+                ),
+                &stderr,
+            ))),
+        }
+    }
+}
+
+impl ContainerExecutor {
+    /// The state of a container (`running`, `exited`, ...), `None` when there is none.
+    async fn state(
+        &self,
+        program: &Path,
+        engine: Engine,
+        name: &str,
+    ) -> Result<Option<String>, ExecutorError> {
+        let _ = engine;
+        let args: Vec<String> = [
+            "container",
+            "inspect",
+            "--format",
+            "{{.State.Status}}",
+            name,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = self.engine_cmd(program, &args).await.map_err(failed)?;
+        let stdout = text(&out.stdout);
+        Ok(out.status.success().then(|| stdout.trim().to_string()))
+    }
+}
+
+/// States in which a container may still run its task.
+fn may_run(state: &str) -> bool {
+    matches!(
+        state,
+        "created" | "configured" | "initialized" | "running" | "paused" | "restarting"
+    )
+}
+
+impl Handle {
+    fn of(job: &JobHandle) -> Option<Handle> {
+        serde_json::from_value(job.0.clone()).ok()
     }
 }
 

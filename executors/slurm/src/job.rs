@@ -25,6 +25,13 @@ pub(crate) struct Handle {
     pub host: String,
 }
 
+impl Handle {
+    /// The handle a node recorded, if it is one of ours.
+    pub(crate) fn of(job: &covalent::executor::JobHandle) -> Option<Handle> {
+        serde_json::from_value(job.0.clone()).ok()
+    }
+}
+
 /// How the job ended, from the worker's status as the job script saw it (`134`: killed by
 /// signal 6), else from Slurm's `ExitCode` (`4:0`, `0:15`).
 fn describe_exit(worker_status: Option<&str>, exit_code: Option<&str>) -> String {

@@ -52,12 +52,12 @@ use std::time::Duration;
 
 use covalent::executor::worker::{ResultEnvelope, TaskEnvelope};
 use covalent::executor::{
-    BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext,
+    BaseOptions, Executor, ExecutorError, JobHandle, Output, Probe, Task, TaskContext,
 };
 use serde::{Deserialize, Serialize};
 
 pub use covalent_remote::SshOptions;
-use covalent_remote::{Retry, shell_quote};
+use covalent_remote::{Input, Retry, shell_quote};
 use host::Host;
 use job::{Handle, Leftover, Submit};
 use poll::{Poller, Record, Seen};
@@ -244,6 +244,82 @@ impl SlurmExecutor {
         })
     }
 
+    /// Reads back what an ended job left in its directory (removed after, with `cleanup`):
+    /// its result, else the error of how it ended; its stdout and stderr go to `ctx`.
+    async fn finish(
+        &self,
+        host: &Host,
+        id: &str,
+        dir: &str,
+        seen: &Seen,
+        slurm_limit: Option<Duration>,
+        ctx: &TaskContext,
+    ) -> Result<Output, ExecutorError> {
+        let t = self.command_timeout;
+        let files = host
+            .fetch(
+                dir,
+                &["result.json", "stdout", "stderr", "worker.status"],
+                self.cleanup,
+                t,
+            )
+            .await
+            .map_err(|e| failed(format!("reading back Slurm job {id}: {e}")))?;
+        let mut files = files.into_iter();
+        let result = files.next().flatten();
+        let text =
+            |b: Option<Vec<u8>>| String::from_utf8_lossy(&b.unwrap_or_default()).into_owned();
+        let stdout = text(files.next().flatten());
+        let stderr = text(files.next().flatten());
+        let worker_status = files.next().flatten().map(|b| text(Some(b)));
+        ctx.record_streams(stdout, stderr.clone());
+        if let Some(bytes) = result {
+            return ResultEnvelope::parse(&bytes)?.into_output();
+        }
+        let record = match seen {
+            Seen::State(s) if s == "COMPLETED" => Record {
+                state: s.clone(),
+                exit_code: None,
+            },
+            _ => {
+                let fallback = Record {
+                    state: match seen {
+                        Seen::State(s) => s.clone(),
+                        _ => String::new(),
+                    },
+                    exit_code: None,
+                };
+                poll::final_record(host, &self.slurm_prefix(), id, t)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(fallback)
+            }
+        };
+        Err(self.job_error(id, &record, worker_status.as_deref(), &stderr, slurm_limit))
+    }
+
+    /// The id of the job named `name` (the attempt's name), if Slurm knows one.
+    async fn find_by_name(&self, host: &Host, name: &str) -> Result<Option<String>, ExecutorError> {
+        let out = host
+            .sh(
+                &format!(
+                    "{} -h -t all --name={} -o %i",
+                    self.slurm_cmd("squeue"),
+                    shell_quote(name)
+                ),
+                Input::None,
+                self.command_timeout,
+            )
+            .await
+            .map_err(|e| failed(format!("squeue --name={name}: {e}")))?;
+        Ok(out
+            .stdout_text()
+            .split_whitespace()
+            .next()
+            .map(str::to_string))
+    }
+
     /// Puts this program's binary in `<root>/bin/` (once per content hash, process and place)
     /// and returns its path there.
     async fn stage_binary(&self, host: &Host, root: &str) -> Result<String, ExecutorError> {
@@ -341,47 +417,91 @@ impl Executor for SlurmExecutor {
         leftover.disarm();
         drop(leftover);
 
-        let files = host
-            .fetch(
-                &dir,
-                &["result.json", "stdout", "stderr", "worker.status"],
-                self.cleanup,
-                t,
-            )
-            .await
-            .map_err(|e| failed(format!("reading back Slurm job {id}: {e}")))?;
-        let mut files = files.into_iter();
-        let result = files.next().flatten();
-        let text =
-            |b: Option<Vec<u8>>| String::from_utf8_lossy(&b.unwrap_or_default()).into_owned();
-        let stdout = text(files.next().flatten());
-        let stderr = text(files.next().flatten());
-        let worker_status = files.next().flatten().map(|b| text(Some(b)));
-        ctx.record_streams(stdout, stderr.clone());
-        if let Some(bytes) = result {
-            return ResultEnvelope::parse(&bytes)?.into_output();
-        }
-        let record = match &seen {
-            Seen::State(s) if s == "COMPLETED" => Record {
-                state: s.clone(),
-                exit_code: None,
-            },
-            _ => {
-                let fallback = Record {
-                    state: match &seen {
-                        Seen::State(s) => s.clone(),
-                        _ => String::new(),
-                    },
-                    exit_code: None,
-                };
-                poll::final_record(&host, &self.slurm_prefix(), &id, t)
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or(fallback)
-            }
+        self.finish(&host, &id, &dir, &seen, slurm_limit, ctx).await
+    }
+
+    async fn probe(&self, job: &JobHandle) -> Result<Probe, ExecutorError> {
+        let Some(handle) = Handle::of(job) else {
+            return Ok(Probe::Gone);
         };
-        Err(self.job_error(&id, &record, worker_status.as_deref(), &stderr, slurm_limit))
+        let host = self.host()?;
+        let t = self.command_timeout;
+        // A crash between sbatch and its answer left only the job's name: find it by that.
+        let id = match &handle.job_id {
+            Some(id) => Some(id.clone()),
+            None => self.find_by_name(&host, &handle.job_name).await?,
+        };
+        let has_result = host
+            .fetch(&handle.dir, &["result.json"], false, t)
+            .await
+            .map_err(|e| {
+                failed(format!(
+                    "looking for the result of {}: {e}",
+                    handle.job_name
+                ))
+            })?
+            .into_iter()
+            .next()
+            .flatten()
+            .is_some();
+        if has_result {
+            return Ok(Probe::Finished);
+        }
+        if let Some(id) = &id {
+            let out = host
+                .sh(
+                    &format!("{} -h -t all -j {id} -o %T", self.slurm_cmd("squeue")),
+                    Input::None,
+                    t,
+                )
+                .await
+                .map_err(|e| failed(format!("squeue -j {id}: {e}")))?;
+            let state = poll::state_word(&out.stdout_text());
+            if out.ok() && !state.is_empty() && !poll::is_final(&state) {
+                return Ok(Probe::Running);
+            }
+        }
+        // Ended without a result, or never submitted: nothing to follow.
+        if self.cleanup {
+            host.remove(&handle.dir, t).await;
+        }
+        Ok(Probe::Gone)
+    }
+
+    async fn reattach(&self, job: &JobHandle, ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        let mut handle =
+            Handle::of(job).ok_or_else(|| failed(format!("not a Slurm job handle: {}", job.0)))?;
+        let host = self.host()?;
+        let id = match &handle.job_id {
+            Some(id) => Some(id.clone()),
+            None => self.find_by_name(&host, &handle.job_name).await?,
+        };
+        let Some(id) = id else {
+            // Never submitted, yet its result is there: a job whose id was lost and that
+            // Slurm has already forgotten.
+            return self
+                .finish(&host, "(unknown)", &handle.dir, &Seen::Gone, None, ctx)
+                .await;
+        };
+        if handle.job_id.is_none() {
+            handle.job_id = Some(id.clone());
+            ctx.set_job_handle(&handle);
+        }
+        let poller = self.poller();
+        poller.watch(&id);
+        let mut leftover = Leftover {
+            host: host.clone(),
+            poller: poller.clone(),
+            scancel: self.slurm_cmd("scancel"),
+            job: Some(id.clone()),
+            name: handle.job_name.clone(),
+            armed: true,
+        };
+        let seen = self.wait_for_end(&host, &id).await;
+        leftover.disarm();
+        drop(leftover);
+        let seen = seen?;
+        self.finish(&host, &id, &handle.dir, &seen, None, ctx).await
     }
 
     async fn cancel(
@@ -389,8 +509,7 @@ impl Executor for SlurmExecutor {
         ctx: &TaskContext,
         job: Option<&JobHandle>,
     ) -> Result<bool, ExecutorError> {
-        let Some(handle) = job.and_then(|j| serde_json::from_value::<Handle>(j.0.clone()).ok())
-        else {
+        let Some(handle) = job.and_then(Handle::of) else {
             return Ok(false);
         };
         let host = self.host()?;

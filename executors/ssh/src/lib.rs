@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use covalent::executor::{
-    BaseOptions, Executor, ExecutorError, JobHandle, Output, Task, TaskContext,
+    BaseOptions, Executor, ExecutorError, JobHandle, Output, Probe, Task, TaskContext,
 };
 use serde::{Deserialize, Serialize};
 
@@ -202,6 +202,14 @@ impl Executor for SshExecutor {
         remote::cancel(self, &job.0)
             .await
             .map_err(ExecutorError::from)
+    }
+
+    async fn probe(&self, job: &JobHandle) -> Result<Probe, ExecutorError> {
+        remote::probe(self, &job.0).await
+    }
+
+    async fn reattach(&self, job: &JobHandle, ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        remote::reattach(self, &job.0, ctx).await
     }
 }
 

@@ -88,7 +88,7 @@ fn task_script(ex: &SshExecutor, wd: &str, bin: &str) -> String {
     s += &format!(
         "setsid sh -c '{TASK_ENV}=\"$PWD/task.json\" {RESULT_ENV}=\"$PWD/result.json\" \"$0\" >stdout 2>stderr </dev/null; echo $? > exitcode' \"$bin\" &\n"
     );
-    s += "echo \"covalent-pid $!\"\nwait $! 2>/dev/null || true\nset +e\n";
+    s += "echo $! > pid\necho \"covalent-pid $!\"\nwait $! 2>/dev/null || true\nset +e\n";
     s += &collect_script();
     for cmd in &ex.post_launch {
         s += &format!("{cmd} >&2\n");
@@ -278,6 +278,9 @@ pub(crate) async fn run(
     let wd = ex.workdir(ctx);
     let envelope = TaskEnvelope::of(&task, ctx)?.to_json();
     let script = task_script(ex, &wd, &bin);
+    // Recorded before the launch: a crash before the pid comes back is found by the work
+    // directory (its `pid` file).
+    ctx.set_job_handle(serde_json::json!({ "host": s.label(), "pid": null, "workdir": wd }));
     // The waiting session has no time limit of its own: the runtime's time_limit applies.
     let Launched { c, code, stderr } =
         launch(ex, &s, &script, envelope.as_bytes(), ctx, &wd).await?;
@@ -293,27 +296,111 @@ pub(crate) async fn run(
         .into());
     }
     // The waiting session was lost after the start: poll until the task ends.
-    let wdq = shell_quote(&wd);
+    follow(ex, &s, ctx, &wd, c.pid).await
+}
+
+/// Polls a started task's work directory until it ends, then collects it (and removes the
+/// directory, with `do_cleanup`). A connection lost for good leaves the task recorded by its
+/// handle, and the node says where it may still run.
+async fn follow(
+    ex: &SshExecutor,
+    s: &Session,
+    ctx: &TaskContext,
+    wd: &str,
+    pid: Option<i64>,
+) -> Result<Output, ExecutorError> {
+    let wdq = shell_quote(wd);
     let poll = format!("cd {wdq} && test -e exitcode && {{\n{}}}", collect_script());
     loop {
         tokio::time::sleep(SshExecutor::secs(ex.poll_freq)).await;
-        let r = ex.call(&s, &poll).await?;
+        let r = ex.call(s, &poll).await.map_err(|e| lost(s, ctx, wd, e))?;
         let c2 = parse(&r.stdout_text());
         if c2.exit.is_some() {
             if ex.do_cleanup && ex.create_unique_workdir {
-                let _ = ex.call(&s, &format!("rm -rf {wdq}")).await;
+                let _ = ex.call(s, &format!("rm -rf {wdq}")).await;
             }
-            return finish(&s, ctx, Collected { pid: c.pid, ..c2 });
+            return finish(s, ctx, Collected { pid, ..c2 });
         }
     }
 }
 
-pub(crate) async fn cancel(ex: &SshExecutor, job: &serde_json::Value) -> Result<bool, SshError> {
-    let Some(pid) = job.get("pid").and_then(|p| p.as_i64()).filter(|p| *p > 1) else {
-        return Ok(false);
+/// The error of a task the dispatcher lost touch with: final (a retry would run a second copy
+/// beside it), and saying how to find it again.
+fn lost(s: &Session, ctx: &TaskContext, wd: &str, e: SshError) -> ExecutorError {
+    if !e.is_retryable() {
+        return e.into();
+    }
+    let id = ctx.dispatch_id();
+    ExecutorError::LostContact(format!(
+        "lost the connection to {} while the task ran ({e}); the remote worker may still be running on {} in {wd}: `covalent resume {id}` or `covalent cancel {id}` will find it",
+        s.target(),
+        s.target()
+    ))
+}
+
+/// What the task's work directory says: `running` (its process is alive), `finished` (it
+/// ended and left a result) or `gone` (anything else).
+fn probe_script(wd: &str) -> String {
+    let wdq = shell_quote(wd);
+    format!(
+        "cd {wdq} 2>/dev/null || {{ echo gone; exit 0; }}\n\
+         if [ -e exitcode ]; then if [ -s result.json ]; then echo finished; else echo gone; fi\n\
+         elif [ -s pid ] && kill -0 \"$(cat pid)\" 2>/dev/null; then echo running\n\
+         else echo gone; fi\n"
+    )
+}
+
+pub(crate) async fn probe(
+    ex: &SshExecutor,
+    job: &serde_json::Value,
+) -> Result<covalent::executor::Probe, ExecutorError> {
+    use covalent::executor::Probe;
+    let Some(wd) = job.get("workdir").and_then(|w| w.as_str()) else {
+        return Ok(Probe::Gone);
     };
+    let s = ex.session()?;
+    let r = ex.call(&s, &probe_script(wd)).await?;
+    Ok(match r.stdout_text().trim() {
+        "running" => Probe::Running,
+        "finished" => Probe::Finished,
+        _ => {
+            if ex.do_cleanup && ex.create_unique_workdir {
+                let _ = ex.call(&s, &format!("rm -rf {}", shell_quote(wd))).await;
+            }
+            Probe::Gone
+        }
+    })
+}
+
+pub(crate) async fn reattach(
+    ex: &SshExecutor,
+    job: &serde_json::Value,
+    ctx: &TaskContext,
+) -> Result<Output, ExecutorError> {
+    let Some(wd) = job.get("workdir").and_then(|w| w.as_str()) else {
+        return Err(ExecutorError::Failed(format!(
+            "not an ssh job handle: {job}"
+        )));
+    };
+    let s = ex.session()?;
+    let pid = job.get("pid").and_then(|p| p.as_i64());
+    follow(ex, &s, ctx, wd, pid).await
+}
+
+pub(crate) async fn cancel(ex: &SshExecutor, job: &serde_json::Value) -> Result<bool, SshError> {
+    let pid = job.get("pid").and_then(|p| p.as_i64()).filter(|p| *p > 1);
+    let wd = job.get("workdir").and_then(|w| w.as_str());
     // `kill -9 -PGID` (no `--`: dash's kill takes none) ends the task's whole process group.
-    let mut cmd = format!("kill -9 -{pid} 2>/dev/null; kill -9 {pid} 2>/dev/null; true");
+    // A handle recorded before the pid came back names the work directory, whose `pid` file
+    // has it.
+    let mut cmd = match (pid, wd) {
+        (Some(pid), _) => format!("kill -9 -{pid} 2>/dev/null; kill -9 {pid} 2>/dev/null; true"),
+        (None, Some(wd)) => format!(
+            "p=$(cat {}/pid 2>/dev/null) && [ \"$p\" -gt 1 ] && {{ kill -9 -$p 2>/dev/null; kill -9 $p 2>/dev/null; }}; true",
+            shell_quote(wd)
+        ),
+        (None, None) => return Ok(false),
+    };
     if let Some(wd) = job.get("workdir").and_then(|w| w.as_str())
         && ex.do_cleanup
         && ex.create_unique_workdir

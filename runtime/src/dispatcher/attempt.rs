@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::cancel::{self, StopToken};
 use crate::electron::{Args, Body, ElectronDef};
 use crate::error::{ErrorKind, NodeError};
-use crate::executor::{CtxInner, ExecutorError, ExecutorRef, JobHandle, Task, TaskContext};
+use crate::executor::{CtxInner, ExecutorError, ExecutorRef, JobHandle, Probe, Task, TaskContext};
 use crate::graph::Op;
 use crate::invoke::{self, CatchPanic};
 use crate::value::Output;
@@ -129,7 +129,7 @@ impl Run {
     }
 
     /// Runs a node on the async runtime: executors, time limits, retries, cancellation,
-    /// sublattices.
+    /// sublattices, and attempts a resumed dispatch re-attaches to.
     pub(super) async fn run_async(self: Arc<Self>, i: u32) {
         let Op::Electron(def) = &self.graph.nodes[i as usize].op else {
             unreachable!("internal nodes always run on the pool")
@@ -154,26 +154,60 @@ impl Run {
         self.states[i as usize].extra(|x| x.executor = Some(exec.clone()));
         let retries = def.retries.or(resolved.retries).unwrap_or(0);
         let time_limit = def.time_limit.or(resolved.time_limit);
+        let first = match self.take_adopted(i) {
+            Some(h) => match self.adopted_attempt(&exec, i, def, h, time_limit).await {
+                Ok(first) => first,
+                Err(e) => {
+                    self.complete_async(i, Err(e));
+                    return;
+                }
+            },
+            None => None,
+        };
         let result = self
-            .attempts(i, retries, None, |n| {
-                self.attempt_on(&exec, i, def, &args, n, time_limit)
+            .attempts(i, retries, first, |n| {
+                self.attempt_on(&exec, i, def, How::Run(&args), n, time_limit)
             })
             .await;
         self.complete_async(i, result);
     }
 
-    /// Attempt `n` of node `i` on `exec`: its own context, the executor's calls, then the
-    /// streams and job handle it recorded kept on the node.
-    async fn attempt_on(
+    /// For a resumed dispatch: the attempt an earlier process started for node `i` (its job
+    /// handle `h`), followed to its end when the executor still finds it (its outcome is the
+    /// node's first attempt), `None` when it is gone (the node runs anew). An executor that
+    /// cannot tell (a host it cannot reach) fails the node rather than risk a second copy.
+    #[allow(clippy::type_complexity)]
+    async fn adopted_attempt(
         self: &Arc<Self>,
         exec: &ExecutorRef,
         i: u32,
         def: &'static ElectronDef,
-        args: &Args,
-        n: u32,
+        h: JobHandle,
         time_limit: Option<Duration>,
-    ) -> Result<Output, NodeError> {
-        let ctx = TaskContext {
+    ) -> Result<Option<(u64, Result<Output, NodeError>)>, NodeError> {
+        match exec.exec.probe(&h).await {
+            Ok(Probe::Gone) => Ok(None),
+            Ok(Probe::Running | Probe::Finished) => {
+                let t0 = self.now();
+                let r = self
+                    .attempt_on(exec, i, def, How::Reattach(h), 1, time_limit)
+                    .await;
+                Ok(Some((t0, r)))
+            }
+            Err(e) => Err(NodeError::new(
+                e.kind(),
+                format!(
+                    "cannot tell whether the attempt an earlier dispatcher started ({}) still runs: {e}; resume again once that can be checked (nothing was submitted twice)",
+                    h.0
+                ),
+            )),
+        }
+    }
+
+    /// The context of attempt `n` of node `i`: the job handle it sets goes onto the node (and
+    /// to the observer) at once.
+    fn context(self: &Arc<Self>, i: u32, def: &'static ElectronDef, n: u32) -> TaskContext {
+        TaskContext {
             inner: Arc::new(CtxInner {
                 dispatch_id: self.id,
                 node_id: i as usize,
@@ -196,19 +230,44 @@ impl Run {
                     }
                 })),
             }),
+        }
+    }
+
+    /// Attempt `n` of node `i` on `exec` (running the task, or following one an earlier process
+    /// started): its own context, the executor's calls, then the streams and job handle it
+    /// recorded kept on the node.
+    async fn attempt_on(
+        self: &Arc<Self>,
+        exec: &ExecutorRef,
+        i: u32,
+        def: &'static ElectronDef,
+        how: How<'_>,
+        n: u32,
+        time_limit: Option<Duration>,
+    ) -> Result<Output, NodeError> {
+        let ctx = self.context(i, def, n);
+        let e = &exec.exec;
+        let r = match how {
+            How::Run(args) => {
+                let task = Task {
+                    def,
+                    args: Args::new(args.values.clone()),
+                };
+                let work = async {
+                    e.setup(&ctx).await?;
+                    let r = e.run(task, &ctx).await;
+                    let t = e.teardown(&ctx).await;
+                    let v = r?;
+                    t?;
+                    Ok(v)
+                };
+                bounded(exec, &ctx, time_limit, work).await
+            }
+            How::Reattach(h) => {
+                ctx.set_job_handle(&h);
+                bounded(exec, &ctx, time_limit, e.reattach(&h, &ctx)).await
+            }
         };
-        let task = Task {
-            def,
-            args: Args::new(args.values.clone()),
-        };
-        let r = CatchPanic(Box::pin(attempt_once(exec, task, &ctx, time_limit)))
-            .await
-            .unwrap_or_else(|m| {
-                Err(ExecutorError::Failed(format!(
-                    "executor `{}` panicked: {m}",
-                    exec.short_name()
-                )))
-            });
         if let Some((out, err)) = ctx.inner.streams.lock().unwrap().take() {
             if let Err(e) = crate::executor::write_streams_to_file(&out, &err, exec.exec.base()) {
                 warn(&format!("cannot write the task's streams: {e}"));
@@ -245,6 +304,13 @@ impl Run {
     }
 }
 
+/// What an attempt does: run the task with these inputs, or follow the attempt of an earlier
+/// process that has this job handle.
+enum How<'a> {
+    Run(&'a Args),
+    Reattach(JobHandle),
+}
+
 /// Drives a future that never waits (the pool path's attempts) to its end on this thread.
 fn now_or_never<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
@@ -262,34 +328,32 @@ fn warn(msg: &str) {
     eprintln!("covalent: warning: {msg}");
 }
 
-/// One attempt on an executor: setup, run (bounded by the time limit and cancellation),
-/// teardown; a timed-out or cancelled attempt is cancelled through the executor.
-async fn attempt_once(
+/// One attempt's work on an executor (`setup`/`run`/`teardown`, or `reattach`), bounded by the
+/// time limit and cancellation; a timed-out or cancelled attempt is cancelled through the
+/// executor with the job handle it recorded.
+async fn bounded(
     exec: &ExecutorRef,
-    task: Task,
     ctx: &TaskContext,
     time_limit: Option<Duration>,
+    work: impl Future<Output = Result<Output, ExecutorError>>,
 ) -> Result<Output, ExecutorError> {
-    let e = &exec.exec;
-    let work = async {
-        e.setup(ctx).await?;
-        let r = e.run(task, ctx).await;
-        let t = e.teardown(ctx).await;
-        let v = r?;
-        t?;
-        Ok(v)
-    };
+    let work = CatchPanic(Box::pin(work));
     let limited = async {
         match time_limit {
             Some(limit) => match tokio::time::timeout(limit, work).await {
                 Ok(r) => r,
-                Err(_) => Err(ExecutorError::TimedOut(limit)),
+                Err(_) => Ok(Err(ExecutorError::TimedOut(limit))),
             },
             None => work.await,
         }
     };
     let r = tokio::select! {
-        r = limited => r,
+        r = limited => r.unwrap_or_else(|m| {
+            Err(ExecutorError::Failed(format!(
+                "executor `{}` panicked: {m}",
+                exec.short_name()
+            )))
+        }),
         _ = ctx.cancelled() => Err(ExecutorError::Cancelled),
     };
     if matches!(
@@ -297,7 +361,7 @@ async fn attempt_once(
         Err(ExecutorError::TimedOut(_)) | Err(ExecutorError::Cancelled)
     ) {
         let h = ctx.job_handle();
-        if let Err(err) = e.cancel(ctx, h.as_ref()).await {
+        if let Err(err) = exec.exec.cancel(ctx, h.as_ref()).await {
             warn(&format!("cancelling node {} failed: {err}", ctx.node_id()));
         }
     }

@@ -11,6 +11,7 @@
 //! This module owns the run's and the nodes' fields; they are private to the dispatcher,
 //! everything outside reads them through the methods here.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -142,6 +143,9 @@ pub(crate) struct RunSpec {
     pub(crate) observer: Option<Arc<dyn RunObserver>>,
     /// For redispatch: per node, the earlier output to take instead of running it (empty: none).
     pub(crate) reused: Vec<Option<Output>>,
+    /// For a resume: per node, the job handle of the attempt an earlier process left running,
+    /// to follow instead of submitting the node again (empty: none).
+    pub(crate) adopt: HashMap<u32, JobHandle>,
 }
 
 /// One run of one graph: a dispatch, or a sublattice inside one.
@@ -174,6 +178,8 @@ pub(crate) struct Run {
     pub(super) parent: Mutex<Option<(Arc<Run>, u32)>>,
     pub(super) results_dir: OnceLock<PathBuf>,
     pub(super) observer: Option<Arc<dyn RunObserver>>,
+    /// Attempts to re-attach to (see [`RunSpec::adopt`]), taken when their node starts.
+    adopt: Option<Mutex<HashMap<u32, JobHandle>>>,
 }
 
 impl Run {
@@ -188,6 +194,7 @@ impl Run {
             inherited_default,
             observer,
             mut reused,
+            adopt,
         } = spec;
         crate::invoke::install_panic_hook();
         let default_sel = graph
@@ -260,6 +267,7 @@ impl Run {
             parent: Mutex::new(parent),
             results_dir: OnceLock::new(),
             observer,
+            adopt: (!adopt.is_empty()).then(|| Mutex::new(adopt)),
         })
     }
 
@@ -382,6 +390,12 @@ impl Run {
                 }
             }
         }
+    }
+
+    /// The job handle of the attempt an earlier process left running for node `i`, if this run
+    /// is to follow it (once).
+    pub(super) fn take_adopted(&self, i: u32) -> Option<JobHandle> {
+        self.adopt.as_ref()?.lock().unwrap().remove(&i)
     }
 
     /// The executor of node `i`.

@@ -34,6 +34,7 @@ impl Run {
                         inherited_default: self.graph.default_executor.clone(),
                         observer: self.observer.as_ref().map(|o| o.child(i)),
                         reused: Vec::new(),
+                        adopt: Default::default(),
                     },
                 );
                 self.states[i as usize].extra(|x| x.sub = Some(child.clone()));

@@ -100,6 +100,30 @@ impl fmt::Debug for TaskContext {
 }
 
 impl TaskContext {
+    /// The context of an attempt of another process's dispatch (a maintenance process
+    /// cancelling what a dead dispatcher left running).
+    pub(crate) fn elsewhere(
+        dispatch_id: Uuid,
+        node_id: usize,
+        name: &str,
+        results_dir: &Path,
+    ) -> Self {
+        TaskContext {
+            inner: Arc::new(CtxInner {
+                dispatch_id,
+                node_id,
+                node_name: Box::leak(name.to_string().into_boxed_str()),
+                attempt: 1,
+                results_dir: results_dir.to_path_buf(),
+                cancel: Arc::new(CancelState::new(None)),
+                job_handle: Mutex::new(None),
+                streams: Mutex::new(None),
+                body_thread: Mutex::new(None),
+                on_handle: None,
+            }),
+        }
+    }
+
     /// Dispatch id, node id and results directory.
     pub fn get_dispatch_context(&self) -> DispatchContext {
         DispatchContext {

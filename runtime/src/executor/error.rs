@@ -20,6 +20,10 @@ pub enum ExecutorError {
     /// The process, job or host running the task went away without a result.
     #[error("{0}")]
     WorkerLost(String),
+    /// The executor lost touch with a task that may still be running (say where, and that
+    /// `covalent resume` or `covalent cancel` will find it through its job handle).
+    #[error("{0}")]
+    LostContact(String),
     /// An input or the output could not be (de)serialized on its way to or from the task.
     #[error("{0}")]
     Serialization(String),
@@ -54,6 +58,7 @@ impl ExecutorError {
             ExecutorError::Task(t) => t.kind(),
             ExecutorError::Failed(_) => ErrorKind::Executor,
             ExecutorError::WorkerLost(_) => ErrorKind::WorkerLost,
+            ExecutorError::LostContact(_) => ErrorKind::LostContact,
             ExecutorError::Serialization(_) => ErrorKind::Serialization,
             ExecutorError::TimedOut(_) => ErrorKind::TimedOut,
             ExecutorError::Cancelled => ErrorKind::Cancelled,

@@ -39,7 +39,7 @@ pub(crate) use registry::{find as find_plugin, names as plugin_names};
 pub use select::marker;
 pub use select::{ExecutorRef, ExecutorSel, IntoExecutor};
 pub use task::Task;
-pub use traits::{Blocking, BlockingExecutor, Executor};
+pub use traits::{Blocking, BlockingExecutor, Executor, Probe};
 
 pub use crate::electron::{TaskError, find_electron};
 pub use crate::time::{duration as serde_duration, duration_opt as serde_duration_opt};

@@ -6,20 +6,18 @@
 //! This module owns starting, watching and killing children; the envelopes are `worker.rs`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
 use super::child::{describe_exit, kill_group, with_stderr_tail};
 use super::worker::{
     PARENT_ENV, RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, current_binary,
 };
-use crate::executor::{BaseOptions, Executor, ExecutorError, JobHandle, Task, TaskContext};
+use crate::executor::{BaseOptions, Executor, ExecutorError, JobHandle, Probe, Task, TaskContext};
 use crate::value::Output;
 
 /// Runs each task in a child process.
@@ -61,18 +59,18 @@ impl ProcessExecutor {
     }
 }
 
-static SCRATCH: AtomicU64 = AtomicU64::new(0);
-
-/// A scratch directory for one task's envelopes, removed when dropped.
+/// A task's directory: its envelope, result and streams. Named after the attempt under the
+/// dispatch's results directory, so a resumed dispatch finds what a task left there after its
+/// dispatcher died; removed once read.
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> std::io::Result<Scratch> {
-        let dir = std::env::temp_dir().join(format!(
-            "covalent-task-{}-{}",
-            std::process::id(),
-            SCRATCH.fetch_add(1, Ordering::Relaxed)
-        ));
+    fn new(task: &Task, ctx: &TaskContext) -> std::io::Result<Scratch> {
+        let name = super::worker::attempt_name(task, ctx);
+        let dir = match ctx.results_dir() {
+            Ok(d) => d.join("process").join(&name),
+            Err(_) => std::env::temp_dir().join(name),
+        };
         std::fs::create_dir_all(&dir)?;
         Ok(Scratch(dir))
     }
@@ -80,7 +78,70 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        remove_task_dir(&self.0);
+    }
+}
+
+/// Removes a task's directory, and the dispatch's `process/` and results directories when
+/// that leaves them empty.
+fn remove_task_dir(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    if let Some(process) = dir.parent().filter(|p| p.ends_with("process"))
+        && std::fs::remove_dir(process).is_ok()
+        && let Some(results) = process.parent()
+    {
+        let _ = std::fs::remove_dir(results);
+    }
+}
+
+/// The job handle of a task: its process (id and start time, so a reused pid is not taken
+/// for it) and its directory.
+#[derive(Debug, Serialize, Deserialize)]
+struct Handle {
+    pid: u32,
+    pgid: u32,
+    #[serde(default)]
+    start: Option<i64>,
+    #[serde(default)]
+    dir: Option<PathBuf>,
+}
+
+impl Handle {
+    fn of(h: &JobHandle) -> Option<Handle> {
+        serde_json::from_value(h.0.clone()).ok()
+    }
+
+    /// Whether the task's process still runs (the same process: its start time matches).
+    fn alive(&self) -> bool {
+        self.pid > 0 && process_start(self.pid).is_some_and(|s| Some(s) == self.start)
+    }
+}
+
+/// The start time of process `pid` in clock ticks since boot.
+fn process_start(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    // A zombie has ended: it only waits to be reaped.
+    let mut fields = rest.split_whitespace();
+    if fields.next() == Some("Z") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// What a task left in its directory: its result, else why it has none, and its streams.
+fn collect(dir: &Path, ctx: &TaskContext, exit: &str) -> Result<Output, ExecutorError> {
+    let read = |name: &str| {
+        String::from_utf8_lossy(&std::fs::read(dir.join(name)).unwrap_or_default()).into_owned()
+    };
+    let (out, err) = (read("stdout"), read("stderr"));
+    ctx.record_streams(out, err.clone());
+    match ResultEnvelope::read(&dir.join("result.json")) {
+        Ok(r) => r.into_output(),
+        Err(_) => Err(ExecutorError::WorkerLost(with_stderr_tail(
+            format!("the task's process {exit}"),
+            &err,
+        ))),
     }
 }
 
@@ -100,7 +161,7 @@ impl Executor for ProcessExecutor {
             .acquire()
             .await
             .map_err(|e| ExecutorError::Failed(e.to_string()))?;
-        let scratch = Scratch::new()
+        let scratch = Scratch::new(&task, ctx)
             .map_err(|e| ExecutorError::Failed(format!("cannot make a scratch dir: {e}")))?;
         let (task_file, result_file) = (scratch.0.join("task.json"), scratch.0.join("result.json"));
         TaskEnvelope::of(&task, ctx)?
@@ -115,8 +176,8 @@ impl Executor for ProcessExecutor {
             .env(PARENT_ENV, std::process::id().to_string())
             .envs(&self.env)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(stream_file(&scratch.0.join("stdout"))?)
+            .stderr(stream_file(&scratch.0.join("stderr"))?)
             .kill_on_drop(true)
             .process_group(0);
         if let Some(dir) = &self.workdir {
@@ -126,35 +187,57 @@ impl Executor for ProcessExecutor {
             ExecutorError::Failed(format!("cannot start a worker ({}): {e}", binary.display()))
         })?;
         let pid = child.id().unwrap_or(0);
-        ctx.set_job_handle(serde_json::json!({ "pid": pid, "pgid": pid }));
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let read = |pipe: Option<tokio::process::ChildStdout>| async move {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf).await;
-            }
-            String::from_utf8_lossy(&buf).into_owned()
+        ctx.set_job_handle(Handle {
+            pid,
+            pgid: pid,
+            start: process_start(pid),
+            dir: Some(scratch.0.clone()),
+        });
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| ExecutorError::Failed(format!("waiting for the worker: {e}")))?;
+        collect(&scratch.0, ctx, &describe_exit(status))
+    }
+
+    async fn probe(&self, job: &JobHandle) -> Result<Probe, ExecutorError> {
+        let Some(h) = Handle::of(job) else {
+            return Ok(Probe::Gone);
         };
-        let read_err = |pipe: Option<tokio::process::ChildStderr>| async move {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf).await;
+        let finished = h
+            .dir
+            .as_ref()
+            .is_some_and(|d| d.join("result.json").is_file());
+        Ok(if finished {
+            Probe::Finished
+        } else if h.alive() {
+            Probe::Running
+        } else {
+            if let Some(d) = &h.dir {
+                remove_task_dir(d);
             }
-            String::from_utf8_lossy(&buf).into_owned()
+            Probe::Gone
+        })
+    }
+
+    async fn reattach(&self, job: &JobHandle, ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        let h = Handle::of(job)
+            .ok_or_else(|| ExecutorError::Failed(format!("not a process job handle: {}", job.0)))?;
+        let Some(dir) = h.dir.clone() else {
+            return Err(ExecutorError::WorkerLost(
+                "the task's process was started by an older version, which kept no directory to read its result from".into(),
+            ));
         };
-        let (out, err, status) =
-            tokio::join!(read(stdout.take()), read_err(stderr.take()), child.wait());
-        ctx.record_streams(out, err.clone());
-        let status =
-            status.map_err(|e| ExecutorError::Failed(format!("waiting for the worker: {e}")))?;
-        match ResultEnvelope::read(&result_file) {
-            Ok(r) => r.into_output(),
-            Err(_) => Err(ExecutorError::WorkerLost(with_stderr_tail(
-                format!("the task's process {}", describe_exit(status)),
-                &err,
-            ))),
+        // Not our child: watch it until it ends (its result is written before it exits).
+        while h.alive() && !dir.join("result.json").is_file() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        while h.alive() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let r = collect(&dir, ctx, "ended while no dispatcher watched it");
+        remove_task_dir(&dir);
+        r
     }
 
     async fn cancel(
@@ -168,6 +251,12 @@ impl Executor for ProcessExecutor {
             .unwrap_or(0);
         Ok(kill_group(pgid))
     }
+}
+
+/// A file a task's stream goes to.
+fn stream_file(path: &Path) -> Result<std::fs::File, ExecutorError> {
+    std::fs::File::create(path)
+        .map_err(|e| ExecutorError::Failed(format!("cannot create {}: {e}", path.display())))
 }
 
 crate::register_executor!("process", ProcessExecutor);

@@ -52,6 +52,34 @@ pub trait Executor: ToDict + std::any::Any + Send + Sync + 'static {
         Ok(false)
     }
 
+    /// Where an attempt started by an earlier process stands, from the job handle it recorded
+    /// (a resume asks this of every attempt its crashed dispatcher left RUNNING): still
+    /// running, ended with its result where [`Executor::reattach`] can fetch it, or gone (never
+    /// started, ended without a result, or cleaned up), in which case the node runs anew.
+    ///
+    /// A handle recorded before the backend answered (a Slurm job name without its id, a
+    /// container name, a remote work directory) is reconciled here through that name. The
+    /// default, for executors whose tasks live in the dispatcher's process, is `Gone`.
+    async fn probe(&self, _job_handle: &JobHandle) -> Result<Probe, ExecutorError> {
+        Ok(Probe::Gone)
+    }
+
+    /// Follows an attempt started by an earlier process to its end, as `run` would have:
+    /// waits while it runs, then returns its output (or its failure), records its streams
+    /// through `ctx` and cleans up after it. Called only after [`Executor::probe`] said
+    /// `Running` or `Finished`; the runtime bounds it with the node's time limit and cancels
+    /// it through [`Executor::cancel`] with the same handle.
+    async fn reattach(
+        &self,
+        _job_handle: &JobHandle,
+        _ctx: &TaskContext,
+    ) -> Result<Output, ExecutorError> {
+        Err(ExecutorError::Failed(format!(
+            "the `{}` executor cannot re-attach to a task started by another process",
+            self.short_name()
+        )))
+    }
+
     #[doc(hidden)]
     /// Whether sync electrons on this executor may run directly on the runtime's worker pool.
     fn runs_inline(&self) -> bool {
@@ -91,6 +119,35 @@ pub trait BlockingExecutor: ToDict + Send + Sync + 'static {
     ) -> Result<bool, ExecutorError> {
         Ok(false)
     }
+
+    /// Where an attempt started by an earlier process stands (see [`Executor::probe`]).
+    fn probe(&self, _job_handle: &JobHandle) -> Result<Probe, ExecutorError> {
+        Ok(Probe::Gone)
+    }
+
+    /// Follows an attempt started by an earlier process to its end (see
+    /// [`Executor::reattach`]).
+    fn reattach(
+        &self,
+        _job_handle: &JobHandle,
+        _ctx: &TaskContext,
+    ) -> Result<Output, ExecutorError> {
+        Err(ExecutorError::Failed(format!(
+            "the `{}` executor cannot re-attach to a task started by another process",
+            self.short_name()
+        )))
+    }
+}
+
+/// Where an attempt started by an earlier process stands ([`Executor::probe`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// It still runs: a resume waits for it ([`Executor::reattach`]).
+    Running,
+    /// It ended and its result is there to fetch ([`Executor::reattach`] returns it at once).
+    Finished,
+    /// Nothing of it is left to follow: a resume runs the node anew.
+    Gone,
 }
 
 /// Adapts a [`BlockingExecutor`] onto [`Executor`]: every call runs on a blocking thread.
@@ -154,5 +211,20 @@ impl<E: BlockingExecutor> Executor for Blocking<E> {
     ) -> Result<bool, ExecutorError> {
         let h = h.cloned();
         blocking(&self.0, ctx, move |e, c| e.cancel(c, h.as_ref())).await
+    }
+    async fn probe(&self, h: &JobHandle) -> Result<Probe, ExecutorError> {
+        let (e, h) = (self.0.clone(), h.clone());
+        tokio::task::spawn_blocking(move || e.probe(&h))
+            .await
+            .map_err(|j| {
+                ExecutorError::Failed(format!(
+                    "executor panicked: {}",
+                    crate::invoke::join_error_message(j)
+                ))
+            })?
+    }
+    async fn reattach(&self, h: &JobHandle, ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        let h = h.clone();
+        blocking(&self.0, ctx, move |e, c| e.reattach(&h, c)).await
     }
 }

@@ -411,7 +411,14 @@ pub fn enter_if_worker() {
     };
     let bytes = serde_json::to_vec(&result).unwrap_or_default();
     let written = match &result_path {
-        Some(p) => std::fs::write(p, &bytes).map_err(|e| format!("{}: {e}", p.display())),
+        // Whole or not at all: a dispatcher that looks while it is written (one re-attaching
+        // after a crash) never reads half a result.
+        Some(p) => {
+            let tmp = p.with_extension("json.part");
+            std::fs::write(&tmp, &bytes)
+                .and_then(|()| std::fs::rename(&tmp, p))
+                .map_err(|e| format!("{}: {e}", p.display()))
+        }
         None => {
             use std::io::Write;
             std::io::stdout()
@@ -450,7 +457,10 @@ mod preinit {
         argv: *const *const c_char,
         envp: *const *const c_char,
     ) {
-        if std::env::var_os(super::TASK_ENV).is_none() {
+        if std::env::var_os(super::TASK_ENV).is_none()
+            && std::env::var_os(crate::durable::DISPATCHER_ENV).is_none()
+            && std::env::var_os(crate::durable::MAINTAIN_ENV).is_none()
+        {
             return;
         }
         // SAFETY: the linker delimits the array of constructor pointers with these symbols;
@@ -472,6 +482,8 @@ mod preinit {
             }
         }
         super::enter_if_worker();
+        crate::durable::enter_if_dispatcher();
+        crate::durable::enter_if_maintenance();
     }
 
     #[used]

@@ -80,6 +80,9 @@ pub struct Graph {
     /// The lattice-level default executor.
     pub(crate) default_executor: Option<ExecutorSel>,
     pub(crate) name: String,
+    /// The registered name of the `#[lattice]` function that built it (`""` for sublattices
+    /// and hand-built graphs): how another process rebuilds it.
+    pub(crate) path: &'static str,
     pub(crate) inputs_json: Vec<(String, serde_json::Value)>,
     /// Lattice inputs with no faithful JSON form (name, why): a recorded dispatch refuses them.
     pub(crate) input_errors: Vec<(String, String)>,
@@ -239,6 +242,7 @@ impl Builder {
             output,
             default_executor: None,
             name: String::new(),
+            path: "",
             inputs_json: Vec::new(),
             input_errors: Vec::new(),
             fail_fast: false,

@@ -261,6 +261,11 @@ fn write_extras(buf: &mut Vec<u8>, run: &Run, extra: Option<&NodeExtra>) {
         }
         if let Some(h) = &x.job_handle {
             extras.insert("j".into(), h.0.clone());
+            // With the handle, what rebuilds the executor in another process (a cancel after
+            // the dispatcher died): its options.
+            if let Some(e) = &x.executor {
+                extras.insert("xo".into(), e.exec.to_dict());
+            }
         }
         if !x.attempts.is_empty() {
             let recs: Vec<crate::record::AttemptRecord> = x

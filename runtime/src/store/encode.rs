@@ -255,13 +255,14 @@ pub(crate) fn encode_json<'g>(
     out
 }
 
-/// For redispatch: per node of `graph`, the stored output of an earlier dispatch whose node
-/// had the same fingerprint (`reuse`), to take instead of running the node.
-pub(crate) fn reused_outputs(
+/// For redispatch and resume: per node of `graph`, what an earlier dispatch left under the
+/// same node fingerprint in `from` (an output to take instead of running the node, or the job
+/// handle of an attempt to follow). Parameters take nothing.
+pub(crate) fn by_fingerprint<V: Clone>(
     graph: &Graph,
-    reuse: &std::collections::HashMap<[u8; 16], serde_json::Value>,
-) -> Vec<Option<crate::value::Output>> {
-    if reuse.is_empty() {
+    from: &std::collections::HashMap<[u8; 16], V>,
+) -> Vec<Option<V>> {
+    if from.is_empty() {
         return Vec::new();
     }
     let fps = encode(
@@ -279,7 +280,7 @@ pub(crate) fn reused_outputs(
         .zip(fps)
         .map(|(n, fp)| match &n.op {
             Op::Param(_) => None,
-            _ => reuse.get(&fp).map(|v| crate::value::Output::new(v.clone())),
+            _ => from.get(&fp).cloned(),
         })
         .collect()
 }

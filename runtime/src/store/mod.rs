@@ -16,6 +16,7 @@ pub(crate) mod encode;
 mod error;
 pub(crate) mod journal;
 mod read;
+pub(crate) mod resume;
 mod schema;
 
 use std::collections::HashMap;
@@ -31,8 +32,8 @@ use uuid::Uuid;
 pub use crate::record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord};
 use crate::status::Status;
 use crate::time::micros;
-use encode::GraphRec;
 pub use error::StoreError;
+pub use resume::{Origin, build_of};
 
 /// `text` for a `LIKE ... ESCAPE '\'` pattern that matches it literally.
 fn like_escape(text: &str) -> String {
@@ -201,7 +202,7 @@ impl Store {
     pub(crate) fn insert_dispatch(
         &self,
         id: Uuid,
-        lattice: &str,
+        (lattice, lattice_path): (&str, &str),
         inputs: &[(String, serde_json::Value)],
         task_count: usize,
         results_dir: &Path,
@@ -209,11 +210,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = micros(SystemTime::now());
         let pid = std::process::id();
+        let (program, build) = resume::this_program();
         self.with(|c| {
             c.execute(
                 "INSERT INTO dispatches (id, lattice, status, inputs, created_at, task_count,
-                     results_dir, pid, pid_start, host, heartbeat_at, reused_from)
-                 VALUES (?1, ?2, 'RUNNING', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?4, ?10)",
+                     results_dir, pid, pid_start, host, heartbeat_at, reused_from, program,
+                     build, lattice_path, cwd)
+                 VALUES (?1, ?2, 'RUNNING', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?4, ?10, ?11, ?12, ?13,
+                     ?14)",
                 params![
                     id.to_string(),
                     lattice,
@@ -225,6 +229,12 @@ impl Store {
                     process_start(pid),
                     host(),
                     reused_from.map(|u| u.to_string()),
+                    program,
+                    build,
+                    Some(lattice_path).filter(|p| !p.is_empty()),
+                    std::env::current_dir()
+                        .ok()
+                        .map(|d| d.display().to_string()),
                 ],
             )
             .map(|_| ())
@@ -299,45 +309,6 @@ impl Store {
             }
         }
         Ok(n)
-    }
-
-    /// Stored outputs of a dispatch's completed top-level nodes, by fingerprint (for reuse).
-    pub(crate) fn reusable(
-        &self,
-        id: Uuid,
-    ) -> Result<HashMap<[u8; 16], serde_json::Value>, StoreError> {
-        let key = id.to_string();
-        let graph: Option<String> = self
-            .with(|c| {
-                c.query_row(
-                    "SELECT g.graph FROM dispatches d LEFT JOIN graphs g ON g.dispatch_id = d.id
-                     WHERE d.id = ?1",
-                    [&key],
-                    |r| r.get(0),
-                )
-                .optional()
-            })?
-            .ok_or_else(|| StoreError::UnknownDispatch {
-                id: key.clone(),
-                path: self.path.clone(),
-            })?;
-        let graph: GraphRec = graph
-            .and_then(|g| serde_json::from_str(&g).ok())
-            .unwrap_or_default();
-        let fps = graph.fingerprints();
-        let rows = self.node_rows(&key)?;
-        let mut out = HashMap::new();
-        for ((path, i), row) in rows {
-            if !path.is_empty() || i >= fps.len() {
-                continue;
-            }
-            if matches!(row.s, Status::Completed | Status::Reused)
-                && let Some(v) = row.o
-            {
-                out.insert(fps[i], v);
-            }
-        }
-        Ok(out)
     }
 
     /// Dispatches, newest first.

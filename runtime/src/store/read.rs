@@ -85,7 +85,7 @@ impl Store {
     }
 
     /// The latest logged state of every node of a dispatch, by `(path, node id)`.
-    pub(super) fn node_rows(
+    pub(crate) fn node_rows(
         &self,
         id: &str,
     ) -> Result<HashMap<(String, usize), NodeRow>, StoreError> {
@@ -140,20 +140,22 @@ impl Store {
 /// the run's start (`GraphRec::t0`), extras (`e` error, `out`/`err` streams, `t` attempts,
 /// `j` job handle, `x` executor) only when present.
 #[derive(Default)]
-pub(super) struct NodeRow {
-    n: usize,
+pub(crate) struct NodeRow {
+    pub(super) n: usize,
     pub(super) s: Status,
-    a: Option<i64>,
-    b: Option<i64>,
+    pub(super) a: Option<i64>,
+    pub(super) b: Option<i64>,
     pub(super) o: Option<serde_json::Value>,
     e: Option<String>,
     /// The error's kind (absent in stores written before kinds were recorded).
-    k: Option<crate::error::ErrorKind>,
+    pub(super) k: Option<crate::error::ErrorKind>,
     out: String,
     err: String,
     t: Option<Vec<AttemptRecord>>,
-    j: Option<serde_json::Value>,
-    x: Option<String>,
+    pub(super) j: Option<serde_json::Value>,
+    pub(super) x: Option<String>,
+    /// The options of the executor that ran it (written with a job handle).
+    pub(super) xo: Option<serde_json::Value>,
 }
 
 impl NodeRow {
@@ -179,6 +181,7 @@ impl NodeRow {
                 .and_then(|t| serde_json::from_value(t.clone()).ok()),
             j: extras.get("j").cloned(),
             x: text("x"),
+            xo: extras.get("xo").cloned(),
         })
     }
 }
@@ -228,6 +231,7 @@ fn assemble(
                 start_time: None,
                 end_time: None,
                 job_handle: None,
+                executor_options: None,
                 sublattice,
             };
             if spec.1 == encode::PARAMETER {
@@ -259,6 +263,7 @@ fn assemble(
                 rec.stdout = row.out.clone();
                 rec.stderr = row.err.clone();
                 rec.job_handle = row.j.clone();
+                rec.executor_options = row.xo.clone();
                 rec.attempts =
                     row.t
                         .clone()

@@ -14,7 +14,7 @@ use rusqlite::Connection;
 pub(crate) const APPLICATION_ID: i64 = 0x434F_564C;
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations: `MIGRATIONS[v]` takes a database from version `v` to `v + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -74,6 +74,16 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO graphs (dispatch_id, graph)
         SELECT id, graph FROM dispatches WHERE graph IS NOT NULL;
     ALTER TABLE dispatches DROP COLUMN graph;
+    ",
+    // 2 → 3: what another process needs to resume or cancel a dispatch whose dispatcher is
+    // gone: the program that ran it, its build and working directory, the lattice's registered name, and the
+    // dispatch that resumed it (so two resumes never adopt the same running attempts).
+    "
+    ALTER TABLE dispatches ADD COLUMN program TEXT;
+    ALTER TABLE dispatches ADD COLUMN build TEXT;
+    ALTER TABLE dispatches ADD COLUMN lattice_path TEXT;
+    ALTER TABLE dispatches ADD COLUMN resumed_by TEXT;
+    ALTER TABLE dispatches ADD COLUMN cwd TEXT;
     ",
 ];
 
