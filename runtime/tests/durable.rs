@@ -86,12 +86,12 @@ fn handle_pid(r: &DispatchRecord, node: usize) -> u32 {
         .unwrap() as u32
 }
 
-use covalent_test_support::{alive, signal};
+use covalent_test_support::{SIGKILL, SIGSTOP, alive, signal};
 
 /// Kills a detached dispatcher and waits until the store calls its dispatch INTERRUPTED.
 fn kill_dispatcher(id: Uuid) {
     let pid = store().origin(id).unwrap().pid;
-    signal(pid, libc::SIGKILL);
+    signal(pid, SIGKILL);
     wait_for(id, "INTERRUPTED", |r| r.status == Status::Interrupted);
 }
 
@@ -190,7 +190,7 @@ fn a_task_that_finished_while_no_dispatcher_watched_is_collected_not_rerun() {
     // Stop the dispatcher, let the task finish, then kill the dispatcher before it ever ran
     // again: the result is on disk and nobody collected it.
     let dispatcher = store().origin(id).unwrap().pid;
-    signal(dispatcher, libc::SIGSTOP);
+    signal(dispatcher, SIGSTOP);
     let deadline = Instant::now() + Duration::from_secs(10);
     while alive(worker) {
         assert!(Instant::now() < deadline, "the task did not finish");

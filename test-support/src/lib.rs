@@ -211,6 +211,9 @@ pub fn unique(what: &str) -> String {
     format!("covalent-conformance-{}-{nanos}-{what}", std::process::id())
 }
 
+/// The signals [`signal`] sends in the fault tests.
+pub use libc::{SIGKILL, SIGSTOP};
+
 /// Sends signal `sig` to process `pid` (a dispatcher a test started, to produce a crash).
 #[allow(unsafe_code)]
 pub fn signal(pid: u32, sig: i32) {

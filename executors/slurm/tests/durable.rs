@@ -18,7 +18,7 @@ use covalent::prelude::*;
 use covalent::store::{DispatchRecord, Store};
 use covalent::{Node, Uuid};
 use covalent_slurm as _; // links the plugin: `executor = "slurm"`
-use covalent_test_support::{alive, signal};
+use covalent_test_support::{SIGKILL, SIGSTOP, alive, signal};
 
 macro_rules! need_slurm {
     ($test:literal) => {
@@ -128,7 +128,7 @@ fn tempdir() -> PathBuf {
 }
 
 fn kill_dispatcher(id: Uuid) {
-    signal(store().origin(id).unwrap().pid, libc::SIGKILL);
+    signal(store().origin(id).unwrap().pid, SIGKILL);
     wait_for(id, "INTERRUPTED", |r| r.status == Status::Interrupted);
 }
 
@@ -185,14 +185,14 @@ fn a_job_that_finished_while_no_dispatcher_watched_is_collected_not_resubmitted(
     let before = wait_for(id, "the job submitted", |r| job_ids(r).len() == 1);
     let launched = job_ids(&before);
     let dispatcher = store().origin(id).unwrap().pid;
-    signal(dispatcher, libc::SIGSTOP);
+    signal(dispatcher, SIGSTOP);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !is_final(&job_state(&launched[0])) {
         assert!(Instant::now() < deadline, "the job did not end");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(job_state(&launched[0]), "COMPLETED");
-    signal(dispatcher, libc::SIGKILL);
+    signal(dispatcher, SIGKILL);
     wait_for(id, "INTERRUPTED", |r| r.status == Status::Interrupted);
     assert!(!alive(dispatcher));
 

@@ -204,11 +204,18 @@ impl Executor for ProcessExecutor {
         let Some(h) = Handle::of(job) else {
             return Ok(Probe::Gone);
         };
-        let finished = h
-            .dir
-            .as_ref()
-            .is_some_and(|d| d.join("result.json").is_file());
-        Ok(if finished {
+        let has_result = || {
+            h.dir
+                .as_ref()
+                .is_some_and(|d| d.join("result.json").is_file())
+        };
+        // A worker ends with the dispatcher it watches (within 50 ms of its death), writing
+        // its result first if it had one: a worker still alive when asked is let end first.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while h.alive() && !has_result() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(if has_result() {
             Probe::Finished
         } else if h.alive() {
             Probe::Running
