@@ -156,7 +156,7 @@ fn show_prints_the_report_and_the_node_table() {
     assert_eq!(
         columns(table.lines().nth(3).unwrap()),
         [
-            "ID", "NAME", "STATUS", "EXECUTOR", "ATTEMPTS", "STARTED", "RUNTIME", "ERROR"
+            "ID", "NAME", "STATUS", "EXECUTOR", "ATTEMPTS", "STARTED", "RUNTIME", "JOB", "ERROR"
         ]
     );
     let id_of = |name: &str| r.nodes().find(|n| n.name() == name).unwrap().id();

@@ -125,6 +125,12 @@ fn resume_without_wait_prints_the_new_id_at_once() {
 #[test]
 fn cancel_of_an_interrupted_dispatch_records_it_cancelled() {
     let id = interrupted(1, 30_000);
+    // `show` names the attempt the crash left behind, by its job handle.
+    let (code, out, _) = covalent(&["show", &id.to_string()]);
+    assert_eq!(code, 0);
+    let table = &out[out.find("\nNodes\n").expect("a node table")..];
+    let row = table.lines().find(|l| l.contains("slow_double")).unwrap();
+    assert!(row.contains("INTERRUPTED") && row.contains("pid:"), "{out}");
     let (code, out, err) = covalent(&["cancel", &id.to_string()]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(

@@ -62,6 +62,7 @@ pub mod store;
 // facade:
 mod api_error;
 mod durable;
+mod entry;
 mod lattice;
 mod recorded;
 

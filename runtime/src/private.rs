@@ -168,9 +168,7 @@ pub fn sublattice<T>(l: Lattice<T>) -> SubGraph {
 pub fn main<F: Future>(f: F) -> F::Output {
     // Worker, dispatcher and maintenance modes, where the constructor did not already handle
     // them.
-    crate::executor::worker::enter_if_worker();
-    crate::durable::enter_if_dispatcher();
-    crate::durable::enter_if_maintenance();
+    crate::entry::enter_modes();
     crate::runtime::block_on_main(f)
 }
 

@@ -23,7 +23,7 @@ pub fn run(ctx: &Context, args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "Nodes")?;
     writeln!(out, "-----")?;
     let mut t = Table::new(&[
-        "ID", "NAME", "STATUS", "EXECUTOR", "ATTEMPTS", "STARTED", "RUNTIME", "ERROR",
+        "ID", "NAME", "STATUS", "EXECUTOR", "ATTEMPTS", "STARTED", "RUNTIME", "JOB", "ERROR",
     ]);
     add_rows(&mut t, &record.nodes, "", args.all);
     if t.is_empty() {
@@ -32,6 +32,33 @@ pub fn run(ctx: &Context, args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
         write!(out, "{t}")?;
     }
     Ok(())
+}
+
+/// A job handle in a word: `job:695` (Slurm), `pid:4711` (a local process),
+/// `pid:4711@host` (ssh), `container:NAME`, else its JSON.
+fn job_label(h: &serde_json::Value) -> String {
+    let text = |k: &str| {
+        h.get(k).and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    if let Some(id) = text("job_id") {
+        return format!("job:{id}");
+    }
+    if let Some(name) = text("job_name") {
+        return format!("job-name:{name}");
+    }
+    if let Some(c) = text("container") {
+        return format!("container:{c}");
+    }
+    match (text("pid"), text("host")) {
+        (Some(pid), Some(host)) => format!("pid:{pid}@{host}"),
+        (Some(pid), None) => format!("pid:{pid}"),
+        (None, Some(host)) => format!("starting@{host}"),
+        (None, None) => h.to_string().replace(' ', ""),
+    }
 }
 
 /// Rows for `nodes`, whose ids are written under `prefix` (`3/` inside node 3's sublattice).
@@ -46,6 +73,10 @@ fn add_rows(t: &mut Table, nodes: &[NodeRecord], prefix: &str, all: bool) {
             n.attempts.len().to_string(),
             format::local_time(n.start_time, "%H:%M:%S%.3f"),
             format::elapsed(n.start_time, n.end_time),
+            n.job_handle
+                .as_ref()
+                .map(job_label)
+                .unwrap_or_else(|| "-".into()),
             n.error
                 .as_deref()
                 .map(|e| match n.error_kind {

@@ -30,6 +30,10 @@
 //! new as the build host's) and, for `deps_bash`, bash. `scripts/podman-image.sh` builds such
 //! an image offline from the host's own files.
 //!
+//! A container outlives its dispatcher (the engine runs it): a resumed dispatch waits for the
+//! same container (`container inspect`), reads its logs and its result, and `covalent cancel`
+//! of a dispatch whose dispatcher died removes it.
+//!
 //! Register the plugin by linking the crate: `use covalent_container as _;` anywhere in the
 //! program, or call [`link`] once.
 

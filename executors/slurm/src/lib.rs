@@ -35,6 +35,12 @@
 //! OpenSSH connection (`ControlMaster`) with strict host-key checking, and every remote step
 //! has a time limit (`command_timeout`).
 //!
+//! A job outlives its dispatcher. Its handle (job name, directory, then job id) is recorded
+//! before `sbatch` runs, so a resumed dispatch follows it ([`Executor::probe`]: the job's state
+//! in `squeue`, or its result in its directory; a handle without an id is found by
+//! `squeue --name`) instead of submitting it again, and `covalent cancel` of a dispatch whose
+//! dispatcher died `scancel`s it.
+//!
 //! Register the plugin by linking the crate: `use covalent_slurm as _;` anywhere in the
 //! program, or call [`link`] once.
 

@@ -32,6 +32,10 @@ macro_rules! need_slurm {
 /// Appends `i` to `<dir>/runs`, sleeps, returns `i * 10`: one Slurm job.
 #[electron(executor = "slurm")]
 fn job(dir: String, i: u32, ms: u64) -> u32 {
+    job_body(dir, i, ms)
+}
+
+fn job_body(dir: String, i: u32, ms: u64) -> u32 {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -148,6 +152,7 @@ fn a_resume_follows_the_jobs_a_killed_dispatcher_left_running() {
         let ids = job_ids(r);
         ids.len() == 3 && ids.iter().all(|j| job_state(j) == "RUNNING")
     });
+    let running = Instant::now();
     let launched = job_ids(&before);
     let killed = Instant::now();
     kill_dispatcher(id);
@@ -155,13 +160,16 @@ fn a_resume_follows_the_jobs_a_killed_dispatcher_left_running() {
     for j in &launched {
         assert_eq!(job_state(j), "RUNNING", "job {j}");
     }
+    let asked = Instant::now();
     let resumed = covalent::resume(id).unwrap();
+    let started = asked.elapsed();
     let r = store()
         .wait(resumed, Some(Duration::from_secs(120)))
         .unwrap();
     let took = killed.elapsed();
     assert_eq!(r.status, Status::Completed, "{r}");
     assert_eq!(r.value::<u32>().unwrap(), Some(60));
+    let since_running = running.elapsed();
     // The same jobs, followed to their end: no second submission.
     assert_eq!(job_ids(&r), launched);
     assert_eq!(runs(&dir), ["1", "2", "3"]);
@@ -172,8 +180,10 @@ fn a_resume_follows_the_jobs_a_killed_dispatcher_left_running() {
         assert!(!d.exists(), "{} is left", d.display());
     }
     eprintln!(
-        "kill -9 to the resumed dispatch's result, 3 Slurm jobs: {:.2} s, sbatch calls after the crash: 0 (job ids {launched:?} before and after)",
-        took.as_secs_f64()
+        "3 Slurm jobs of 4 s: kill -9 to the resumed result {:.2} s; `resume` returned in {:.0} ms; all three seen RUNNING to the result {:.2} s (the jobs' 4 s included); sbatch calls after the crash: 0 (job ids {launched:?} before and after)",
+        took.as_secs_f64(),
+        started.as_secs_f64() * 1e3,
+        since_running.as_secs_f64()
     );
 }
 
@@ -253,4 +263,91 @@ fn cancel_stops_the_jobs_of_a_dead_dispatcher_through_their_ids() {
         2,
         "each job ran once, until it was cancelled"
     );
+}
+
+/// Slurm commands whose `sbatch` submits, then takes 3 s to print the job id: a dispatcher
+/// killed meanwhile knows only the job's name. Under the test binary's isolated directory, so
+/// its detached dispatchers find the same one.
+fn slow_sbatch_dir() -> String {
+    let dir = covalent_test_support::isolated_dir()
+        .unwrap()
+        .join("slow-sbatch");
+    if !dir.join("sbatch").exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for cmd in ["squeue", "scancel", "sacct", "scontrol"] {
+            let real = sh(&format!("command -v {cmd}"));
+            let _ = std::os::unix::fs::symlink(real, dir.join(cmd));
+        }
+        let real = sh("command -v sbatch");
+        let script = format!("#!/bin/sh\nid=$({real} \"$@\") || exit $?\nsleep 3\necho \"$id\"\n");
+        let tmp = dir.join("sbatch.part");
+        std::fs::write(&tmp, script).unwrap();
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        std::fs::rename(tmp, dir.join("sbatch")).unwrap();
+    }
+    dir.display().to_string()
+}
+
+#[electron(executor = covalent_slurm::SlurmExecutor { slurm_path: Some(slow_sbatch_dir()), ..Default::default() })]
+fn slowly_submitted(dir: String, ms: u64) -> u32 {
+    job_body(dir, 9, ms)
+}
+
+#[lattice]
+fn one_slow_submission(dir: String, ms: u64) -> u32 {
+    slowly_submitted(dir, ms)
+}
+
+#[test]
+fn a_crash_before_sbatch_answered_is_reconciled_by_the_job_name() {
+    need_slurm!("a_crash_before_sbatch_answered_is_reconciled_by_the_job_name");
+    let dir = tempdir();
+    let id =
+        covalent::dispatch_detached(one_slow_submission(dir.display().to_string(), 2_000)).unwrap();
+    let r = wait_for(id, "the job submitted, its id not yet known", |r| {
+        let h = r.nodes.iter().find_map(|n| n.job_handle.clone());
+        h.is_some_and(|h| {
+            h["job_id"].is_null()
+                && !sh(&format!(
+                    "squeue -h -n {} -o %i",
+                    h["job_name"].as_str().unwrap()
+                ))
+                .is_empty()
+        })
+    });
+    let handle = r.nodes.iter().find_map(|n| n.job_handle.clone()).unwrap();
+    let name = handle["job_name"].as_str().unwrap().to_string();
+    let submitted = sh(&format!("squeue -h -n {name} -o %i"));
+    kill_dispatcher(id);
+    let resumed = covalent::resume(id).unwrap();
+    let r = store()
+        .wait(resumed, Some(Duration::from_secs(120)))
+        .unwrap();
+    assert_eq!(r.status, Status::Completed, "{r}");
+    assert_eq!(r.value::<u32>().unwrap(), Some(90));
+    // Found by its name, followed, not submitted again.
+    let followed = r.nodes.iter().find_map(|n| n.job_handle.clone()).unwrap();
+    assert_eq!(followed["job_id"].as_str(), Some(submitted.as_str()));
+    assert_eq!(runs(&dir), ["9"]);
+}
+
+#[test]
+fn the_detached_example_runs_its_jobs_on_slurm_after_it_exited() {
+    need_slurm!("the_detached_example_runs_its_jobs_on_slurm_after_it_exited");
+    let out = covalent_test_support::run_example(
+        "detached",
+        &[("DETACHED_EXECUTOR", "slurm"), ("DETACHED_SECONDS", "2")],
+    );
+    let id: Uuid = out.lines().next().unwrap().trim().parse().unwrap();
+    assert_eq!(store().origin(id).unwrap().status, Status::Running);
+    let r = store().wait(id, Some(Duration::from_secs(180))).unwrap();
+    assert_eq!(r.status, Status::Completed, "{r}");
+    assert_eq!(r.value::<u64>().unwrap(), Some(14));
+    let jobs: Vec<&str> = r
+        .nodes
+        .iter()
+        .filter_map(|n| n.job_handle.as_ref()?["job_id"].as_str())
+        .collect();
+    assert_eq!(jobs.len(), 3, "three Slurm jobs: {r}");
 }

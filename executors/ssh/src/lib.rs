@@ -26,6 +26,16 @@
 //! so a task costs one round trip on an open connection, not a handshake. Cancelling or timing
 //! out kills the remote process group. Strict host-key checking stays on unless turned off.
 //!
+//! The handle (host, work directory, then pid) is recorded before the launch, and the work
+//! directory keeps a `pid` file: a connection lost for good fails the node as `lost_contact`
+//! (not retried) with where the task may still run, and a resume follows the task through its
+//! work directory instead of starting another.
+//!
+//! The handle (host, work directory, then pid) is recorded before the launch, and the work
+//! directory keeps a `pid` file: a connection lost for good fails the node as `lost_contact`
+//! (not retried) with where the task may still run, and a resume follows the task through its
+//! work directory instead of starting another.
+//!
 //! Register the plugin (so `executor = "ssh"` and `[executors.ssh]` work) by linking the crate:
 //! call [`link`] once, or `use covalent_ssh as _;`.
 

@@ -3,6 +3,11 @@
 //! time-out or cancellation, and a crash (abort, segfault, `exit(3)`) reported with the signal
 //! or exit code and the end of its stderr.
 //!
+//! Each task has a directory named after its attempt under the dispatch's results directory
+//! (envelope, result, stdout, stderr), removed once read. A worker dies with its dispatcher
+//! (`COVALENT_WORKER_PARENT`), so after a crash a task is either finished (its result is in its
+//! directory, which a resume collects: [`Executor::reattach`]) or gone (a resume runs it again).
+//!
 //! This module owns starting, watching and killing children; the envelopes are `worker.rs`.
 
 use std::collections::BTreeMap;

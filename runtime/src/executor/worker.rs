@@ -4,9 +4,9 @@
 //! The executor writes a [`TaskEnvelope`] (protocol version, electron registration name and
 //! source digest, inputs as JSON, dispatch and node ids) to a file and starts the program with
 //! `COVALENT_WORKER_TASK=<envelope>` and `COVALENT_WORKER_RESULT=<result file>` in its
-//! environment. Before `main` runs (a constructor in this crate, so it works for `cargo run`
-//! binaries, examples and `cargo test` harnesses alike, and no user code runs first) the
-//! program notices those variables, runs the electron (hooks included), writes a
+//! environment. Before `main` runs (a constructor in this crate, `entry.rs`, so it works for
+//! `cargo run` binaries, examples and `cargo test` harnesses alike, and no user code runs
+//! first) the program notices those variables, runs the electron (hooks included), writes a
 //! [`ResultEnvelope`] (the output or a classified error, and timings) and exits. The task's own
 //! stdout and stderr are the process's.
 //!
@@ -431,64 +431,6 @@ pub fn enter_if_worker() {
         std::process::exit(70);
     }
     std::process::exit(0);
-}
-
-/// Worker mode before `main` (glibc Linux): binaries whose `main` is not `#[covalent::main]`
-/// (test harnesses) are workers too, and no user code runs first in a worker.
-///
-/// Electrons register themselves from constructors as well, and constructors run in link
-/// order, so some may not have run yet when this one does. In worker mode it therefore runs
-/// the constructors that come after it itself (with the arguments the C runtime gave it), then
-/// the task, then exits: the C runtime never reaches them again. Outside worker mode it
-/// returns at once.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-mod preinit {
-    use std::ffi::{c_char, c_int};
-
-    type InitFn = unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char);
-
-    unsafe extern "C" {
-        static __init_array_start: [InitFn; 0];
-        static __init_array_end: [InitFn; 0];
-    }
-
-    unsafe extern "C" fn entry(
-        argc: c_int,
-        argv: *const *const c_char,
-        envp: *const *const c_char,
-    ) {
-        if std::env::var_os(super::TASK_ENV).is_none()
-            && std::env::var_os(crate::durable::DISPATCHER_ENV).is_none()
-            && std::env::var_os(crate::durable::MAINTAIN_ENV).is_none()
-        {
-            return;
-        }
-        // SAFETY: the linker delimits the array of constructor pointers with these symbols;
-        // we read it in place and call each constructor after ours exactly once, with the
-        // arguments the C runtime passes to constructors, then exit before it would.
-        unsafe {
-            let mut p = (&raw const __init_array_start).cast::<InitFn>();
-            let end = (&raw const __init_array_end).cast::<InitFn>();
-            let me = entry as InitFn as usize;
-            let mut after_me = false;
-            while p < end {
-                let f = *p;
-                if after_me {
-                    f(argc, argv, envp);
-                } else if f as usize == me {
-                    after_me = true;
-                }
-                p = p.add(1);
-            }
-        }
-        super::enter_if_worker();
-        crate::durable::enter_if_dispatcher();
-        crate::durable::enter_if_maintenance();
-    }
-
-    #[used]
-    #[unsafe(link_section = ".init_array")]
-    static ENTRY: InitFn = entry;
 }
 
 #[cfg(test)]
