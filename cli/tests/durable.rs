@@ -3,14 +3,14 @@
 //! recorded program the command re-runs), kills their dispatchers, then runs the real command.
 
 covalent_test_support::isolated_home!();
+covalent_test_support::durable_helpers!();
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use covalent::Uuid;
 use covalent::prelude::*;
-use covalent::store::{DispatchRecord, Store};
 use covalent_test_support::{SIGKILL, signal};
 
 /// Sleeps, then doubles.
@@ -23,10 +23,6 @@ fn slow_double(x: u64, ms: u64) -> u64 {
 #[lattice]
 fn doubled(x: u64, ms: u64) -> u64 {
     slow_double(x, ms)
-}
-
-fn store() -> std::sync::Arc<Store> {
-    Store::open_default().unwrap()
 }
 
 /// The data dir of this binary's store (what `covalent` is pointed at).
@@ -46,21 +42,6 @@ fn covalent(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn wait_for(id: Uuid, what: &str, f: impl Fn(&DispatchRecord) -> bool) -> DispatchRecord {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = store().get(id).unwrap();
-        if f(&r) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {r}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A detached dispatch of `doubled(x, ms)` whose dispatcher is killed while its task runs.

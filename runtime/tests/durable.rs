@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use covalent::Uuid;
 use covalent::prelude::*;
 use covalent::store::DispatchRecord;
-use covalent::store::Store;
 
 covalent_test_support::isolated_home!();
+covalent_test_support::durable_helpers!();
 
 /// Appends `i` to `<dir>/runs`, sleeps `ms`, returns `i * 10`.
 #[electron(executor = "process")]
@@ -47,28 +47,8 @@ fn one_step(dir: String, ms: u64) -> u32 {
     step(dir, 7, ms)
 }
 
-fn store() -> std::sync::Arc<Store> {
-    Store::open_default().unwrap()
-}
-
 fn record(id: Uuid) -> DispatchRecord {
     store().get(id).unwrap()
-}
-
-/// Waits until `f` holds of the dispatch's record (30 s at most).
-fn wait_for(id: Uuid, what: &str, f: impl Fn(&DispatchRecord) -> bool) -> DispatchRecord {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = record(id);
-        if f(&r) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {r}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn runs(dir: &Path) -> Vec<String> {
@@ -86,14 +66,7 @@ fn handle_pid(r: &DispatchRecord, node: usize) -> u32 {
         .unwrap() as u32
 }
 
-use covalent_test_support::{SIGKILL, SIGSTOP, alive, signal};
-
-/// Kills a detached dispatcher and waits until the store calls its dispatch INTERRUPTED.
-fn kill_dispatcher(id: Uuid) {
-    let pid = store().origin(id).unwrap().pid;
-    signal(pid, SIGKILL);
-    wait_for(id, "INTERRUPTED", |r| r.status == Status::Interrupted);
-}
+use covalent_test_support::{SIGSTOP, alive, signal};
 
 fn step_nodes(r: &DispatchRecord) -> Vec<usize> {
     r.nodes

@@ -237,3 +237,44 @@ pub fn alive(pid: u32) -> bool {
         })
         .is_some_and(|zombie| !zombie)
 }
+
+/// Helpers for tests of durable dispatches, defined in the calling file (which depends on
+/// `covalent`; this crate does not): `store()` (the process-wide store), `wait_for(id, what,
+/// predicate)` (polls the dispatch's record until the predicate holds, 60 s at most, failing
+/// with the record) and `kill_dispatcher(id)` (SIGKILL of the dispatch's process, then waits
+/// until the store reads it INTERRUPTED).
+#[macro_export]
+macro_rules! durable_helpers {
+    () => {
+        fn store() -> ::std::sync::Arc<::covalent::store::Store> {
+            ::covalent::store::Store::open_default().unwrap()
+        }
+
+        fn wait_for(
+            id: ::covalent::Uuid,
+            what: &str,
+            f: impl Fn(&::covalent::store::DispatchRecord) -> bool,
+        ) -> ::covalent::store::DispatchRecord {
+            let deadline = ::std::time::Instant::now() + ::std::time::Duration::from_secs(60);
+            loop {
+                let r = store().get(id).unwrap();
+                if f(&r) {
+                    return r;
+                }
+                assert!(
+                    ::std::time::Instant::now() < deadline,
+                    "timed out waiting for {what}: {r}"
+                );
+                ::std::thread::sleep(::std::time::Duration::from_millis(20));
+            }
+        }
+
+        #[allow(dead_code)]
+        fn kill_dispatcher(id: ::covalent::Uuid) {
+            $crate::signal(store().origin(id).unwrap().pid, $crate::SIGKILL);
+            wait_for(id, "INTERRUPTED", |r| {
+                r.status == ::covalent::Status::Interrupted
+            });
+        }
+    };
+}

@@ -4,18 +4,18 @@
 //! recorded name). Nothing may be left in `podman ps -a`.
 
 covalent_test_support::isolated_home!();
+covalent_test_support::durable_helpers!();
 
 mod engine;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use covalent::Uuid;
 use covalent::prelude::*;
-use covalent::store::{DispatchRecord, Store};
+use covalent::store::DispatchRecord;
 use covalent_container::{ContainerExecutor, Engine};
-use covalent_test_support::{SIGKILL, signal};
 
 macro_rules! need_podman {
     ($test:literal) => {
@@ -68,25 +68,6 @@ fn in_a_box(tag: String, ms: u64) -> usize {
     boxed(tag, ms)
 }
 
-fn store() -> std::sync::Arc<Store> {
-    Store::open_default().unwrap()
-}
-
-fn wait_for(id: Uuid, what: &str, f: impl Fn(&DispatchRecord) -> bool) -> DispatchRecord {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = store().get(id).unwrap();
-        if f(&r) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {r}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn container(r: &DispatchRecord) -> Option<String> {
     let n = r.nodes.iter().find(|n| n.name == "boxed")?;
     n.job_handle.as_ref()?["container"]
@@ -114,11 +95,6 @@ fn runs(tag: &str) -> usize {
         .unwrap_or_default()
         .lines()
         .count()
-}
-
-fn kill_dispatcher(id: Uuid) {
-    signal(store().origin(id).unwrap().pid, SIGKILL);
-    wait_for(id, "INTERRUPTED", |r| r.status == Status::Interrupted);
 }
 
 #[test]

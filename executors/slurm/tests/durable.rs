@@ -6,6 +6,7 @@
 //! file per run, so a test sees what ran and how often; none may be left in `squeue`.
 
 covalent_test_support::isolated_home!();
+covalent_test_support::durable_helpers!();
 
 #[allow(dead_code)] // the login-node helpers are `slurm.rs`'s
 mod engine;
@@ -15,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use covalent::prelude::*;
-use covalent::store::{DispatchRecord, Store};
+use covalent::store::DispatchRecord;
 use covalent::{Node, Uuid};
 use covalent_slurm as _; // links the plugin: `executor = "slurm"`
 use covalent_test_support::{SIGKILL, SIGSTOP, alive, signal};
@@ -59,25 +60,6 @@ fn total(xs: Vec<u32>) -> u32 {
 fn fan_out(dir: String, n: u32, ms: u64) -> u32 {
     let jobs: Vec<Node<u32>> = (1..=n).map(|i| job(dir.clone(), i, ms)).collect();
     total(jobs)
-}
-
-fn store() -> std::sync::Arc<Store> {
-    Store::open_default().unwrap()
-}
-
-fn wait_for(id: Uuid, what: &str, f: impl Fn(&DispatchRecord) -> bool) -> DispatchRecord {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = store().get(id).unwrap();
-        if f(&r) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {r}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn job_ids(r: &DispatchRecord) -> Vec<String> {
@@ -129,11 +111,6 @@ fn tempdir() -> PathBuf {
     ));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn kill_dispatcher(id: Uuid) {
-    signal(store().origin(id).unwrap().pid, SIGKILL);
-    wait_for(id, "INTERRUPTED", |r| r.status == Status::Interrupted);
 }
 
 fn job_dirs_of(r: &DispatchRecord) -> Vec<PathBuf> {
