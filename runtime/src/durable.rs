@@ -453,8 +453,8 @@ fn run_request(path: &Path) -> Result<Status, Error> {
     let journal = d.journal.clone();
     crate::runtime::handle().block_on(async move {
         run.wait_done().await;
-        if let Some(j) = &journal {
-            j.flushed().await;
+        if let Some((j, store)) = &journal {
+            j.flush(&run, store).await;
         }
     });
     let status = d.status();

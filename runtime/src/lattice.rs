@@ -17,8 +17,8 @@ use crate::executor::{ExecutorSel, IntoExecutor};
 use crate::graph::{Graph, Op};
 use crate::result::LatticeResult;
 use crate::status::Status;
-use crate::store::Store;
 use crate::store::journal::RunJournal;
+use crate::store::{NewDispatch, Store};
 use crate::value::Value;
 
 /// A built, not yet run, workflow: what calling a `#[lattice]` function returns.
@@ -162,7 +162,7 @@ impl<T> Lattice<T> {
 pub struct Dispatch<T> {
     pub(crate) run: Arc<Run>,
     /// Where the dispatch is recorded, if it is.
-    pub(crate) journal: Option<Arc<RunJournal>>,
+    pub(crate) journal: Option<(Arc<RunJournal>, Arc<Store>)>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -200,8 +200,8 @@ impl<T: Value> Dispatch<T> {
     pub async fn wait(self) -> Result<LatticeResult<T>, Error> {
         let progress = crate::progress::Progress::start(&self.run);
         self.run.wait_done().await;
-        if let Some(j) = &self.journal {
-            j.flushed().await;
+        if let Some((j, store)) = &self.journal {
+            j.flush(&self.run, store).await;
         }
         drop(progress);
         LatticeResult::from_run(self.run)
@@ -292,17 +292,30 @@ pub(crate) fn start<T: Value>(
         }
         _ => (Vec::new(), Default::default()),
     };
+    // The dispatch's row: written now when the id is handed out before the run ends
+    // (`dispatch`: it is durable on return); with the first batch for `dispatch_sync`, whose
+    // caller learns the id only at the end (within a tick of the start, or in the one commit
+    // that records a dispatch that ended sooner).
     let journal = match &store {
         Some(s) if record => {
-            s.insert_dispatch(
+            let row = NewDispatch::new(
                 id,
                 (&lattice.graph.name, lattice.graph.path),
                 &lattice.graph.inputs_json,
                 lattice.graph.task_count(),
                 &config.results_dir().join(id.to_string()),
                 lattice.reuse_from,
-            )?;
-            Some(s.journal().for_dispatch(&id.to_string()))
+            );
+            let row = if keep_one {
+                Some(row)
+            } else {
+                s.insert_dispatch(&row)?;
+                None
+            };
+            Some(
+                s.journal()
+                    .for_dispatch(id.to_string(), row, Arc::downgrade(s)),
+            )
         }
         _ => None,
     };
@@ -323,7 +336,7 @@ pub(crate) fn start<T: Value>(
     Ok((
         Dispatch {
             run,
-            journal,
+            journal: journal.zip(store),
             _t: PhantomData,
         },
         first,
@@ -349,10 +362,11 @@ pub fn dispatch_sync<T: Value>(lattice: Lattice<T>) -> Result<LatticeResult<T>, 
         let progress = crate::progress::Progress::start(&run);
         run.help_until_done(first);
         drop(progress);
-        if let Some(j) = &d.journal {
-            // Written once the writer has caught up; rare enough to go through the runtime.
-            let j = j.clone();
-            crate::runtime::handle().block_on(async move { j.flushed().await });
+        if let Some((j, store)) = &d.journal {
+            // A run that ended within its first tick is written here, in one commit; one the
+            // writer took over is waited for (rare enough to go through the runtime).
+            let (j, store, run) = (j.clone(), store.clone(), run.clone());
+            crate::runtime::handle().block_on(async move { j.flush(&run, &store).await });
         }
         LatticeResult::from_run(run)
     })

@@ -301,6 +301,54 @@ fn kill_9_of_a_dispatcher_at_any_point_loses_nothing_and_resume_runs_nothing_twi
     );
 }
 
+/// What a kill -9 can lose of a `dispatch_sync` dispatch, precisely: its row is written with
+/// its first batch, a tick (25 ms) after it starts (a dispatch that ends sooner is written whole
+/// by its caller, in one commit, before `dispatch_sync` returns; one whose task leaves the
+/// process is written when its executor sets the first job handle, before the launch). So one killed in its first tick may be absent
+/// from the store (its caller never saw its id); once it is there, a kill
+/// leaves it INTERRUPTED with every step it recorded done, and nothing is lost after that.
+#[test]
+fn a_sync_dispatch_is_in_the_store_within_its_first_tick_and_survives_a_kill_from_then_on() {
+    let home = tempfile::tempdir().unwrap();
+    let log = home.path().join("ran.log");
+    let envs = [
+        ("FAULTS_LOG", log.to_str().unwrap().to_string()),
+        ("FAULTS_STEP_MS", "200".to_string()),
+    ];
+    let mut child = spawn_role("chain", home.path(), &envs);
+    let store_path = home.path().join("covalent.db");
+    // It shows up while its first step (200 ms) still runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        if store_path.exists()
+            && let Ok(store) = Store::open(&store_path)
+            && let Some(d) = store.list(&ListFilter::default()).unwrap().first()
+        {
+            break d.id;
+        }
+        assert!(std::time::Instant::now() < deadline, "never recorded");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let ran_when_seen = executions(&log);
+    assert!(
+        ran_when_seen.len() <= 1,
+        "recorded only after {} steps ran",
+        ran_when_seen.len()
+    );
+    // Let a few steps finish and be written, then kill it.
+    std::thread::sleep(Duration::from_millis(700));
+    kill9(&mut child);
+    let ran = executions(&log);
+    let store = Store::open(&store_path).unwrap();
+    let record = store.get(id).unwrap();
+    assert_eq!(record.status, Status::Interrupted, "{record}");
+    let done = check_chain_record(&store, id, &ran);
+    assert!(
+        done.len() >= 2,
+        "the steps done before the kill are recorded: {done:?} of {ran:?}"
+    );
+}
+
 #[test]
 fn kill_9_of_a_dispatcher_takes_its_process_tasks_and_their_children_with_it() {
     let home = tempfile::tempdir().unwrap();

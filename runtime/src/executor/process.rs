@@ -188,6 +188,14 @@ impl Executor for ProcessExecutor {
         if let Some(dir) = &self.workdir {
             cmd.current_dir(dir);
         }
+        // Recorded before the launch (the dispatch is then in the store before its task
+        // exists), and again with the process once it is there.
+        ctx.set_job_handle(Handle {
+            pid: 0,
+            pgid: 0,
+            start: None,
+            dir: Some(scratch.0.clone()),
+        });
         let mut child = cmd.spawn().map_err(|e| {
             ExecutorError::Failed(format!("cannot start a worker ({}): {e}", binary.display()))
         })?;

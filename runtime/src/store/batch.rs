@@ -121,13 +121,38 @@ fn encode_run(run: &Run) -> String {
     )
 }
 
+impl super::Store {
+    /// Writes an ended dispatch whole (its row, if not written yet, graph, nodes and final
+    /// state) in one transaction on this store's connection.
+    pub(crate) fn write_whole(
+        &self,
+        run: &Run,
+        id: &str,
+        row: Option<&super::NewDispatch>,
+    ) -> Result<(), super::StoreError> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        (|| {
+            if let Some(row) = row {
+                row.insert(&tx)?;
+            }
+            let mut rows = Rows::new(run.nodes().len());
+            let key = Key {
+                dispatch_id: id,
+                path: "",
+            };
+            write_run(&tx, run, &mut rows, &key, &mut Vec::new(), &[]).map(|_| ())
+        })()
+        .map_err(|e: rusqlite::Error| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+}
+
 fn write_graph(tx: &Transaction<'_>, run: &Run, j: &Key<'_>) -> rusqlite::Result<()> {
     let graph = encode_run(run);
     if j.path.is_empty() {
-        tx.execute(
-            "INSERT OR REPLACE INTO graphs (dispatch_id, graph) VALUES (?1, ?2)",
-            params![j.dispatch_id, graph],
-        )?;
+        tx.prepare_cached("INSERT OR REPLACE INTO graphs (dispatch_id, graph) VALUES (?1, ?2)")?
+            .execute(params![j.dispatch_id, graph])?;
     } else {
         tx.execute(
             "INSERT INTO sublattices (dispatch_id, path, lattice, status, graph)
@@ -151,10 +176,10 @@ fn write_final(tx: &Transaction<'_>, run: &Run, j: &Key<'_>) -> rusqlite::Result
             .end_offset()
             .map(|d| micros(run.started_wall() + d))
             .unwrap_or_else(|| micros(SystemTime::now()));
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE dispatches SET status = ?1, output = ?2, error = ?3, ended_at = ?4 WHERE id = ?5",
-            params![status.as_str(), output, run.error(), ended, j.dispatch_id],
-        )?;
+        )?
+        .execute(params![status.as_str(), output, run.error(), ended, j.dispatch_id])?;
     } else {
         tx.execute(
             "UPDATE sublattices SET status = ?1 WHERE dispatch_id = ?2 AND path = ?3",

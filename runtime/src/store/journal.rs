@@ -13,13 +13,14 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
+use super::NewDispatch;
 use super::batch::{self, Key, Rows};
 use crate::dispatcher::{Run, RunObserver};
 use crate::time::micros;
@@ -31,14 +32,19 @@ const TICK: Duration = Duration::from_millis(25);
 /// How long the writer must have been idle before it checkpoints (so the checkpoint does not
 /// land between two dispatches run back to back).
 const CHECKPOINT_IDLE: Duration = Duration::from_millis(500);
-/// Write-ahead log size that triggers a checkpoint even while dispatches run.
-const WAL_LIMIT: u64 = 64 << 20;
+/// Commits after which the write-ahead log is checkpointed even while dispatches run (a few
+/// megabytes of log): small enough that the log restarts often, so a commit overwrites pages the
+/// file already has (growing the file costs the file system block allocation and zeroing on
+/// every commit), and rare enough to cost little per commit.
+const CHECKPOINT_EVERY: u64 = 256;
 /// How often cancel requests from other processes are looked for.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// Commits since the last checkpoint (the writer's and its waiters' inline ones).
+    commits: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -63,7 +69,24 @@ pub(crate) struct RunJournal {
     flushed_notify: Notify,
     /// Running nodes to write again although their status did not change.
     pub(crate) changed: Mutex<Vec<u32>>,
+    /// The dispatch's row, until the first batch writes it (a top-level run only).
+    row: Mutex<Option<NewDispatch>>,
+    /// Who writes the run: nobody yet, the writer thread, or its waiter in one go.
+    claim: AtomicU8,
+    /// A sublattice run started under it (then the writer writes it: it writes the children).
+    has_children: AtomicBool,
+    /// When it was registered.
+    born: Instant,
+    /// The store, to write the row at once when work is about to leave the process.
+    store: std::sync::Weak<super::Store>,
 }
+
+/// [`RunJournal::claim`]: not written yet.
+const UNCLAIMED: u8 = 0;
+/// The writer thread writes it, batch by batch.
+const WRITER: u8 = 1;
+/// Its waiter wrote it whole, once it had ended.
+const INLINE: u8 = 2;
 
 impl RunJournal {
     /// Wakes the writer (a run ended).
@@ -75,6 +98,7 @@ impl RunJournal {
 
     /// The journal of a sublattice of node `node` of this run.
     fn child(&self, node: u32) -> Arc<RunJournal> {
+        self.has_children.store(true, Ordering::Release);
         Arc::new(RunJournal {
             shared: self.shared.clone(),
             dispatch_id: self.dispatch_id.clone(),
@@ -86,6 +110,11 @@ impl RunJournal {
             flushed: AtomicBool::new(false),
             flushed_notify: Notify::new(),
             changed: Mutex::new(Vec::new()),
+            row: Mutex::new(None),
+            claim: AtomicU8::new(WRITER),
+            has_children: AtomicBool::new(false),
+            born: Instant::now(),
+            store: std::sync::Weak::new(),
         })
     }
 
@@ -98,6 +127,39 @@ impl RunJournal {
         s.incoming.push((run.clone(), self.clone()));
         s.woken = true;
         self.shared.wake.notify_one();
+    }
+
+    /// Waits until the ended run's final state is in the database: written here and now, in
+    /// one transaction on `store`'s connection, when the writer has not started on it (a run
+    /// that ended within its first tick, the common small dispatch: one commit and no thread
+    /// hand-off), else by the writer.
+    pub(crate) async fn flush(&self, run: &Arc<Run>, store: &super::Store) {
+        if run.is_done()
+            && !self.has_children.load(Ordering::Acquire)
+            && self
+                .claim
+                .compare_exchange(UNCLAIMED, INLINE, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let row = self.row.lock().unwrap().take();
+            self.shared.commits.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = store.write_whole(run, &self.dispatch_id, row.as_ref()) {
+                eprintln!(
+                    "covalent: warning: cannot record to the store {}: {e}",
+                    store.path().display()
+                );
+            }
+            self.shared
+                .state
+                .lock()
+                .unwrap()
+                .active_ids
+                .remove(&self.dispatch_id);
+            self.flushed.store(true, Ordering::Release);
+            self.flushed_notify.notify_waiters();
+            return;
+        }
+        self.flushed().await
     }
 
     /// Waits until the run's final state is in the database.
@@ -119,12 +181,30 @@ impl RunObserver for RunJournal {
         self.register(run);
     }
     fn finished(&self, _run: &Run) {
-        self.wake();
+        // A dispatch nothing has written yet is written by its waiter (`flush`), or by the
+        // writer's next tick if nobody waits: waking the writer now would only race the waiter.
+        if self.claim.load(Ordering::Acquire) != UNCLAIMED {
+            self.wake();
+        }
     }
     fn child(&self, node: u32) -> Arc<dyn RunObserver> {
         RunJournal::child(self, node)
     }
     fn node_changed(&self, node: u32) {
+        // A job handle: work is about to leave the process, so the dispatch must be findable
+        // before it does. Its row (not written yet for `dispatch_sync`) is written now, on
+        // this thread; the handle goes with the writer's next batch, at once.
+        let row = self.row.lock().unwrap().take();
+        if let Some(row) = row
+            && let Some(store) = self.store.upgrade()
+        {
+            if let Err(e) = store.insert_dispatch(&row) {
+                eprintln!("covalent: warning: cannot record dispatch {}: {e}", row.id);
+                *self.row.lock().unwrap() = Some(row);
+            } else {
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         self.changed.lock().unwrap().push(node);
         self.wake();
     }
@@ -136,6 +216,7 @@ impl Journal {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
+            commits: Default::default(),
         });
         let s = shared.clone();
         let spawned = std::thread::Builder::new()
@@ -147,15 +228,27 @@ impl Journal {
         Journal { shared }
     }
 
-    /// A journal for a new dispatch.
-    pub(crate) fn for_dispatch(&self, id: &str) -> Arc<RunJournal> {
+    /// A journal for a new dispatch; its row, when given, is written with its first batch.
+    pub(crate) fn for_dispatch(
+        &self,
+        id: String,
+        row: Option<NewDispatch>,
+        store: std::sync::Weak<super::Store>,
+    ) -> Arc<RunJournal> {
         Arc::new(RunJournal {
             shared: self.shared.clone(),
-            dispatch_id: id.to_string(),
+            dispatch_id: id,
             path: String::new(),
             flushed: AtomicBool::new(false),
             flushed_notify: Notify::new(),
             changed: Mutex::new(Vec::new()),
+            // With the row written already (`dispatch`), the writer writes from its first tick
+            // on, as for any run; without (`dispatch_sync`), see `flush`.
+            claim: AtomicU8::new(if row.is_some() { UNCLAIMED } else { WRITER }),
+            row: Mutex::new(row),
+            has_children: AtomicBool::new(false),
+            born: Instant::now(),
+            store,
         })
     }
 
@@ -280,24 +373,31 @@ impl Writer {
     }
 
     /// Moves the write-ahead log into the database when nothing is running, or when the log
-    /// has grown past [`WAL_LIMIT`] (readers never block this; a busy reader only delays it).
+    /// has taken [`CHECKPOINT_EVERY`] commits (readers never block this; a busy reader only delays
+    /// it).
     fn checkpoint(&mut self) {
-        let wal = self.path.with_extension("db-wal");
-        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         let idle = self.active.is_empty() && self.idle_since.elapsed() >= CHECKPOINT_IDLE;
-        if size == 0 {
-            self.wal_pending = false;
+        let pending = self.shared.commits.load(Ordering::Relaxed);
+        if !idle && pending < CHECKPOINT_EVERY {
             return;
         }
-        if !idle && size < WAL_LIMIT {
-            return;
+        if idle && pending == 0 {
+            let wal = self.path.with_extension("db-wal");
+            if std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) == 0 {
+                self.wal_pending = false;
+                return;
+            }
         }
         match self
             .conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         {
-            Ok(()) if idle => self.wal_pending = false,
-            Ok(()) => {}
+            Ok(()) => {
+                self.shared.commits.fetch_sub(pending, Ordering::Relaxed);
+                if idle {
+                    self.wal_pending = false;
+                }
+            }
             Err(e) => self.warn(&e),
         }
     }
@@ -312,23 +412,83 @@ impl Writer {
         }
     }
 
-    /// Writes one batch; returns the indices of runs whose final state is now written.
+    /// Writes one batch; returns the indices of runs whose final state is now written (or
+    /// that their waiter wrote whole).
+    ///
+    /// A `dispatch_sync` dispatch is first written once it is a tick old, has ended (then it
+    /// may be its waiter that writes it, see [`RunJournal::flush`]) or has set a job handle
+    /// (its work is leaving the process: it must be findable from now on): so it is in the
+    /// store within [`TICK`] of its start, and a small dispatch costs one commit.
     fn write_batch(&mut self) -> rusqlite::Result<Vec<usize>> {
-        let tx = self.conn.transaction()?;
         let mut finished = Vec::new();
-        let mut buf: Vec<u8> = Vec::new();
-        for (idx, a) in self.active.iter_mut().enumerate() {
-            let key = Key {
-                dispatch_id: &a.journal.dispatch_id,
-                path: &a.journal.path,
-            };
-            let changed = std::mem::take(&mut *a.journal.changed.lock().unwrap());
-            if batch::write_run(&tx, &a.run, &mut a.rows, &key, &mut buf, &changed)? {
-                finished.push(idx);
+        let mut due = Vec::new();
+        for (idx, a) in self.active.iter().enumerate() {
+            let j = &a.journal;
+            match j.claim.load(Ordering::Acquire) {
+                INLINE => finished.push(idx),
+                // Young and still running: its waiter may write it whole. A job handle set
+                // meanwhile (work about to leave the process) is written at once.
+                UNCLAIMED
+                    if !a.run.is_done()
+                        && j.born.elapsed() < TICK
+                        && j.changed.lock().unwrap().is_empty() => {}
+                UNCLAIMED => {
+                    if j.claim
+                        .compare_exchange(UNCLAIMED, WRITER, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        due.push(idx);
+                    } else {
+                        finished.push(idx);
+                    }
+                }
+                _ => due.push(idx),
             }
         }
-        tx.commit()?;
-        Ok(finished)
+        if due.is_empty() {
+            return Ok(finished);
+        }
+        let tx = self.conn.transaction()?;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut taken: Vec<(usize, NewDispatch)> = Vec::new();
+        let mut written = Vec::new();
+        let mut batch = || -> rusqlite::Result<()> {
+            for &idx in &due {
+                let a = &mut self.active[idx];
+                let j = &a.journal;
+                let key = Key {
+                    dispatch_id: &j.dispatch_id,
+                    path: &j.path,
+                };
+                let row = j.row.lock().unwrap().take();
+                if let Some(row) = row {
+                    let inserted = row.insert(&tx);
+                    taken.push((idx, row));
+                    inserted?;
+                }
+                let changed = std::mem::take(&mut *j.changed.lock().unwrap());
+                if batch::write_run(&tx, &a.run, &mut a.rows, &key, &mut buf, &changed)? {
+                    written.push(idx);
+                }
+            }
+            Ok(())
+        };
+        let wrote = batch();
+        match wrote.and_then(|()| tx.commit()) {
+            Ok(()) => {
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                finished.extend(written);
+                finished.sort_unstable();
+                Ok(finished)
+            }
+            Err(e) => {
+                // Not written: the rows go back for the next batch.
+                for (idx, row) in taken {
+                    *self.active[idx].journal.row.lock().unwrap() = Some(row);
+                }
+                Err(e)
+            }
+        }
     }
 
     fn heartbeat(&mut self) -> rusqlite::Result<()> {

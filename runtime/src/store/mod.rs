@@ -1,9 +1,11 @@
 //! The store: every dispatch recorded in an embedded SQLite database (WAL mode, versioned
 //! schema), readable by other processes while dispatches run.
 //!
-//! The dispatcher never waits for the database: a dispatch's row is written once when it
-//! starts (so its id is durable when `dispatch` returns), then a writer thread per store
-//! (the journal) records node states in batches and the final state when the dispatch ends.
+//! The dispatcher never waits for the database: a dispatch's row is written when it starts
+//! (so its id is durable when `dispatch` returns; `dispatch_sync`'s goes with the first batch),
+//! then a writer thread per store (the journal) records node states in batches and the final
+//! state when the dispatch ends; a dispatch that ended before its first batch is written whole
+//! by its waiter, in one commit.
 //! Other processes read records ([`Store::get`], [`Store::list`]), wait for them to end, and
 //! ask running dispatches to cancel through the `cancel_requests` table, which the owning
 //! process polls. A dispatch whose process died is marked INTERRUPTED when anybody looks.
@@ -151,6 +153,94 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 
 static OPEN: LazyLock<Mutex<HashMap<PathBuf, Arc<Store>>>> = LazyLock::new(Default::default);
 
+/// The row of a starting dispatch, written with its first batch (see [`journal`]).
+pub(crate) struct NewDispatch {
+    pub id: String,
+    pub lattice: String,
+    pub lattice_path: &'static str,
+    pub inputs: String,
+    pub task_count: usize,
+    pub results_dir: String,
+    pub reused_from: Option<String>,
+    pub created_at: i64,
+    pub cwd: Option<String>,
+}
+
+impl NewDispatch {
+    /// The row of dispatch `id` starting now.
+    pub(crate) fn new(
+        id: Uuid,
+        (lattice, lattice_path): (&str, &'static str),
+        inputs: &[(String, serde_json::Value)],
+        task_count: usize,
+        results_dir: &Path,
+        reused_from: Option<Uuid>,
+    ) -> Self {
+        NewDispatch {
+            id: id.to_string(),
+            lattice: lattice.to_string(),
+            lattice_path,
+            inputs: serde_json::to_string(inputs).unwrap_or_else(|_| "[]".into()),
+            task_count,
+            results_dir: results_dir.to_string_lossy().into_owned(),
+            reused_from: reused_from.map(|u| u.to_string()),
+            created_at: micros(SystemTime::now()),
+            cwd: std::env::current_dir()
+                .ok()
+                .map(|d| d.display().to_string()),
+        }
+    }
+
+    /// Inserts it.
+    pub(crate) fn insert(&self, c: &Connection) -> rusqlite::Result<()> {
+        let me = this_process();
+        let (program, build) = resume::this_program();
+        c.prepare_cached(
+            "INSERT INTO dispatches (id, lattice, status, inputs, created_at, task_count,
+                 results_dir, pid, pid_start, host, heartbeat_at, reused_from, program,
+                 build, lattice_path, cwd)
+             VALUES (?1, ?2, 'RUNNING', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?4, ?10, ?11, ?12, ?13,
+                 ?14)",
+        )?
+        .execute(params![
+            self.id,
+            self.lattice,
+            self.inputs,
+            self.created_at,
+            self.task_count as i64,
+            self.results_dir,
+            me.pid,
+            me.start,
+            me.host,
+            self.reused_from,
+            program,
+            build,
+            Some(self.lattice_path).filter(|p| !p.is_empty()),
+            self.cwd,
+        ])
+        .map(|_| ())
+    }
+}
+
+/// This process as dispatches record it (read once: /proc is not free).
+struct ThisProcess {
+    pid: u32,
+    start: Option<i64>,
+    host: String,
+}
+
+fn this_process() -> &'static ThisProcess {
+    static THIS: std::sync::OnceLock<ThisProcess> = std::sync::OnceLock::new();
+    THIS.get_or_init(|| {
+        let pid = std::process::id();
+        ThisProcess {
+            pid,
+            start: process_start(pid),
+            host: host(),
+        }
+    })
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `path`; one instance per file per process.
     pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
@@ -198,47 +288,9 @@ impl Store {
         f(&conn).map_err(|e| self.err(e))
     }
 
-    /// Writes the row of a starting dispatch (synchronously: the id is durable on return).
-    pub(crate) fn insert_dispatch(
-        &self,
-        id: Uuid,
-        (lattice, lattice_path): (&str, &str),
-        inputs: &[(String, serde_json::Value)],
-        task_count: usize,
-        results_dir: &Path,
-        reused_from: Option<Uuid>,
-    ) -> Result<(), StoreError> {
-        let now = micros(SystemTime::now());
-        let pid = std::process::id();
-        let (program, build) = resume::this_program();
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO dispatches (id, lattice, status, inputs, created_at, task_count,
-                     results_dir, pid, pid_start, host, heartbeat_at, reused_from, program,
-                     build, lattice_path, cwd)
-                 VALUES (?1, ?2, 'RUNNING', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?4, ?10, ?11, ?12, ?13,
-                     ?14)",
-                params![
-                    id.to_string(),
-                    lattice,
-                    serde_json::to_string(inputs).unwrap_or_else(|_| "[]".into()),
-                    now,
-                    task_count as i64,
-                    results_dir.to_string_lossy(),
-                    pid,
-                    process_start(pid),
-                    host(),
-                    reused_from.map(|u| u.to_string()),
-                    program,
-                    build,
-                    Some(lattice_path).filter(|p| !p.is_empty()),
-                    std::env::current_dir()
-                        .ok()
-                        .map(|d| d.display().to_string()),
-                ],
-            )
-            .map(|_| ())
-        })
+    /// Writes the row of a starting dispatch now (the id is durable on return).
+    pub(crate) fn insert_dispatch(&self, row: &NewDispatch) -> Result<(), StoreError> {
+        self.with(|c| row.insert(c))
     }
 
     /// Resolves a full id or a unique prefix of one.
@@ -273,7 +325,7 @@ impl Store {
     /// INTERRUPTED too).
     pub fn sweep_interrupted(&self) -> Result<usize, StoreError> {
         let me = std::process::id();
-        let here = host();
+        let here = this_process().host.clone();
         let now = micros(SystemTime::now());
         let stale = journal::HEARTBEAT.as_micros() as i64 * 10;
         let running: Vec<(String, u32, Option<i64>, String, i64)> = self.with(|c| {

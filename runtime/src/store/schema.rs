@@ -136,7 +136,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Found> {
     let from = match found {
         Found::Empty => {
             // Larger pages: node-log batches and graphs are large rows.
-            tx.execute_batch("PRAGMA page_size = 16384;")?;
+            tx.execute_batch("PRAGMA page_size = 4096;")?;
             0
         }
         Found::Ours(v) if v < SCHEMA_VERSION => v,
