@@ -278,3 +278,16 @@ macro_rules! durable_helpers {
         }
     };
 }
+
+/// Appends `line` and a newline to the file at `path` in one `write` on an `O_APPEND` file, so
+/// the lines of concurrent tasks (threads, processes, jobs) never interleave: how the fault and
+/// durability tests count what ran.
+pub fn append_line(path: impl AsRef<std::path::Path>, line: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path.as_ref())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()));
+    f.write_all(format!("{line}\n").as_bytes()).unwrap();
+}

@@ -39,14 +39,7 @@ fn config() -> covalent::Config {
 
 /// The test settings as a value, for electrons that need more options.
 fn podman() -> ContainerExecutor {
-    ContainerExecutor {
-        engine: Some(Engine::Podman),
-        image: engine::IMAGE.into(),
-        runtime: Some("runc".into()),
-        cgroup_manager: Some("cgroupfs".into()),
-        network: Some("none".into()),
-        ..Default::default()
-    }
+    engine::test_executor()
 }
 
 /// A host directory every container of these tests sees at `/shared`.

@@ -38,27 +38,15 @@ fn shared() -> PathBuf {
 
 fn podman() -> ContainerExecutor {
     ContainerExecutor {
-        engine: Some(Engine::Podman),
-        image: engine::IMAGE.into(),
-        runtime: Some("runc".into()),
-        cgroup_manager: Some("cgroupfs".into()),
-        network: Some("none".into()),
         mounts: vec![format!("{}:/shared", shared().display())],
-        ..Default::default()
+        ..engine::test_executor()
     }
 }
 
 /// Appends `tag` to `/shared/<tag>.runs`, sleeps, returns its length.
 #[electron(executor = podman())]
 fn boxed(tag: String, ms: u64) -> usize {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(format!("/shared/{tag}.runs"))
-        .unwrap();
-    f.write_all(format!("{tag}\n").as_bytes()).unwrap();
-    drop(f);
+    covalent_test_support::append_line(format!("/shared/{tag}.runs"), &tag);
     std::thread::sleep(Duration::from_millis(ms));
     tag.len()
 }

@@ -37,15 +37,7 @@ fn job(dir: String, i: u32, ms: u64) -> u32 {
 }
 
 fn job_body(dir: String, i: u32, ms: u64) -> u32 {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(format!("{dir}/runs"))
-        .unwrap();
-    // One write with O_APPEND: lines of concurrent tasks never interleave.
-    f.write_all(format!("{i}\n").as_bytes()).unwrap();
-    drop(f);
+    covalent_test_support::append_line(format!("{dir}/runs"), &i.to_string());
     std::thread::sleep(Duration::from_millis(ms));
     i * 10
 }

@@ -49,14 +49,7 @@ static SSH: LazyLock<ExecutorRef> = LazyLock::new(|| {
 /// Appends a line to `<dir>/runs` (on the host), sleeps, returns `ms`.
 #[electron(executor = &SSH)]
 fn remote_nap(dir: String, ms: u64) -> u64 {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(format!("{dir}/runs"))
-        .unwrap();
-    f.write_all(b"ran\n").unwrap();
-    drop(f);
+    covalent_test_support::append_line(format!("{dir}/runs"), "ran");
     std::thread::sleep(Duration::from_millis(ms));
     ms
 }

@@ -10,6 +10,19 @@ use std::sync::OnceLock;
 /// The image the tests run in.
 pub const IMAGE: &str = "localhost/covalent-worker:latest";
 
+/// The container executor as the tests run it: podman with runc and cgroupfs, the test image,
+/// no network.
+pub fn test_executor() -> covalent_container::ContainerExecutor {
+    covalent_container::ContainerExecutor {
+        engine: Some(covalent_container::Engine::Podman),
+        image: IMAGE.into(),
+        runtime: Some("runc".into()),
+        cgroup_manager: Some("cgroupfs".into()),
+        network: Some("none".into()),
+        ..Default::default()
+    }
+}
+
 pub use covalent_test_support::skip;
 use covalent_test_support::{is_root, run_script};
 
