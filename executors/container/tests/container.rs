@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use covalent::executor::JobHandle;
 use covalent::prelude::*;
-use covalent_container::{ContainerExecutor, Engine};
+use covalent_container::ContainerExecutor;
 use covalent_test_support::run_example;
 
 const CONFIG: &str = r#"

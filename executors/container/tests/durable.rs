@@ -15,7 +15,7 @@ use std::time::Duration;
 use covalent::Uuid;
 use covalent::prelude::*;
 use covalent::store::DispatchRecord;
-use covalent_container::{ContainerExecutor, Engine};
+use covalent_container::ContainerExecutor;
 
 macro_rules! need_podman {
     ($test:literal) => {
