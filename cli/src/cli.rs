@@ -142,6 +142,10 @@ pub struct PurgeArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Then give the freed space back to the file system (checkpoint and truncate the
+    /// write-ahead log, rebuild the database file).
+    #[arg(long)]
+    pub vacuum: bool,
 }
 
 /// `covalent executors`.

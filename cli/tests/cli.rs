@@ -356,6 +356,47 @@ async fn purge_deletes_ended_dispatches_but_never_a_running_one() {
     assert_eq!(r.status(), Status::Cancelled);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_vacuum_gives_the_space_back() {
+    let home = home();
+    let path = home.path().to_path_buf();
+    let cfg = std::sync::Arc::new(config(&path));
+    for _ in 0..40 {
+        let d = covalent::dispatch(workflow(3, 4).with_config(cfg.clone()))
+            .await
+            .unwrap();
+        d.wait().await.unwrap();
+    }
+    let on_disk = |p: &Path| {
+        ["covalent.db", "covalent.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(p.join(f)).ok())
+            .map(|m| m.len())
+            .sum::<u64>()
+    };
+    let before = on_disk(&path);
+    let out = ok(blocking(&path, &["purge", "--all", "--yes", "--vacuum"]).await);
+    assert!(out.starts_with("deleted 40 ended dispatches\n"), "{out}");
+    assert!(out.contains("store on disk: "), "{out}");
+    let after = on_disk(&path);
+    assert!(
+        after < before,
+        "{before} bytes before, {after} after:\n{out}"
+    );
+    assert_eq!(
+        std::fs::metadata(path.join("covalent.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0),
+        0,
+        "the write-ahead log is truncated"
+    );
+    // The store still works.
+    let d = covalent::dispatch(workflow(3, 4).with_config(cfg.clone()))
+        .await
+        .unwrap();
+    assert_eq!(d.wait().await.unwrap().value(), Some(&28));
+}
+
 #[test]
 fn config_shows_values_and_where_they_come_from() {
     let home = home();

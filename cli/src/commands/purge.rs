@@ -1,5 +1,5 @@
 //! `covalent purge`: deletes ended dispatches (all, or those older than a duration), asking
-//! first when a person is at the terminal.
+//! first when a person is at the terminal; `--vacuum` gives the space back to the file system.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
@@ -70,7 +70,25 @@ pub fn run(ctx: &Context, args: &PurgeArgs, out: &mut dyn Write) -> Result<()> {
         write!(out, "; kept {running} running {noun}")?;
     }
     writeln!(out)?;
+    if args.vacuum {
+        let (before, after) = store.vacuum()?;
+        writeln!(
+            out,
+            "store on disk: {} before, {} after (database and write-ahead log)",
+            bytes(before),
+            bytes(after)
+        )?;
+    }
     Ok(())
+}
+
+/// A size for people: `1.2 MB`, `340 kB`, `12 B`.
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.0} kB", n as f64 / 1e3),
+        n => format!("{n} B"),
+    }
 }
 
 /// Whole seconds, so `7d` prints as `7days` and not with sub-second noise.

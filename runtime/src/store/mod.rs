@@ -493,6 +493,27 @@ impl Store {
         self.with(|c| c.query_row("PRAGMA data_version", [], |r| r.get(0)))
     }
 
+    /// Gives the space of deleted dispatches back to the file system: the write-ahead log is
+    /// checkpointed and truncated, the database rebuilt (`VACUUM`). Returns the bytes on disk
+    /// (database and log) before and after. Other processes may keep reading meanwhile; one
+    /// that writes makes this wait (up to the busy timeout) or fail with SQLite's reason.
+    pub fn vacuum(&self) -> Result<(u64, u64), StoreError> {
+        let on_disk = || {
+            [self.path.clone(), self.path.with_extension("db-wal")]
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum::<u64>()
+        };
+        let before = on_disk();
+        self.with(|c| {
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            c.execute_batch("VACUUM")?;
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        })?;
+        Ok((before, on_disk()))
+    }
+
     /// Deletes ended dispatches: those older than `older_than`, or every ended one with `all`.
     /// Running dispatches are never deleted. Returns how many went.
     pub fn purge(&self, older_than: Option<Duration>, all: bool) -> Result<usize, StoreError> {
