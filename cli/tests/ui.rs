@@ -17,6 +17,53 @@ use serde_json::Value;
 mod common;
 use common::*;
 
+#[test]
+fn a_store_deleted_or_replaced_while_the_server_runs_is_followed() {
+    let home = tempfile::tempdir().unwrap();
+    let first = covalent::dispatch_sync(workflow(3, 4).with_config(config(home.path()))).unwrap();
+    let server = serve(home.path(), &[]);
+    let addr = &server.addr;
+    let ids = |addr: &str| -> Vec<String> {
+        get(addr, "/api/dispatches").json()["dispatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(addr), [first.dispatch_id().to_string()]);
+    let files = ["covalent.db", "covalent.db-wal", "covalent.db-shm"];
+
+    // Deleted: the server says nothing is recorded (it does not keep serving the old file).
+    for f in files {
+        let _ = std::fs::remove_file(home.path().join(f));
+    }
+    let api = get(addr, "/api/dispatches").json();
+    assert_eq!(api["store"]["exists"], false, "{api}");
+    assert!(api["dispatches"].as_array().unwrap().is_empty());
+
+    // Re-created with another dispatch: that one is shown.
+    let second = covalent::dispatch_sync(workflow(1, 2).with_config(config(home.path()))).unwrap();
+    assert_eq!(ids(addr), [second.dispatch_id().to_string()]);
+
+    // Replaced by another store file (moved over it): its dispatches are shown.
+    let other = tempfile::tempdir().unwrap();
+    let third = covalent::dispatch_sync(workflow(5, 6).with_config(config(other.path()))).unwrap();
+    covalent::store::Store::open(&other.path().join("covalent.db"))
+        .unwrap()
+        .vacuum()
+        .unwrap();
+    std::fs::rename(
+        other.path().join("covalent.db"),
+        home.path().join("covalent.db"),
+    )
+    .unwrap();
+    for f in ["covalent.db-wal", "covalent.db-shm"] {
+        let _ = std::fs::remove_file(home.path().join(f));
+    }
+    assert_eq!(ids(addr), [third.dispatch_id().to_string()]);
+}
+
 /// One runtime for every test of this file, as a program has one. With a runtime per test, a
 /// cancel request was once missed while another test's runtime shut down (not diagnosed; see
 /// the report of the UI issue).

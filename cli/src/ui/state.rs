@@ -1,4 +1,5 @@
-//! What every request of `covalent ui` shares: the store (opened lazily, once its file exists),
+//! What every request of `covalent ui` shares: the store (opened lazily, once its file exists,
+//! and again when the file is replaced),
 //! the configuration, the security settings, the change counter fed by the poller, and a small
 //! cache of ended dispatches' records; plus the one error type of the UI and the helper that
 //! runs store calls off the async threads.
@@ -91,11 +92,16 @@ pub struct StoreHandle {
 
 impl StoreHandle {
     /// The store, `None` while nothing was ever recorded; an error when the file is not a
-    /// usable store (tried again on the next call, so a fixed file is picked up). Blocking.
+    /// usable store (tried again on the next call, so a fixed file is picked up). A store file
+    /// deleted, re-created or replaced while the server runs is noticed on the next call (one
+    /// `stat`), and the new file is opened. Blocking.
     pub fn get(&self) -> Result<Option<Arc<Store>>, StoreError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = open.as_ref() {
-            return Ok(Some(s.clone()));
+            if s.is_current() {
+                return Ok(Some(s.clone()));
+            }
+            *open = None;
         }
         if !self.path.exists() {
             return Ok(None);

@@ -272,6 +272,13 @@ impl Store {
         &self.path
     }
 
+    /// Whether the file at [`Store::path`] is still the one this store opened (not deleted,
+    /// re-created or replaced by another file since): a long-lived reader (the UI) opens the
+    /// path anew when it is not.
+    pub fn is_current(&self) -> bool {
+        self.file.is_some() && self.file == file_id(&self.path)
+    }
+
     pub(crate) fn journal(&self) -> &journal::Journal {
         &self.journal
     }
