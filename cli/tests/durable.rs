@@ -48,7 +48,13 @@ fn covalent(args: &[&str]) -> (i32, String, String) {
 fn interrupted(x: u64, ms: u64) -> Uuid {
     let id = covalent::dispatch_detached(doubled(x, ms)).unwrap();
     wait_for(id, "the task running", |r| {
-        r.nodes.iter().any(|n| n.job_handle.is_some())
+        r.nodes.iter().any(|n| {
+            // Launched: the handle recorded before the launch has pid 0.
+            n.job_handle
+                .as_ref()
+                .and_then(|h| h["pid"].as_u64())
+                .is_some_and(|p| p > 0)
+        })
     });
     signal(store().origin(id).unwrap().pid, SIGKILL);
     wait_for(id, "INTERRUPTED", |r| r.status == Status::Interrupted);

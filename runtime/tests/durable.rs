@@ -51,6 +51,16 @@ fn runs(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Whether node `n`'s task process is there (its handle has a pid: the one recorded before
+/// the launch has 0).
+fn launched(r: &DispatchRecord, n: usize) -> bool {
+    r.nodes[n]
+        .job_handle
+        .as_ref()
+        .and_then(|h| h["pid"].as_u64())
+        .is_some_and(|p| p > 0)
+}
+
 /// The pid of a node's job handle.
 fn handle_pid(r: &DispatchRecord, node: usize) -> u32 {
     r.nodes[node].job_handle.as_ref().unwrap()["pid"]
@@ -85,7 +95,7 @@ fn a_killed_dispatcher_takes_its_tasks_along_and_a_resume_reruns_only_those() {
             .any(|&n| r.nodes[n].status == Status::Completed)
             && steps
                 .iter()
-                .any(|&n| r.nodes[n].status == Status::Running && r.nodes[n].job_handle.is_some())
+                .any(|&n| r.nodes[n].status == Status::Running && launched(r, n))
     });
     let slow = *step_nodes(&r)
         .iter()
@@ -141,9 +151,7 @@ fn a_task_that_finished_while_no_dispatcher_watched_is_collected_not_rerun() {
     let dir = tempdir();
     let id = covalent::dispatch_detached(one_step(dir.display().to_string(), 300)).unwrap();
     let r = wait_for(id, "the step running", |r| {
-        step_nodes(r)
-            .iter()
-            .any(|&n| r.nodes[n].job_handle.is_some())
+        step_nodes(r).iter().any(|&n| launched(r, n))
     });
     let node = step_nodes(&r)[0];
     let worker = handle_pid(&r, node);
@@ -186,9 +194,7 @@ fn cancelling_a_dispatch_whose_dispatcher_died_records_it_cancelled() {
     let dir = tempdir();
     let id = covalent::dispatch_detached(one_step(dir.display().to_string(), 5_000)).unwrap();
     let r = wait_for(id, "the step running", |r| {
-        step_nodes(r)
-            .iter()
-            .any(|&n| r.nodes[n].job_handle.is_some())
+        step_nodes(r).iter().any(|&n| launched(r, n))
     });
     let worker = handle_pid(&r, step_nodes(&r)[0]);
     kill_dispatcher(id);

@@ -260,9 +260,15 @@ async fn a_running_tasks_job_handle_is_in_the_store_while_it_runs() {
             .iter()
             .find(|n| n.name == "held")
             .and_then(|node| node.job_handle.as_ref().map(|h| (node.status, h.clone())));
+        // The handle recorded before the launch has the task's directory and no process yet
+        // (pid 0); the one after names the worker.
         if let Some((status, h)) = handle {
             assert_eq!(status, covalent::Status::Running);
-            break (h["pid"].as_i64().unwrap(), std::time::Instant::now());
+            assert!(h["dir"].is_string(), "{h}");
+            let pid = h["pid"].as_i64().unwrap();
+            if pid > 0 {
+                break (pid, std::time::Instant::now());
+            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     };

@@ -37,10 +37,13 @@ pub fn run(ctx: &Context, args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
 /// A job handle in a word: `job:695` (Slurm), `pid:4711` (a local process),
 /// `pid:4711@host` (ssh), `container:NAME`, else its JSON.
 fn job_label(h: &serde_json::Value) -> String {
+    // A pid of 0 is a handle recorded before the launch: no process yet.
     let text = |k: &str| {
         h.get(k).and_then(|v| match v {
             serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
+            serde_json::Value::Number(n) if !(k == "pid" && n.as_u64() == Some(0)) => {
+                Some(n.to_string())
+            }
             _ => None,
         })
     };
@@ -57,6 +60,7 @@ fn job_label(h: &serde_json::Value) -> String {
         (Some(pid), Some(host)) => format!("pid:{pid}@{host}"),
         (Some(pid), None) => format!("pid:{pid}"),
         (None, Some(host)) => format!("starting@{host}"),
+        (None, None) if h.get("pid").is_some() => "starting".into(),
         (None, None) => h.to_string().replace(' ', ""),
     }
 }

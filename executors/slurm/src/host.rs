@@ -164,6 +164,22 @@ impl Host {
         Ok(files)
     }
 
+    /// Whether file `dir/name` is there (without reading it).
+    pub async fn has(&self, dir: &str, name: &str, timeout: Duration) -> Result<bool, String> {
+        if !self.is_remote() {
+            return Ok(Path::new(dir).join(name).is_file());
+        }
+        let out = self
+            .sh(
+                &format!("test -f {}/{}", shell_quote(dir), shell_quote(name)),
+                Input::None,
+                timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(out.ok())
+    }
+
     /// Removes a directory tree there (best effort).
     pub async fn remove(&self, dir: &str, timeout: Duration) {
         if !self.is_remote() {

@@ -437,19 +437,12 @@ impl Executor for SlurmExecutor {
             Some(id) => Some(id.clone()),
             None => self.find_by_name(&host, &handle.job_name).await?,
         };
-        let has_result = host
-            .fetch(&handle.dir, &["result.json"], false, t)
-            .await
-            .map_err(|e| {
-                failed(format!(
-                    "looking for the result of {}: {e}",
-                    handle.job_name
-                ))
-            })?
-            .into_iter()
-            .next()
-            .flatten()
-            .is_some();
+        let has_result = host.has(&handle.dir, "result.json", t).await.map_err(|e| {
+            failed(format!(
+                "looking for the result of {}: {e}",
+                handle.job_name
+            ))
+        })?;
         if has_result {
             return Ok(Probe::Finished);
         }

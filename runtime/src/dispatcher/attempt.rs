@@ -32,7 +32,7 @@ impl Run {
         &self,
         i: u32,
         retries: u32,
-        mut first: Option<(u64, Result<Output, NodeError>)>,
+        mut first: Option<Ran>,
         mut attempt: impl FnMut(u32) -> F,
     ) -> Result<Output, NodeError>
     where
@@ -176,7 +176,6 @@ impl Run {
     /// handle `h`), followed to its end when the executor still finds it (its outcome is the
     /// node's first attempt), `None` when it is gone (the node runs anew). An executor that
     /// cannot tell (a host it cannot reach) fails the node rather than risk a second copy.
-    #[allow(clippy::type_complexity)]
     async fn adopted_attempt(
         self: &Arc<Self>,
         exec: &ExecutorRef,
@@ -184,7 +183,7 @@ impl Run {
         def: &'static ElectronDef,
         h: JobHandle,
         time_limit: Option<Duration>,
-    ) -> Result<Option<(u64, Result<Output, NodeError>)>, NodeError> {
+    ) -> Result<Option<Ran>, NodeError> {
         match exec.exec.probe(&h).await {
             Ok(Probe::Gone) => Ok(None),
             Ok(Probe::Running | Probe::Finished) => {
@@ -303,6 +302,9 @@ impl Run {
         }
     }
 }
+
+/// An attempt that has run: its start stamp and its outcome.
+type Ran = (u64, Result<Output, NodeError>);
 
 /// What an attempt does: run the task with these inputs, or follow the attempt of an earlier
 /// process that has this job handle.

@@ -74,10 +74,7 @@ pub trait Executor: ToDict + std::any::Any + Send + Sync + 'static {
         _job_handle: &JobHandle,
         _ctx: &TaskContext,
     ) -> Result<Output, ExecutorError> {
-        Err(ExecutorError::Failed(format!(
-            "the `{}` executor cannot re-attach to a task started by another process",
-            self.short_name()
-        )))
+        Err(cannot_reattach(self.short_name()))
     }
 
     #[doc(hidden)]
@@ -132,11 +129,16 @@ pub trait BlockingExecutor: ToDict + Send + Sync + 'static {
         _job_handle: &JobHandle,
         _ctx: &TaskContext,
     ) -> Result<Output, ExecutorError> {
-        Err(ExecutorError::Failed(format!(
-            "the `{}` executor cannot re-attach to a task started by another process",
-            self.short_name()
-        )))
+        Err(cannot_reattach(self.short_name()))
     }
+}
+
+/// The default `reattach`'s error: this executor's tasks live and die in the dispatcher's
+/// process (its `probe` says `Gone`, so a resume never calls it).
+fn cannot_reattach(executor: &str) -> ExecutorError {
+    ExecutorError::Failed(format!(
+        "the `{executor}` executor cannot re-attach to a task started by another process"
+    ))
 }
 
 /// Where an attempt started by an earlier process stands ([`Executor::probe`]).

@@ -149,17 +149,25 @@ impl RunJournal {
                     store.path().display()
                 );
             }
+            self.mark_flushed();
+            return;
+        }
+        self.flushed().await
+    }
+
+    /// Its final state is in the database (or could not be written and was warned about):
+    /// no longer an active dispatch of this process, and its waiters go on.
+    fn mark_flushed(&self) {
+        if self.path.is_empty() {
             self.shared
                 .state
                 .lock()
                 .unwrap()
                 .active_ids
                 .remove(&self.dispatch_id);
-            self.flushed.store(true, Ordering::Release);
-            self.flushed_notify.notify_waiters();
-            return;
         }
-        self.flushed().await
+        self.flushed.store(true, Ordering::Release);
+        self.flushed_notify.notify_waiters();
     }
 
     /// Waits until the run's final state is in the database.
@@ -344,17 +352,7 @@ impl Writer {
                 self.wal_pending = true;
             }
             for &i in finished.iter().rev() {
-                let j = self.active.remove(i).journal;
-                if j.path.is_empty() {
-                    self.shared
-                        .state
-                        .lock()
-                        .unwrap()
-                        .active_ids
-                        .remove(&j.dispatch_id);
-                }
-                j.flushed.store(true, Ordering::Release);
-                j.flushed_notify.notify_waiters();
+                self.active.remove(i).journal.mark_flushed();
             }
             self.checkpoint();
             if self.last_heartbeat.elapsed() >= HEARTBEAT {
