@@ -526,3 +526,80 @@ fn a_home_that_is_a_file_is_an_error_not_an_empty_store() {
         "left unchanged"
     );
 }
+
+/// 4 MB of bytes: 14 MB of JSON, far past what a row keeps.
+#[covalent::electron]
+fn big_blob(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+#[covalent::electron]
+fn blob_len(b: Vec<u8>) -> usize {
+    b.len()
+}
+
+#[covalent::lattice]
+fn blob_flow(n: usize) -> Vec<u8> {
+    let b = big_blob(n);
+    let _ = blob_len(b);
+    b
+}
+
+/// A large value is written once, to a file named by its digest under the dispatch's results
+/// dir, and the store's row holds a reference: the record reads back without opening it,
+/// `value()` and `covalent result` read it, `show` and the UI say where it is, and `purge`
+/// deletes it with the dispatch.
+#[test]
+fn large_values_live_in_files_beside_the_store() {
+    let home = home();
+    let n = 4 << 20;
+    let r = covalent::dispatch_sync(blob_flow(n).with_config(config(home.path()))).unwrap();
+    assert_eq!(r.status(), Status::Completed, "{:?}", r.error());
+    let id = r.dispatch_id().to_string();
+    let values = home.path().join("results").join(&id).join("values");
+    let files: Vec<PathBuf> = std::fs::read_dir(&values)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    // The node's output and the dispatch's result are the same value: one file.
+    assert_eq!(files.len(), 1, "{files:?}");
+    let expected: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    let text = serde_json::to_string(&expected).unwrap();
+    assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), text);
+    assert_eq!(
+        files[0].file_stem().unwrap().to_str().unwrap(),
+        blake3::hash(text.as_bytes()).to_hex().as_str()
+    );
+    // The database holds references, not the value.
+    let db = std::fs::metadata(home.path().join("covalent.db"))
+        .unwrap()
+        .len()
+        + std::fs::metadata(home.path().join("covalent.db-wal")).map_or(0, |m| m.len());
+    assert!(db < 2 << 20, "the store takes {db} bytes");
+
+    let store = covalent::store::Store::open(&home.path().join("covalent.db")).unwrap();
+    let rec = store.get(r.dispatch_id()).unwrap();
+    assert_eq!(rec.output, None);
+    assert_eq!(rec.output_file.as_ref().unwrap().path, files[0]);
+    assert_eq!(rec.output_file.as_ref().unwrap().bytes, text.len() as u64);
+    assert_eq!(rec.value::<Vec<u8>>().unwrap().unwrap(), expected);
+    let node = rec.nodes.iter().find(|n| n.name == "big_blob").unwrap();
+    assert_eq!(node.value::<Vec<u8>>().unwrap().unwrap(), expected);
+    let small = rec.nodes.iter().find(|n| n.name == "blob_len").unwrap();
+    assert_eq!(small.output, Some(serde_json::json!(n)));
+    assert_eq!(small.output_file, None);
+
+    // `covalent result` streams the file as it is.
+    let out = ok(covalent(home.path(), &["result", &id]));
+    assert_eq!(out.trim_end(), text);
+    // `show` and the JSON record name the file.
+    let shown = ok(covalent(home.path(), &["show", &id]));
+    assert!(shown.contains("MB value in"), "{shown}");
+    assert!(shown.len() < 10_000, "show printed {} bytes", shown.len());
+    let json = ok(covalent(home.path(), &["result", &id, "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["output_file"]["bytes"], text.len());
+
+    ok(covalent(home.path(), &["purge", "--all", "--yes"]));
+    assert!(!home.path().join("results").join(&id).exists());
+}

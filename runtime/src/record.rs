@@ -18,6 +18,56 @@ use crate::error::ErrorKind;
 use crate::status::Status;
 use crate::value::Value;
 
+/// A value kept in a file beside the store, because its JSON is longer than the store keeps in
+/// a row (64 KiB): `<results dir>/<dispatch id>/values/<digest>.json`. Records that only show
+/// a dispatch never open it; [`ValueFile::read`] streams it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueFile {
+    /// The file (its JSON text is the value).
+    pub path: PathBuf,
+    /// Its length in bytes.
+    pub bytes: u64,
+    /// BLAKE3 of its content, hex (also its name).
+    pub digest: String,
+}
+
+impl ValueFile {
+    /// The value as `T`, read from the file without holding its text in memory.
+    pub fn read<T: Value>(&self) -> Result<T, String> {
+        let f = std::fs::File::open(&self.path)
+            .map_err(|e| format!("cannot open the value file {}: {e}", self.path.display()))?;
+        serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, f)).map_err(|e| {
+            format!(
+                "the value file {} does not read back as a `{}`: {e}",
+                self.path.display(),
+                std::any::type_name::<T>()
+            )
+        })
+    }
+}
+
+impl fmt::Display for ValueFile {
+    /// `<1.2 MB value in FILE>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<{} value in {}>",
+            human_bytes(self.bytes),
+            self.path.display()
+        )
+    }
+}
+
+/// `1.2 MB`, `640 KB`, `12 B`.
+pub(crate) fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1} GB", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.0} KB", n as f64 / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
 /// One attempt at running a node, as recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
@@ -49,8 +99,12 @@ pub struct NodeRecord {
     pub executor: Option<String>,
     /// Inputs: `(source node id, edge name)`.
     pub inputs: Vec<(usize, String)>,
-    /// Output as JSON.
+    /// Output as JSON (`None` when it is in [`NodeRecord::output_file`]).
     pub output: Option<serde_json::Value>,
+    /// The file holding the output, when it was too large to keep in the store's row (see
+    /// [`NodeRecord::value`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file: Option<ValueFile>,
     /// Error message.
     pub error: Option<String>,
     /// What kind of failure ended the node (with `error`).
@@ -98,8 +152,13 @@ pub struct DispatchRecord {
     pub status: Status,
     /// Inputs by parameter name.
     pub inputs: Vec<(String, serde_json::Value)>,
-    /// The lattice's result as JSON, when COMPLETED.
+    /// The lattice's result as JSON, when COMPLETED (`None` when it is in
+    /// [`DispatchRecord::output_file`]).
     pub output: Option<serde_json::Value>,
+    /// The file holding the result, when it was too large to keep in the store's row (see
+    /// [`DispatchRecord::value`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file: Option<ValueFile>,
     /// Why it did not complete.
     pub error: Option<String>,
     /// Start time.
@@ -116,6 +175,9 @@ impl DispatchRecord {
     /// The result as `T` (`None` unless COMPLETED).
     pub fn value<T: Value>(&self) -> Result<Option<T>, String> {
         match &self.output {
+            None if self.status == Status::Completed => {
+                self.output_file.as_ref().map(ValueFile::read).transpose()
+            }
             Some(v) if self.status == Status::Completed => {
                 serde_json::from_value(v.clone()).map(Some).map_err(|e| {
                     format!(
@@ -156,6 +218,33 @@ impl DispatchRecord {
     }
 }
 
+impl NodeRecord {
+    /// The node's output as `T` (`None` unless it has one: COMPLETED or REUSED), read from its
+    /// value file when it has one.
+    pub fn value<T: Value>(&self) -> Result<Option<T>, String> {
+        if let Some(v) = &self.output {
+            return serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+                format!(
+                    "the output of node {} ({}) is not a `{}`: {e}",
+                    self.id,
+                    self.name,
+                    std::any::type_name::<T>()
+                )
+            });
+        }
+        self.output_file.as_ref().map(ValueFile::read).transpose()
+    }
+
+    /// The output for a report: its JSON, or where its file is.
+    pub fn output_text(&self) -> Option<String> {
+        match (&self.output, &self.output_file) {
+            (Some(v), _) => Some(v.to_string()),
+            (None, Some(f)) => Some(f.to_string()),
+            (None, None) => None,
+        }
+    }
+}
+
 fn fmt_time(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string())
         .unwrap_or_else(|| "None".into())
@@ -163,8 +252,8 @@ fn fmt_time(t: Option<DateTime<Utc>>) -> String {
 
 fn write_nodes(f: &mut fmt::Formatter<'_>, nodes: &[NodeRecord], indent: &str) -> fmt::Result {
     for n in nodes.iter().filter(|n| !n.internal) {
-        let out = match (&n.output, n.status) {
-            (Some(o), Status::Completed | Status::Reused) => o.to_string(),
+        let out = match (n.output_text(), n.status) {
+            (Some(o), Status::Completed | Status::Reused) => o,
             _ => match &n.error {
                 Some(e) => format!("{} ({})", n.status, e.lines().next().unwrap_or("")),
                 None => n.status.to_string(),
@@ -185,8 +274,9 @@ impl fmt::Display for DispatchRecord {
         writeln!(f, "==============")?;
         writeln!(f, "lattice: {}", self.lattice)?;
         writeln!(f, "status: {}", self.status)?;
-        let result = match &self.output {
-            Some(v) if self.status == Status::Completed => v.to_string(),
+        let result = match (&self.output, &self.output_file) {
+            (Some(v), _) if self.status == Status::Completed => v.to_string(),
+            (None, Some(file)) if self.status == Status::Completed => file.to_string(),
             _ => "None".into(),
         };
         writeln!(f, "result: {result}")?;

@@ -33,6 +33,7 @@ pub(crate) trait AnyValue: Any + Send + Sync {
     fn to_json(&self) -> Result<serde_json::Value, String>;
     fn to_json_string(&self) -> Result<String, String>;
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), String>;
+    fn write_json_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
     fn type_name(&self) -> &'static str;
 }
 
@@ -50,6 +51,9 @@ impl<T: Value> AnyValue for T {
     }
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), String> {
         serde_json::to_writer(out, self).map_err(|e| e.to_string())
+    }
+    fn write_json_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(out, self).map_err(std::io::Error::other)
     }
     fn type_name(&self) -> &'static str {
         std::any::type_name::<T>()
@@ -121,6 +125,11 @@ impl Output {
             out.truncate(mark);
             out.extend_from_slice(serde_json::Value::String(e).to_string().as_bytes());
         }
+    }
+
+    /// Streams the value's JSON to `out`.
+    pub(crate) fn write_json_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.0.write_json_to(out)
     }
 
     /// The Rust type name of the value.

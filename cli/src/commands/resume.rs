@@ -23,13 +23,18 @@ pub fn run(ctx: &Context, args: &ResumeArgs, out: &mut dyn Write) -> Result<()> 
     }
     writeln!(out, "resuming dispatch {id} as {new}")?;
     out.flush()?;
-    let record = store.wait(new, None)?;
-    match (record.status, &record.output) {
-        (Status::Completed, Some(value)) => {
+    store.wait_status(new, None)?;
+    let record = store.get_without_nodes(new)?;
+    match (record.status, &record.output, &record.output_file) {
+        (Status::Completed, Some(value), _) => {
             writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
             Ok(())
         }
-        (status, _) => bail!(
+        (Status::Completed, None, Some(file)) => {
+            writeln!(out, "{file}; `covalent result {new}` prints it")?;
+            Ok(())
+        }
+        (status, ..) => bail!(
             "dispatch {new} ended {status}: {}",
             record.error.as_deref().unwrap_or("no error was recorded")
         ),

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use rusqlite::{Transaction, params};
 
 use super::encode::encode_json;
+use super::values::{self, Stored};
 use crate::dispatcher::{NodeExtra, Run};
 use crate::graph::Op;
 use crate::result::NodeResult;
@@ -133,19 +134,61 @@ impl super::Store {
         let mut conn = self.conn.lock().unwrap();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         (|| {
-            if let Some(row) = row {
-                row.insert(&tx)?;
-            }
-            let mut rows = Rows::new(run.nodes().len());
             let key = Key {
                 dispatch_id: id,
                 path: "",
             };
-            write_run(&tx, run, &mut rows, &key, &mut Vec::new(), &[]).map(|_| ())
+            let mut rows = Rows::new(run.nodes().len());
+            let Some(row) = row else {
+                // Its row is in already (a job handle made it findable early): the usual batch.
+                return write_run(&tx, run, &mut rows, &key, &mut Vec::new(), &[]).map(|_| ());
+            };
+            // One row, in its final state, carrying the graph and the node log with it: a
+            // commit that touches three B-tree pages (the row, its id, its time), where the
+            // same dispatch written as a running one and then updated touched a dozen.
+            let mut buf = vec![b'['];
+            scan(&mut buf, run, &mut rows, true);
+            buf.push(b']');
+            let nodes = std::str::from_utf8(&buf).ok().filter(|t| *t != "[]");
+            let (status, output, output_file, ended) = final_fields(run);
+            row.insert_ended(
+                &tx,
+                &super::Ended {
+                    status,
+                    output,
+                    output_file,
+                    error: run.error(),
+                    ended_at: ended,
+                    done: rows.done_tasks,
+                    graph: encode_run(run),
+                    nodes,
+                },
+            )
         })()
         .map_err(|e: rusqlite::Error| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
+}
+
+/// A top-level run's final status, output (JSON when it completed, or the reference of the
+/// file holding it, see `values.rs`) and end (µs).
+fn final_fields(run: &Run) -> (Status, Option<String>, Option<String>, i64) {
+    let status = run.status();
+    let (output, file) = match run.output() {
+        Some(v) if status == Status::Completed => {
+            let mut buf = Vec::new();
+            match values::write(v, &mut buf, run.results_dir()) {
+                Some(stored) => (None, serde_json::to_string(&stored).ok()),
+                None => (String::from_utf8(buf).ok(), None),
+            }
+        }
+        _ => (None, None),
+    };
+    let ended = run
+        .end_offset()
+        .map(|d| micros(run.started_wall() + d))
+        .unwrap_or_else(|| micros(SystemTime::now()));
+    (status, output, file, ended)
 }
 
 fn write_graph(tx: &Transaction<'_>, run: &Run, j: &Key<'_>) -> rusqlite::Result<()> {
@@ -168,18 +211,19 @@ fn write_graph(tx: &Transaction<'_>, run: &Run, j: &Key<'_>) -> rusqlite::Result
 fn write_final(tx: &Transaction<'_>, run: &Run, j: &Key<'_>) -> rusqlite::Result<()> {
     let status = run.status();
     if j.path.is_empty() {
-        let output = match run.output() {
-            Some(v) if status == Status::Completed => Some(v.to_json_string()),
-            _ => None,
-        };
-        let ended = run
-            .end_offset()
-            .map(|d| micros(run.started_wall() + d))
-            .unwrap_or_else(|| micros(SystemTime::now()));
+        let (status, output, output_file, ended) = final_fields(run);
         tx.prepare_cached(
-            "UPDATE dispatches SET status = ?1, output = ?2, error = ?3, ended_at = ?4 WHERE id = ?5",
+            "UPDATE dispatches SET status = ?1, output = ?2, error = ?3, ended_at = ?4,
+                 output_file = ?5 WHERE id = ?6",
         )?
-        .execute(params![status.as_str(), output, run.error(), ended, j.dispatch_id])?;
+        .execute(params![
+            status.as_str(),
+            output,
+            run.error(),
+            ended,
+            output_file,
+            j.dispatch_id
+        ])?;
     } else {
         tx.execute(
             "UPDATE sublattices SET status = ?1 WHERE dispatch_id = ?2 AND path = ?3",
@@ -251,23 +295,30 @@ fn entry(buf: &mut Vec<u8>, run: &Run, a: &mut Rows, i: usize, status: Status) {
             None => buf.extend_from_slice(b",null"),
         }
     }
+    let mut stored = None;
     match view.output() {
         Some(o) if matches!(status, Status::Completed | Status::Reused) => {
             buf.push(b',');
-            o.write_json(buf);
+            stored = values::write(o, buf, run.results_dir());
+            if stored.is_some() {
+                buf.extend_from_slice(b"null");
+            }
         }
         _ => buf.extend_from_slice(b",null"),
     }
     run.node(i)
-        .read_extra(|extra| write_extras(buf, run, extra));
+        .read_extra(|extra| write_extras(buf, run, extra, stored.as_ref()));
     buf.push(b']');
 }
 
 /// Appends a node's extras object (`e` error, `k` its kind, `out`/`err` streams, `x` executor,
-/// `j` job handle, `t` attempts), if it has any.
-fn write_extras(buf: &mut Vec<u8>, run: &Run, extra: Option<&NodeExtra>) {
+/// `j` job handle, `t` attempts, `of` the file holding its output), if it has any.
+fn write_extras(buf: &mut Vec<u8>, run: &Run, extra: Option<&NodeExtra>, stored: Option<&Stored>) {
+    let mut extras = serde_json::Map::new();
+    if let Some(s) = stored {
+        extras.insert("of".into(), serde_json::to_value(s).unwrap_or_default());
+    }
     if let Some(x) = extra {
-        let mut extras = serde_json::Map::new();
         let mut text = |key: &str, v: &str| {
             extras.insert(key.into(), serde_json::Value::from(v));
         };
@@ -308,9 +359,9 @@ fn write_extras(buf: &mut Vec<u8>, run: &Run, extra: Option<&NodeExtra>) {
                 .collect();
             extras.insert("t".into(), serde_json::to_value(recs).unwrap_or_default());
         }
-        if !extras.is_empty() {
-            buf.push(b',');
-            let _ = serde_json::to_writer(&mut *buf, &serde_json::Value::Object(extras));
-        }
+    }
+    if !extras.is_empty() {
+        buf.push(b',');
+        let _ = serde_json::to_writer(&mut *buf, &serde_json::Value::Object(extras));
     }
 }

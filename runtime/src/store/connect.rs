@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::{StoreError, schema};
 
 /// How long opening waits for other connections' locks.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens a connection: refuses foreign, corrupt and newer databases without changing them,
 /// then switches to WAL and migrates.

@@ -37,6 +37,8 @@ const CHECKPOINT_IDLE: Duration = Duration::from_millis(500);
 /// file already has (growing the file costs the file system block allocation and zeroing on
 /// every commit), and rare enough to cost little per commit.
 const CHECKPOINT_EVERY: u64 = 256;
+/// Longest a checkpoint waits to restart the log (holding other writers off meanwhile).
+const RESTART_WAIT: Duration = Duration::from_millis(20);
 /// How often cancel requests from other processes are looked for.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 
@@ -386,10 +388,35 @@ impl Writer {
                 return;
             }
         }
-        match self
+        // PASSIVE moves the bulk without stopping anyone. Commits go on meanwhile (the
+        // waiters' own, back to back), so it never ends with the whole log moved, and a log is
+        // only restarted from its first frame once it has been: without the second step it
+        // grows for as long as dispatches follow each other (hundreds of megabytes a minute),
+        // and every commit pays for the file system allocating new pages. RESTART moves what
+        // came in meanwhile (a few frames) holding off new writers for that long (they wait in
+        // their busy handler), and makes the next commit start the log again. It also waits
+        // for readers of older snapshots, holding writers off meanwhile: so it waits briefly
+        // (a reader in another process may hold its snapshot for long), and a checkpoint that
+        // could not restart the log is tried again at the next one.
+        let moved = self
             .conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        {
+            .and_then(|()| {
+                self.conn.busy_timeout(RESTART_WAIT)?;
+                let restarted = self
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+                self.conn.busy_timeout(super::connect::BUSY_TIMEOUT)?;
+                match restarted {
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+                    {
+                        Ok(())
+                    }
+                    other => other,
+                }
+            });
+        match moved {
             Ok(()) => {
                 self.shared.commits.fetch_sub(pending, Ordering::Relaxed);
                 if idle {

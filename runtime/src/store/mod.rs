@@ -20,6 +20,7 @@ pub(crate) mod journal;
 mod read;
 pub(crate) mod resume;
 mod schema;
+pub(crate) mod values;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use uuid::Uuid;
 
-pub use crate::record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord};
+pub use crate::record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord, ValueFile};
 use crate::status::Status;
 use crate::time::micros;
 pub use error::StoreError;
@@ -191,20 +192,31 @@ impl NewDispatch {
         }
     }
 
-    /// Inserts it.
+    /// Inserts it, running.
     pub(crate) fn insert(&self, c: &Connection) -> rusqlite::Result<()> {
+        self.insert_as(c, None)
+    }
+
+    /// Inserts it as it ended, with its graph and node log (a dispatch written in one commit).
+    pub(crate) fn insert_ended(&self, c: &Connection, end: &Ended<'_>) -> rusqlite::Result<()> {
+        self.insert_as(c, Some(end))
+    }
+
+    fn insert_as(&self, c: &Connection, end: Option<&Ended<'_>>) -> rusqlite::Result<()> {
         let me = this_process();
         let (program, build) = resume::this_program();
         c.prepare_cached(
             "INSERT INTO dispatches (id, lattice, status, inputs, created_at, task_count,
                  results_dir, pid, pid_start, host, heartbeat_at, reused_from, program,
-                 build, lattice_path, cwd)
-             VALUES (?1, ?2, 'RUNNING', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?4, ?10, ?11, ?12, ?13,
-                 ?14)",
+                 build, lattice_path, cwd, output, error, ended_at, done_count, graph, nodes,
+                 output_file)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?5, ?11, ?12, ?13, ?14, ?15,
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
         )?
         .execute(params![
             self.id,
             self.lattice,
+            end.map_or("RUNNING", |e| e.status.as_str()),
             self.inputs,
             self.created_at,
             self.task_count as i64,
@@ -217,9 +229,46 @@ impl NewDispatch {
             build,
             Some(self.lattice_path).filter(|p| !p.is_empty()),
             self.cwd,
+            end.and_then(|e| e.output.as_deref()),
+            end.and_then(|e| e.error),
+            end.map(|e| e.ended_at),
+            end.map_or(0, |e| e.done),
+            end.map(|e| e.graph.as_str()),
+            end.and_then(|e| e.nodes),
+            end.and_then(|e| e.output_file.as_deref()),
         ])
         .map(|_| ())
     }
+}
+
+/// The final state of a dispatch written whole ([`NewDispatch::insert_ended`]).
+pub(crate) struct Ended<'a> {
+    pub status: Status,
+    pub output: Option<String>,
+    /// The reference of the file holding the output, when it is too large for the row.
+    pub output_file: Option<String>,
+    pub error: Option<&'a str>,
+    pub ended_at: i64,
+    /// Tasks completed or reused.
+    pub done: i64,
+    /// The graph's JSON (else in `graphs`).
+    pub graph: String,
+    /// The node log's one batch (else in `node_log`).
+    pub nodes: Option<&'a str>,
+}
+
+/// A [`DispatchSummary`] from `SELECT id, lattice, status, task_count, created_at, ended_at,
+/// done_count`.
+fn summary_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<DispatchSummary> {
+    Ok(DispatchSummary {
+        id: Uuid::parse_str(&r.get::<_, String>(0)?).unwrap_or_default(),
+        lattice: r.get(1)?,
+        status: r.get::<_, String>(2)?.parse().unwrap_or(Status::Running),
+        total: r.get::<_, i64>(3)? as usize,
+        start_time: from_micros(r.get(4)?),
+        end_time: r.get::<_, Option<i64>>(5)?.map(from_micros),
+        done: r.get::<_, i64>(6)? as usize,
+    })
 }
 
 /// This process as dispatches record it (read once: /proc is not free).
@@ -397,18 +446,26 @@ impl Store {
                  ORDER BY d.created_at DESC, d.id DESC
                  LIMIT ?3 OFFSET ?4",
             )?;
-            let rows = st.query_map(params![status, search, limit, offset], |r| {
-                Ok(DispatchSummary {
-                    id: Uuid::parse_str(&r.get::<_, String>(0)?).unwrap_or_default(),
-                    lattice: r.get(1)?,
-                    status: r.get::<_, String>(2)?.parse().unwrap_or(Status::Running),
-                    total: r.get::<_, i64>(3)? as usize,
-                    start_time: from_micros(r.get(4)?),
-                    end_time: r.get::<_, Option<i64>>(5)?.map(from_micros),
-                    done: r.get::<_, i64>(6)? as usize,
-                })
-            })?;
+            let rows = st.query_map(params![status, search, limit, offset], summary_of)?;
             rows.collect()
+        })
+    }
+
+    /// One dispatch as [`Store::list`] shows it (task counts included), from its row alone.
+    pub fn summary(&self, id: Uuid) -> Result<DispatchSummary, StoreError> {
+        self.sweep_interrupted()?;
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, lattice, status, task_count, created_at, ended_at, done_count
+                 FROM dispatches WHERE id = ?1",
+                [id.to_string()],
+                summary_of,
+            )
+            .optional()
+        })?
+        .ok_or_else(|| StoreError::UnknownDispatch {
+            id: id.to_string(),
+            path: self.path.clone(),
         })
     }
 
@@ -473,12 +530,19 @@ impl Store {
     /// Waits until dispatch `id` ends (or `timeout` passes) and returns its record. Changes made
     /// by other processes are noticed within a few tens of milliseconds.
     pub fn wait(&self, id: Uuid, timeout: Option<Duration>) -> Result<DispatchRecord, StoreError> {
+        self.wait_status(id, timeout)?;
+        self.get(id)
+    }
+
+    /// Waits as [`Store::wait`] does and returns the status it ended with (or has at the
+    /// timeout), reading nothing else.
+    pub fn wait_status(&self, id: Uuid, timeout: Option<Duration>) -> Result<Status, StoreError> {
         let start = std::time::Instant::now();
         let mut last_sweep = start;
         loop {
             let st = self.status(id)?;
             if st.is_terminal() || timeout.is_some_and(|t| start.elapsed() >= t) {
-                return self.get(id);
+                return Ok(st);
             }
             let version = self.data_version()?;
             loop {
@@ -521,8 +585,9 @@ impl Store {
         Ok((before, on_disk()))
     }
 
-    /// Deletes ended dispatches: those older than `older_than`, or every ended one with `all`.
-    /// Running dispatches are never deleted. Returns how many went.
+    /// Deletes ended dispatches, their rows and then their results dirs (value files, task
+    /// dirs): those older than `older_than`, or every ended one with `all`. Running dispatches
+    /// are never deleted. Returns how many went.
     pub fn purge(&self, older_than: Option<Duration>, all: bool) -> Result<usize, StoreError> {
         self.sweep_interrupted()?;
         let cutoff = match (older_than, all) {
@@ -533,25 +598,40 @@ impl Store {
         };
         let mut conn = self.conn.lock().unwrap();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let n = (|| {
-            let ids: Vec<String> = {
+        let gone = (|| {
+            let ids: Vec<(String, Option<String>)> = {
                 let mut st = tx.prepare(
-                    "SELECT id FROM dispatches WHERE status NOT IN ('RUNNING') AND created_at < ?1",
+                    "SELECT id, results_dir FROM dispatches
+                     WHERE status NOT IN ('RUNNING') AND created_at < ?1",
                 )?;
-                let rows = st.query_map([cutoff], |r| r.get(0))?;
+                let rows = st.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
-            for id in &ids {
+            for (id, _) in &ids {
                 for table in ["node_log", "sublattices", "cancel_requests", "graphs"] {
                     tx.execute(&format!("DELETE FROM {table} WHERE dispatch_id = ?1"), [id])?;
                 }
                 tx.execute("DELETE FROM dispatches WHERE id = ?1", [id])?;
             }
-            Ok(ids.len())
+            Ok(ids)
         })()
         .map_err(|e: rusqlite::Error| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
-        Ok(n)
+        // Then their files (value files, task dirs): a directory named after its dispatch
+        // only, so a results dir recorded wrongly never takes anything else along.
+        for (id, dir) in &gone {
+            if let Some(dir) = dir.as_deref().map(Path::new)
+                && dir.file_name().is_some_and(|n| n == id.as_str())
+                && let Err(e) = std::fs::remove_dir_all(dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                eprintln!(
+                    "covalent: warning: dispatch {id} is purged, but not its files in {}: {e}",
+                    dir.display()
+                );
+            }
+        }
+        Ok(gone.len())
     }
 }
 

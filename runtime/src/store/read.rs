@@ -5,19 +5,31 @@
 //! This module owns the read path of records; writing is the journal's.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rusqlite::OptionalExtension;
 use uuid::Uuid;
 
 use super::encode::{self, GraphRec};
+use super::values::Stored;
 use super::{Store, StoreError, from_micros};
-use crate::record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord};
+use crate::record::{AttemptRecord, DispatchRecord, NodeRecord, SublatticeRecord, ValueFile};
 use crate::status::Status;
 
 impl Store {
     /// The record of a dispatch.
     pub fn get(&self, id: Uuid) -> Result<DispatchRecord, StoreError> {
+        self.read(id, true)
+    }
+
+    /// The record of a dispatch without its nodes (`nodes` is empty): its status, inputs,
+    /// result (or the file holding it) and error, read from its row alone, so it costs the same
+    /// for a dispatch of two nodes and of a million. [`Store::summary`] has its task counts.
+    pub fn get_without_nodes(&self, id: Uuid) -> Result<DispatchRecord, StoreError> {
+        self.read(id, false)
+    }
+
+    fn read(&self, id: Uuid, with_nodes: bool) -> Result<DispatchRecord, StoreError> {
         self.sweep_interrupted()?;
         let key = id.to_string();
         type Row = (
@@ -30,13 +42,16 @@ impl Store {
             Option<i64>,
             Option<String>,
             Option<String>,
+            Option<String>,
         );
         let row: Option<Row> = self.with(|c| {
             c.query_row(
                 "SELECT d.lattice, d.status, d.inputs, d.output, d.error, d.created_at, d.ended_at,
-                        g.graph, d.results_dir
-                 FROM dispatches d LEFT JOIN graphs g ON g.dispatch_id = d.id WHERE d.id = ?1",
-                [&key],
+                        CASE WHEN ?2 THEN coalesce(d.graph, g.graph) END, d.results_dir,
+                        d.output_file
+                 FROM dispatches d LEFT JOIN graphs g ON ?2 AND g.dispatch_id = d.id
+                 WHERE d.id = ?1",
+                rusqlite::params![&key, with_nodes],
                 |r| {
                     Ok((
                         r.get(0)?,
@@ -48,13 +63,24 @@ impl Store {
                         r.get(6)?,
                         r.get(7)?,
                         r.get(8)?,
+                        r.get(9)?,
                     ))
                 },
             )
             .optional()
         })?;
-        let Some((lattice, status, inputs, output, error, created, ended, graph, results_dir)) =
-            row
+        let Some((
+            lattice,
+            status,
+            inputs,
+            output,
+            error,
+            created,
+            ended,
+            graph,
+            results_dir,
+            output_file,
+        )) = row
         else {
             return Err(StoreError::UnknownDispatch {
                 id: key,
@@ -65,21 +91,29 @@ impl Store {
         let graph: GraphRec = graph
             .and_then(|g| serde_json::from_str(&g).ok())
             .unwrap_or_default();
-        let rows = self.node_rows(&key)?;
-        let subs = self.sublattice_rows(&key)?;
-        // An interrupted dispatch's unfinished nodes end when it did (its last sign of life).
-        let interrupted = (status == Status::Interrupted).then(|| ended.unwrap_or(created));
-        let nodes = assemble(&graph, "", &rows, &subs, interrupted);
+        let results_dir = results_dir.map(PathBuf::from);
+        let results = results_dir.as_deref();
+        let nodes = if with_nodes {
+            let rows = self.node_rows(&key)?;
+            let subs = self.sublattice_rows(&key)?;
+            // An interrupted dispatch's unfinished nodes end when it did (its last sign of
+            // life).
+            let interrupted = (status == Status::Interrupted).then(|| ended.unwrap_or(created));
+            assemble(&graph, "", &rows, &subs, interrupted, results)
+        } else {
+            Vec::new()
+        };
         Ok(DispatchRecord {
             id,
             lattice,
             status,
             inputs: serde_json::from_str(&inputs).unwrap_or_default(),
             output: output.and_then(|o| serde_json::from_str(&o).ok()),
+            output_file: value_file(output_file.as_deref(), results),
             error,
             start_time: Some(from_micros(created)),
             end_time: ended.map(from_micros),
-            results_dir: results_dir.map(PathBuf::from),
+            results_dir,
             nodes,
         })
     }
@@ -89,9 +123,14 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<HashMap<(String, usize), NodeRow>, StoreError> {
+        // The batch written with the row (a dispatch recorded in one commit) comes first: a
+        // resume may have logged more after it.
         let batches: Vec<(String, String)> = self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT path, entries FROM node_log WHERE dispatch_id = ?1 ORDER BY seq",
+            let mut st = c.prepare_cached(
+                "SELECT '', nodes FROM dispatches WHERE id = ?1 AND nodes IS NOT NULL
+                 UNION ALL
+                 SELECT * FROM (SELECT path, entries FROM node_log WHERE dispatch_id = ?1
+                                ORDER BY seq)",
             )?;
             let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
@@ -136,6 +175,12 @@ impl Store {
     }
 }
 
+/// The file a stored reference (`values::Stored` as JSON) names, in the dispatch's results dir.
+pub(super) fn value_file(reference: Option<&str>, results: Option<&Path>) -> Option<ValueFile> {
+    let stored: Stored = serde_json::from_str(reference?).ok()?;
+    Some(stored.file(results?))
+}
+
 /// One entry of the node log: `[id, status, start, end, output, {extras}]`, times in µs from
 /// the run's start (`GraphRec::t0`), extras (`e` error, `out`/`err` streams, `t` attempts,
 /// `j` job handle, `x` executor) only when present.
@@ -153,6 +198,8 @@ pub(crate) struct NodeRow {
     err: String,
     t: Option<Vec<AttemptRecord>>,
     pub(super) j: Option<serde_json::Value>,
+    /// The file holding the output (then `o` is empty).
+    pub(super) of: Option<Stored>,
     pub(super) x: Option<String>,
     /// The options of the executor that ran it (written with a job handle).
     pub(super) xo: Option<serde_json::Value>,
@@ -180,6 +227,9 @@ impl NodeRow {
                 .get("t")
                 .and_then(|t| serde_json::from_value(t.clone()).ok()),
             j: extras.get("j").cloned(),
+            of: extras
+                .get("of")
+                .and_then(|v| serde_json::from_value(v.clone()).ok()),
             x: text("x"),
             xo: extras.get("xo").cloned(),
         })
@@ -194,6 +244,7 @@ fn assemble(
     rows: &HashMap<(String, usize), NodeRow>,
     subs: &HashMap<String, (String, String, GraphRec)>,
     interrupted: Option<i64>,
+    results: Option<&Path>,
 ) -> Vec<NodeRecord> {
     (0..graph.nodes.len())
         .map(|i| {
@@ -213,7 +264,7 @@ fn assemble(
                 .map(|(lattice, status, g)| SublatticeRecord {
                     lattice: lattice.clone(),
                     status: status.parse().unwrap_or(Status::Running),
-                    nodes: assemble(g, &sub_path, rows, subs, interrupted),
+                    nodes: assemble(g, &sub_path, rows, subs, interrupted, results),
                 });
             let mut rec = NodeRecord {
                 id: i,
@@ -223,6 +274,7 @@ fn assemble(
                 executor: graph.executor(i).map(str::to_string),
                 inputs,
                 output: None,
+                output_file: None,
                 error: None,
                 error_kind: None,
                 stdout: String::new(),
@@ -258,6 +310,7 @@ fn assemble(
                         .map(|(at, start)| from_micros(at).max(start))
                 });
                 rec.output = row.o.clone();
+                rec.output_file = row.of.as_ref().zip(results).map(|(s, r)| s.file(r));
                 rec.error = row.e.clone();
                 rec.error_kind = row.k;
                 rec.stdout = row.out.clone();

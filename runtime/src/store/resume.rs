@@ -173,7 +173,7 @@ impl Store {
         let graph: Option<String> = self
             .with(|c| {
                 c.query_row(
-                    "SELECT g.graph FROM dispatches d LEFT JOIN graphs g ON g.dispatch_id = d.id
+                    "SELECT coalesce(d.graph, g.graph) FROM dispatches d LEFT JOIN graphs g ON g.dispatch_id = d.id
                      WHERE d.id = ?1",
                     [key],
                     |r| r.get(0),
@@ -189,6 +189,21 @@ impl Store {
             .unwrap_or_default())
     }
 
+    /// The results dir recorded for dispatch `key`.
+    fn results_dir_of(&self, key: &str) -> Result<Option<PathBuf>, StoreError> {
+        Ok(self
+            .with(|c| {
+                c.query_row(
+                    "SELECT results_dir FROM dispatches WHERE id = ?1",
+                    [key],
+                    |r| r.get::<_, Option<String>>(0),
+                )
+                .optional()
+            })?
+            .flatten()
+            .map(PathBuf::from))
+    }
+
     /// What a later run may take from dispatch `id`: the outputs of its completed top-level
     /// nodes and, unless it still runs in a live process, the job handles of attempts it left
     /// running.
@@ -198,6 +213,7 @@ impl Store {
         let graph = self.graph_rec(&key)?;
         let fps = graph.fingerprints();
         let mut out = Reusable::default();
+        let mut results: Option<Option<PathBuf>> = None;
         for ((path, i), row) in self.node_rows(&key)? {
             if !path.is_empty() || i >= fps.len() {
                 continue;
@@ -205,6 +221,20 @@ impl Store {
             if matches!(row.s, Status::Completed | Status::Reused) {
                 if let Some(v) = row.o {
                     out.outputs.insert(fps[i], v);
+                } else if let Some(stored) = &row.of {
+                    // A value file: read whole, as the node's output is (a value the file no
+                    // longer reads back from is run again).
+                    let dir = match &results {
+                        Some(d) => d.clone(),
+                        None => {
+                            let d = self.results_dir_of(&key)?;
+                            results = Some(d.clone());
+                            d
+                        }
+                    };
+                    if let Some(v) = dir.and_then(|d| stored.file(&d).read().ok()) {
+                        out.outputs.insert(fps[i], v);
+                    }
                 }
             } else if status != Status::Running
                 && may_be_out_there(row.s, row.k)

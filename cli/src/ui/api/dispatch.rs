@@ -33,6 +33,7 @@ pub async fn dispatch(State(state): State<Shared>, Path(id): Path<String>) -> Ap
             "status": r.status,
             "inputs": inputs,
             "output": r.output,
+            "output_file": r.output_file,
             "error": r.error,
             "start_time": r.start_time,
             "end_time": r.end_time,

@@ -25,6 +25,8 @@ struct InputView<'a> {
     source_status: Option<Status>,
     source_internal: bool,
     value: Option<&'a Value>,
+    /// The file holding the value, when it is too large for the store's row.
+    value_file: Option<&'a covalent::store::ValueFile>,
 }
 
 /// `GET /api/dispatches/{id}/nodes/{path}`.
@@ -60,6 +62,7 @@ pub async fn node(
                     source_status: source.map(|m| m.status),
                     source_internal: source.is_some_and(|m| m.internal),
                     value: source.and_then(|m| m.output.as_ref()),
+                    value_file: source.and_then(|m| m.output_file.as_ref()),
                 }
             })
             .collect();
@@ -87,6 +90,7 @@ pub async fn node(
             "executor_options": options,
             "inputs": inputs,
             "output": n.output,
+            "output_file": n.output_file,
             "error": n.error,
             "error_kind": n.error_kind,
             "stdout": n.stdout,

@@ -49,11 +49,20 @@
     }
     if (d.output !== null && d.output !== undefined) {
       io.push(el('div', {}, el('h3', {}, 'Result'), el('pre', { id: 'result' }, json(d.output))));
+    } else if (d.output_file) {
+      io.push(el('div', {}, el('h3', {}, 'Result'), valueFile(d.output_file, 'result')));
     }
     if (d.error) {
       io.push(el('div', {}, el('h3', {}, 'Error'), el('pre', { class: 'error', id: 'dispatch-error' }, d.error)));
     }
     $('io').replaceChildren(...io);
+  }
+
+  /** A value too large for the store's row: its size and file, not its text. */
+  function valueFile(f, id) {
+    const mb = f.bytes >= 1e6 ? `${(f.bytes / 1e6).toFixed(1)} MB` : `${Math.round(f.bytes / 1e3)} KB`;
+    return el('p', id ? { class: 'value-file', id } : { class: 'value-file' },
+      `${mb} of JSON in `, el('code', {}, f.path));
   }
 
   function updateHead() {
@@ -258,13 +267,15 @@
           el('td', { class: 'mono' }, i.name),
           el('td', {}, i.source_internal ? el('span', { class: 'muted' }, `${i.source_name} #${i.source}`)
             : el('a', { href: '#', dataset: { goto: String(i.source) } }, `${i.source_name} #${i.source}`)),
-          el('td', {}, i.value === null || i.value === undefined ? el('span', { class: 'muted' }, i.source_status || '-')
+          el('td', {}, i.value_file ? valueFile(i.value_file)
+            : i.value === null || i.value === undefined ? el('span', { class: 'muted' }, i.source_status || '-')
             : el('pre', {}, json(i.value, 20000)))))));
     } else {
       parts.push(el('p', { class: 'muted' }, 'none'));
     }
     parts.push(el('h3', {}, 'Output'));
-    parts.push(n.output === null || n.output === undefined ? el('p', { class: 'muted', id: 'node-output' }, '(none)')
+    parts.push(n.output_file ? valueFile(n.output_file, 'node-output')
+      : n.output === null || n.output === undefined ? el('p', { class: 'muted', id: 'node-output' }, '(none)')
       : el('pre', { id: 'node-output' }, json(n.output)));
     if (n.error) {
       parts.push(el('h3', {}, 'Error', n.error_kind ? el('span', { class: 'muted', id: 'node-error-kind' }, ` (${n.error_kind.replace(/_/g, ' ')})`) : ''),

@@ -1,0 +1,203 @@
+//! Large values live in files beside the store, not in its rows.
+//!
+//! A value whose JSON is longer than [`INLINE_LIMIT`] is streamed, as it is serialized, into
+//! `<results dir>/<dispatch id>/values/<digest>.json` (the digest is BLAKE3 of the JSON text,
+//! so a value stored twice, such as a dispatch's result that is also its last node's output,
+//! is one file). The row then holds a reference (`{"h": digest, "n": bytes}`), and readers
+//! that only show a dispatch never open the file. The JSON is never built in memory whole:
+//! the first [`INLINE_LIMIT`] bytes are buffered, the rest goes straight to the file.
+//!
+//! A file is complete before the commit that references it (written under a temporary name,
+//! then renamed), so a reader never sees a reference to a partial file; a process killed
+//! between the two leaves at most a file no row references, which `purge` deletes with its
+//! dispatch's directory.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::Output;
+
+/// Longest JSON kept in a row (64 KiB); longer values go to a file.
+pub const INLINE_LIMIT: usize = 64 * 1024;
+
+/// Where the value files of a dispatch are, given its results dir.
+pub(crate) fn dir_of(results_dir: &Path) -> PathBuf {
+    results_dir.join("values")
+}
+
+/// A value kept in a file: what the row holds in its place.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Stored {
+    /// BLAKE3 of the JSON text, hex.
+    pub h: String,
+    /// Length of the JSON text in bytes.
+    pub n: u64,
+}
+
+impl Stored {
+    /// The file holding it, among the value files in `dir`.
+    pub(crate) fn path_in(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.json", self.h))
+    }
+
+    /// As a record shows it, for the dispatch whose results dir is `results`.
+    pub(crate) fn file(&self, results: &Path) -> crate::record::ValueFile {
+        crate::record::ValueFile {
+            path: self.path_in(&dir_of(results)),
+            bytes: self.n,
+            digest: self.h.clone(),
+        }
+    }
+}
+
+/// Writes `value`'s JSON to `buf` when it is short; otherwise into a file among the value
+/// files of the dispatch whose results dir is `results` (created if needed), returning its
+/// reference and leaving `buf` as it was. A file that cannot be
+/// written is reported and the value kept in the row after all (a slow row beats a lost value).
+pub(crate) fn write(value: &Output, buf: &mut Vec<u8>, results: &Path) -> Option<Stored> {
+    let mark = buf.len();
+    let dir = dir_of(results);
+    let mut w = Spill {
+        buf,
+        mark,
+        dir: &dir,
+        file: None,
+        hasher: blake3::Hasher::new(),
+        len: 0,
+    };
+    let streamed = value.write_json_to(&mut w);
+    let Spill {
+        buf,
+        file,
+        hasher,
+        len,
+        ..
+    } = w;
+    let Some((file, tmp)) = file else {
+        // Short: it is in `buf` (or the failure to serialize it is).
+        if streamed.is_err() {
+            buf.truncate(mark);
+            value.write_json(buf);
+        }
+        return None;
+    };
+    let done = streamed.and_then(|()| {
+        file.into_inner().map_err(|e| e.into_error())?;
+        let stored = Stored {
+            h: hasher.finalize().to_hex().to_string(),
+            n: len,
+        };
+        std::fs::rename(&tmp, stored.path_in(&dir))?;
+        Ok(stored)
+    });
+    match done {
+        Ok(stored) => Some(stored),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            eprintln!(
+                "covalent: warning: cannot write a value file in {}: {e}; the value is kept in the store's row instead",
+                dir.display()
+            );
+            buf.truncate(mark);
+            value.write_json(buf);
+            None
+        }
+    }
+}
+
+/// Buffers up to [`INLINE_LIMIT`] bytes after `mark`, then moves to a temporary file.
+struct Spill<'a> {
+    buf: &'a mut Vec<u8>,
+    mark: usize,
+    dir: &'a Path,
+    file: Option<(BufWriter<File>, PathBuf)>,
+    hasher: blake3::Hasher,
+    len: u64,
+}
+
+impl Spill<'_> {
+    fn spill(&mut self) -> io::Result<()> {
+        std::fs::create_dir_all(self.dir)?;
+        let tmp = self
+            .dir
+            .join(format!(".{}.part", uuid::Uuid::now_v7().simple()));
+        let mut f = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let head = &self.buf[self.mark..];
+        f.write_all(head)?;
+        self.hasher.update(head);
+        self.len = head.len() as u64;
+        self.buf.truncate(self.mark);
+        self.file = Some((f, tmp));
+        Ok(())
+    }
+}
+
+impl Write for Spill<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if let Some((f, _)) = &mut self.file {
+            f.write_all(data)?;
+            self.hasher.update(data);
+            self.len += data.len() as u64;
+            return Ok(data.len());
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() - self.mark > INLINE_LIMIT {
+            self.spill()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_values_stay_in_the_buffer_and_long_ones_go_to_one_file_per_content() {
+        let results = tempfile::tempdir().unwrap();
+        let dir = dir_of(results.path());
+        let mut buf = b"[1,".to_vec();
+        assert_eq!(
+            write(&Output::new(vec![1u8, 2]), &mut buf, results.path()),
+            None
+        );
+        assert_eq!(buf, b"[1,[1,2]");
+        let big: Vec<u32> = (0..100_000).collect();
+        let stored = write(&Output::new(big.clone()), &mut buf, results.path()).unwrap();
+        assert_eq!(buf, b"[1,[1,2]", "the buffer is left as it was");
+        let text = serde_json::to_string(&big).unwrap();
+        assert_eq!(stored.n, text.len() as u64);
+        assert_eq!(stored.h, blake3::hash(text.as_bytes()).to_hex().to_string());
+        let back: Vec<u32> =
+            serde_json::from_slice(&std::fs::read(stored.path_in(&dir)).unwrap()).unwrap();
+        assert_eq!(back, big);
+        // The same value again: the same file, and no temporary left over.
+        assert_eq!(
+            write(&Output::new(big), &mut buf, results.path()),
+            Some(stored)
+        );
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_written_keeps_the_value_in_the_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, "not a directory").unwrap();
+        let big: Vec<u32> = (0..100_000).collect();
+        let mut buf = Vec::new();
+        assert_eq!(write(&Output::new(big.clone()), &mut buf, &blocked), None);
+        assert_eq!(serde_json::from_slice::<Vec<u32>>(&buf).unwrap(), big);
+    }
+}
