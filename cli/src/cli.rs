@@ -82,6 +82,13 @@ pub struct ShowArgs {
     /// Also list internal nodes (parameters, collections, indexing).
     #[arg(long)]
     pub all: bool,
+    /// List at most this many top-level nodes (0: every one). Only those are read: a page of
+    /// a million-node dispatch shows at once.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub limit: usize,
+    /// Skip this many top-level nodes first (the next page: `--offset 200`).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub offset: usize,
 }
 
 /// `covalent result`.

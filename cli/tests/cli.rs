@@ -603,3 +603,53 @@ fn large_values_live_in_files_beside_the_store() {
     ok(covalent(home.path(), &["purge", "--all", "--yes"]));
     assert!(!home.path().join("results").join(&id).exists());
 }
+
+#[covalent::electron]
+fn one_more(i: u64) -> u64 {
+    i + 1
+}
+
+#[covalent::electron]
+fn add_up(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+#[covalent::lattice]
+fn many_tasks(n: u64) -> u64 {
+    add_up((0..n).map(one_more).collect::<Vec<_>>())
+}
+
+/// `covalent show` lists a page of tasks (200 by default) and says how to get the rest.
+#[test]
+fn show_pages_through_the_nodes_of_a_large_dispatch() {
+    let home = home();
+    let r = covalent::dispatch_sync(many_tasks(450).with_config(config(home.path()))).unwrap();
+    assert_eq!(r.value(), Some(&(450 * 451 / 2)));
+    let id = r.dispatch_id().to_string();
+    let rows = |out: &str| out.lines().filter(|l| l.contains(" one_more ")).count();
+    let first = ok(covalent(home.path(), &["show", &id]));
+    assert_eq!(rows(&first), 200, "{first}");
+    assert!(first.contains("tasks: 451 of 451 completed"), "{first}");
+    assert!(
+        first.contains(
+            "(tasks 1–200 of 451 shown; `--offset 200` for the next page, `--limit 0` for all)"
+        ),
+        "{first}"
+    );
+    let last = ok(covalent(home.path(), &["show", &id, "--offset", "400"]));
+    assert_eq!(rows(&last), 50, "{last}");
+    assert!(last.contains(" add_up "), "{last}");
+    assert!(
+        last.contains("(tasks 401–451 of 451 shown: the last page)"),
+        "{last}"
+    );
+    let every = ok(covalent(home.path(), &["show", &id, "--limit", "0"]));
+    assert_eq!(rows(&every), 450);
+    assert!(!every.contains("shown"), "{every}");
+    // With --all, internal nodes (the collected list) are paged too.
+    let all = ok(covalent(
+        home.path(),
+        &["show", &id, "--all", "--limit", "10"],
+    ));
+    assert!(all.contains("(nodes 1–10 of"), "{all}");
+}

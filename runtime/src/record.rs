@@ -267,46 +267,66 @@ fn write_nodes(f: &mut fmt::Formatter<'_>, nodes: &[NodeRecord], indent: &str) -
     Ok(())
 }
 
+/// [`DispatchRecord::report_with_counts`].
+pub struct Report<'a> {
+    record: &'a DispatchRecord,
+    done: usize,
+    total: usize,
+}
+
+impl DispatchRecord {
+    /// The report ([`Display`](fmt::Display)) of a record that holds part of its nodes (a
+    /// page, [`Store::get_page`](crate::store::Store::get_page)), with the dispatch's task
+    /// counts given (see [`Store::summary`](crate::store::Store::summary)) rather than counted.
+    pub fn report_with_counts(&self, done: usize, total: usize) -> Report<'_> {
+        Report {
+            record: self,
+            done,
+            total,
+        }
+    }
+}
+
 impl fmt::Display for DispatchRecord {
     /// The Covalent-style report.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.report_with_counts(self.done_count(), self.task_count())
+            .fmt(f)
+    }
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (done, total) = (self.done, self.total);
+        let r = self.record;
         writeln!(f, "Lattice Result")?;
         writeln!(f, "==============")?;
-        writeln!(f, "lattice: {}", self.lattice)?;
-        writeln!(f, "status: {}", self.status)?;
-        let result = match (&self.output, &self.output_file) {
-            (Some(v), _) if self.status == Status::Completed => v.to_string(),
-            (None, Some(file)) if self.status == Status::Completed => file.to_string(),
+        writeln!(f, "lattice: {}", r.lattice)?;
+        writeln!(f, "status: {}", r.status)?;
+        let result = match (&r.output, &r.output_file) {
+            (Some(v), _) if r.status == Status::Completed => v.to_string(),
+            (None, Some(file)) if r.status == Status::Completed => file.to_string(),
             _ => "None".into(),
         };
         writeln!(f, "result: {result}")?;
-        let inputs: Vec<String> = self
-            .inputs
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let inputs: Vec<String> = r.inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         writeln!(f, "inputs: {}", inputs.join(", "))?;
-        writeln!(f, "error: {}", self.error.as_deref().unwrap_or("None"))?;
+        writeln!(f, "error: {}", r.error.as_deref().unwrap_or("None"))?;
         writeln!(f)?;
-        writeln!(f, "start_time: {}", fmt_time(self.start_time))?;
-        writeln!(f, "end_time: {}", fmt_time(self.end_time))?;
-        if let Some(rt) = self.runtime() {
+        writeln!(f, "start_time: {}", fmt_time(r.start_time))?;
+        writeln!(f, "end_time: {}", fmt_time(r.end_time))?;
+        if let Some(rt) = r.runtime() {
             writeln!(f, "runtime: {rt:?}")?;
         }
-        writeln!(
-            f,
-            "tasks: {} of {} completed",
-            self.done_count(),
-            self.task_count()
-        )?;
+        writeln!(f, "tasks: {} of {} completed", done, total)?;
         writeln!(f)?;
-        if let Some(dir) = &self.results_dir {
+        if let Some(dir) = &r.results_dir {
             writeln!(f, "results_dir: {}", dir.display())?;
         }
-        writeln!(f, "dispatch_id: {}", self.id)?;
+        writeln!(f, "dispatch_id: {}", r.id)?;
         writeln!(f)?;
         writeln!(f, "Node Outputs")?;
         writeln!(f, "------------")?;
-        write_nodes(f, &self.nodes, "")
+        write_nodes(f, &r.nodes, "")
     }
 }

@@ -54,10 +54,10 @@ impl<T: Value> AnyValue for T {
     }
     fn write_json_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         // The serializer writes a token at a time: gathered here, on the typed side, `out` is
-        // called once per 4 KiB rather than two or three times per number of a large vector.
+        // called once per KiB rather than two or three times per number of a large vector.
         let mut w = Gather {
             out,
-            buf: [0; 4096],
+            buf: [0; 1024],
             len: 0,
         };
         serde_json::to_writer(&mut w, self).map_err(std::io::Error::other)?;
@@ -68,10 +68,10 @@ impl<T: Value> AnyValue for T {
     }
 }
 
-/// A 4 KiB buffer on the stack in front of a `dyn Write`.
+/// A 1 KiB buffer on the stack in front of a `dyn Write` (small: it is zeroed for every value).
 struct Gather<'a> {
     out: &'a mut dyn std::io::Write,
-    buf: [u8; 4096],
+    buf: [u8; 1024],
     len: usize,
 }
 

@@ -868,3 +868,24 @@ fn unrecorded_values_stay_exact_in_process_and_never_reach_a_worker_changed() {
     let r = covalent::dispatch_sync(nan_input(f64::NAN).with_config(cfg).record(false)).unwrap();
     assert_eq!(r.value(), Some(&true));
 }
+
+/// A program that recorded its dispatches and ended leaves no write-ahead log behind: it is
+/// moved into the database and truncated at exit (the stores a process keeps open are never
+/// closed, so SQLite's own clean-up at the last close never ran, and logs of tens of megabytes
+/// stayed). The dispatches are all there.
+#[test]
+fn a_program_that_ends_leaves_its_dispatches_in_the_database_and_no_log() {
+    let home = tempfile::tempdir().unwrap();
+    let child = spawn_role("writer", home.path(), &[("FAULTS_N", "300".to_string())]);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wal = home.path().join("covalent.db-wal");
+    let left = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert_eq!(left, 0, "{} bytes of log left at exit", left);
+    let store = Store::open(&home.path().join("covalent.db")).unwrap();
+    assert_eq!(store.list(&ListFilter::default()).unwrap().len(), 300);
+}

@@ -591,3 +591,61 @@ fn the_write_ahead_log_stays_small_while_dispatches_follow_each_other() {
     let store = Store::open(&cfg.store_path()).unwrap();
     assert_eq!(store.list(&Default::default()).unwrap().len(), 3000);
 }
+
+#[lattice]
+fn many_subs(n: i64) -> i64 {
+    let parts: Vec<Node<i64>> = (0..n).map(|i| fan(width(i % 3))).collect();
+    total(parts)
+}
+
+/// A page of a dispatch's nodes is exactly that slice of its whole record (sublattices under
+/// its nodes included), with the count to page through; internal nodes count only when asked.
+#[test]
+fn a_page_of_nodes_is_the_same_slice_of_the_whole_record() {
+    let _guard = COUNTING.lock().unwrap();
+    let (_dir, cfg) = temp_config();
+    let path = cfg.store_path();
+    // Written whole in one row; with sublattices; and batch by batch while it ran.
+    for run in 0..3 {
+        let cfg = cfg_again(&path);
+        let r = match run {
+            0 => covalent::dispatch_sync(workflow(3, 4).with_config(cfg)).unwrap(),
+            1 => covalent::dispatch_sync(many_subs(7).with_config(cfg)).unwrap(),
+            _ => covalent::dispatch_sync(unhurried_many(7).with_config(cfg)).unwrap(),
+        };
+        let slow = run;
+        assert_eq!(r.status(), Status::Completed, "{:?}", r.error());
+        let store = Store::open(&path).unwrap();
+        let whole = store.get(r.dispatch_id()).unwrap();
+        for internal in [false, true] {
+            let listed: Vec<&covalent::store::NodeRecord> = whole
+                .nodes
+                .iter()
+                .filter(|n| internal || !n.internal)
+                .collect();
+            for (offset, limit) in [(0, 3), (2, 4), (5, 100), (100, 5), (0, usize::MAX)] {
+                let (page, matching) = store
+                    .get_page(r.dispatch_id(), offset, limit, internal)
+                    .unwrap();
+                assert_eq!(matching, listed.len());
+                let expected: Vec<&covalent::store::NodeRecord> =
+                    listed.iter().skip(offset).take(limit).copied().collect();
+                let got: Vec<&covalent::store::NodeRecord> = page.nodes.iter().collect();
+                assert_eq!(got, expected, "offset {offset}, limit {limit}, run {slow}");
+                assert_eq!((page.status, &page.output), (whole.status, &whole.output));
+            }
+        }
+        assert_eq!(
+            whole.nodes.iter().any(|n| n.sublattice.is_some()),
+            run > 0,
+            "sublattices are part of the check"
+        );
+    }
+}
+
+/// [`many_subs`], run long enough to be written while it runs.
+#[lattice]
+fn unhurried_many(n: i64) -> i64 {
+    let parts: Vec<Node<i64>> = (0..n).map(|i| fan(width(i % 3))).collect();
+    add(total(parts), pause(0))
+}

@@ -4,7 +4,8 @@
 //!   JSON), dispatched with recording off and on: wall time and the process's peak RSS.
 //! - `read`: what reading that recorded dispatch back costs in a fresh process, as the
 //!   commands do: its result alone (`covalent result`: the row, then the value file streamed to
-//!   a sink) and its whole record with every node (`covalent show`, the UI's dispatch page).
+//!   a sink), its first page of 200 tasks (`covalent show`) and its whole record with every
+//!   node (`covalent show --limit 0`, `result --json`, the UI's dispatch page).
 //! - `nodes`: a recorded fan-out of N trivial tasks (2N + 1 nodes), then the same two reads.
 //!
 //! Every case runs in a child process of its own (this binary again, `--case ...`), so each
@@ -61,7 +62,7 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Internal: run one case in this process (`value BYTES on|off`, `nodes N`,
-    /// `read-result ID`, `read-record ID`), the store in `--home`.
+    /// `read-result ID`, `read-page ID`, `read-record ID`), the store in `--home`.
     #[arg(long, num_args = 1.., value_delimiter = ' ')]
     case: Option<Vec<String>>,
     #[arg(long)]
@@ -167,6 +168,20 @@ fn run_case(case: &[String], home: &Path) -> anyhow::Result<Row> {
             }
             row.seconds = t0.elapsed().as_secs_f64();
         }
+        "read-page" => {
+            let id = arg(1).parse()?;
+            let store = store()?;
+            let summary = store.summary(id)?;
+            let (page, matching) = store.get_page(id, 0, 200, false)?;
+            let mut sink = std::io::sink();
+            write!(
+                sink,
+                "{}",
+                page.report_with_counts(summary.done, summary.total)
+            )?;
+            row.seconds = t0.elapsed().as_secs_f64();
+            row.size = matching as u64;
+        }
         "read-record" => {
             let id = arg(1).parse()?;
             let rec = store()?.get(id)?;
@@ -254,7 +269,7 @@ fn run_all(args: &Args, tmp: &Path) -> anyhow::Result<()> {
         let on = child(&format!("value {n} on"), &home)?;
         let id = on.dispatch.clone().unwrap_or_default();
         show(on, &mut rows);
-        for read in ["read-result", "read-record"] {
+        for read in ["read-result", "read-page", "read-record"] {
             let mut r = child(&format!("{read} {id}"), &home)?;
             r.size = n;
             show(r, &mut rows);
@@ -264,7 +279,7 @@ fn run_all(args: &Args, tmp: &Path) -> anyhow::Result<()> {
     let wide = child(&format!("nodes {tasks}"), &home)?;
     let id = wide.dispatch.clone().unwrap_or_default();
     show(wide, &mut rows);
-    for read in ["read-result", "read-record"] {
+    for read in ["read-result", "read-page", "read-record"] {
         let mut r = child(&format!("{read} {id}"), &home)?;
         r.case = format!("{read} (nodes)");
         show(r, &mut rows);

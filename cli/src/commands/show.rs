@@ -17,8 +17,18 @@ const ERROR_WIDTH: usize = 60;
 /// Runs `covalent show`.
 pub fn run(ctx: &Context, args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
     let (store, id) = ctx.dispatch(&args.id)?;
-    let record = store.get(id)?;
-    write!(out, "{record}")?;
+    let summary = store.summary(id)?;
+    let limit = if args.limit == 0 {
+        usize::MAX
+    } else {
+        args.limit
+    };
+    let (record, matching) = store.get_page(id, args.offset, limit, args.all)?;
+    write!(
+        out,
+        "{}",
+        record.report_with_counts(summary.done, summary.total)
+    )?;
     writeln!(out)?;
     writeln!(out, "Nodes")?;
     writeln!(out, "-----")?;
@@ -26,10 +36,30 @@ pub fn run(ctx: &Context, args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
         "ID", "NAME", "STATUS", "EXECUTOR", "ATTEMPTS", "STARTED", "RUNTIME", "JOB", "ERROR",
     ]);
     add_rows(&mut t, &record.nodes, "", args.all);
-    if t.is_empty() {
+    if t.is_empty() && matching == 0 {
         writeln!(out, "(no tasks; `--all` lists internal nodes)")?;
     } else {
         write!(out, "{t}")?;
+    }
+    let shown = record.nodes.len();
+    let what = if args.all { "nodes" } else { "tasks" };
+    let (first, next) = (args.offset + 1, args.offset + shown);
+    if shown == 0 && matching > 0 {
+        writeln!(
+            out,
+            "(none past {} of {matching} {what}; `--offset 0` for the first page)",
+            args.offset
+        )?;
+    } else if next < matching {
+        writeln!(
+            out,
+            "({what} {first}–{next} of {matching} shown; `--offset {next}` for the next page, `--limit 0` for all)"
+        )?;
+    } else if args.offset > 0 {
+        writeln!(
+            out,
+            "({what} {first}–{next} of {matching} shown: the last page)"
+        )?;
     }
     Ok(())
 }

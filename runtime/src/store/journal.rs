@@ -47,6 +47,15 @@ struct Shared {
     wake: Condvar,
     /// Commits since the last checkpoint (the writer's and its waiters' inline ones).
     commits: std::sync::atomic::AtomicU64,
+    /// Anything was committed through this journal (see `checkpoint_at_exit`).
+    wrote: AtomicBool,
+}
+
+impl Shared {
+    fn committed(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.wrote.store(true, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -54,6 +63,9 @@ struct State {
     incoming: Vec<(Arc<Run>, Arc<RunJournal>)>,
     woken: bool,
     active_ids: HashSet<String>,
+    /// The writer is waiting for at most a tick (it has runs to watch): a new run need not
+    /// wake it, it takes the run at that tick, well before the run's first batch is due.
+    ticking: bool,
 }
 
 /// A store's writer.
@@ -120,15 +132,18 @@ impl RunJournal {
         })
     }
 
-    /// Hands a run to the writer.
+    /// Hands a run to the writer (waking it only when it is not ticking already: a small
+    /// dispatch, written whole by its waiter, then costs the writer nothing but a look at it).
     fn register(self: Arc<Self>, run: &Arc<Run>) {
         let mut s = self.shared.state.lock().unwrap();
         if self.path.is_empty() {
             s.active_ids.insert(self.dispatch_id.clone());
         }
         s.incoming.push((run.clone(), self.clone()));
-        s.woken = true;
-        self.shared.wake.notify_one();
+        if !s.ticking {
+            s.woken = true;
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Waits until the ended run's final state is in the database: written here and now, in
@@ -144,7 +159,7 @@ impl RunJournal {
                 .is_ok()
         {
             let row = self.row.lock().unwrap().take();
-            self.shared.commits.fetch_add(1, Ordering::Relaxed);
+            self.shared.committed();
             if let Err(e) = store.write_whole(run, &self.dispatch_id, row.as_ref()) {
                 eprintln!(
                     "covalent: warning: cannot record to the store {}: {e}",
@@ -212,7 +227,7 @@ impl RunObserver for RunJournal {
                 eprintln!("covalent: warning: cannot record dispatch {}: {e}", row.id);
                 *self.row.lock().unwrap() = Some(row);
             } else {
-                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                self.shared.committed();
             }
         }
         self.changed.lock().unwrap().push(node);
@@ -227,6 +242,7 @@ impl Journal {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             commits: Default::default(),
+            wrote: AtomicBool::new(false),
         });
         let s = shared.clone();
         let spawned = std::thread::Builder::new()
@@ -260,6 +276,11 @@ impl Journal {
             born: Instant::now(),
             store,
         })
+    }
+
+    /// Whether anything was committed through this journal.
+    pub(crate) fn wrote(&self) -> bool {
+        self.shared.wrote.load(Ordering::Relaxed)
     }
 
     /// Whether this process is running dispatch `id`.
@@ -318,14 +339,16 @@ impl Writer {
                 let mut s = self.shared.state.lock().unwrap();
                 if !s.woken {
                     let timeout = if !self.active.is_empty() {
-                        TICK
+                        self.next_due()
                     } else if self.wal_pending {
                         CHECKPOINT_IDLE
                     } else {
                         Duration::from_secs(3600)
                     };
+                    s.ticking = timeout <= TICK;
                     s = self.shared.wake.wait_timeout(s, timeout).unwrap().0;
                 }
+                s.ticking = false;
                 s.woken = false;
                 for (run, journal) in s.incoming.drain(..) {
                     let rows = Rows::new(run.nodes().len());
@@ -370,6 +393,18 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// How long until the next batch is due: a tick, or sooner when a run not written yet
+    /// reaches its first tick before that (so a run taken at a tick is still written a tick
+    /// after it started).
+    fn next_due(&self) -> Duration {
+        self.active
+            .iter()
+            .filter(|a| a.journal.claim.load(Ordering::Acquire) == UNCLAIMED)
+            .map(|a| TICK.saturating_sub(a.journal.born.elapsed()))
+            .min()
+            .map_or(TICK, |d| d.max(Duration::from_millis(1)))
     }
 
     /// Moves the write-ahead log into the database when nothing is running, or when the log
@@ -501,7 +536,7 @@ impl Writer {
         let wrote = batch();
         match wrote.and_then(|()| tx.commit()) {
             Ok(()) => {
-                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                self.shared.committed();
                 finished.extend(written);
                 finished.sort_unstable();
                 Ok(finished)

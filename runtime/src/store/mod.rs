@@ -257,6 +257,37 @@ pub(crate) struct Ended<'a> {
     pub nodes: Option<&'a str>,
 }
 
+/// When the process exits, the write-ahead log of every store it wrote to is moved into the
+/// database and truncated to nothing (SQLite does this when the last connection closes, but a
+/// process exits without closing the stores it keeps open): a program that dispatched and
+/// ended leaves the database file alone. It gives up after a fraction of a second (this
+/// process's writer thread may be ending a batch or a checkpoint): a store another process is
+/// using at that moment is left to its next checkpoint, and a process that only read
+/// (`covalent show`) changes nothing.
+extern "C" fn checkpoint_at_exit() {
+    let Ok(open) = OPEN.try_lock() else {
+        return;
+    };
+    for store in open.values() {
+        if let Ok(c) = store.conn.try_lock()
+            && (c.total_changes() > 0 || store.journal.wrote())
+        {
+            // The writer thread may be in a checkpoint of its own (a second one is refused at
+            // once, not waited for): tried again for a while.
+            let _ = c.busy_timeout(Duration::from_millis(50));
+            for _ in 0..40 {
+                let busy = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                });
+                if !matches!(busy, Ok(1) | Err(_)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
 /// A [`DispatchSummary`] from `SELECT id, lattice, status, task_count, created_at, ended_at,
 /// done_count`.
 fn summary_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<DispatchSummary> {
@@ -304,6 +335,14 @@ impl Store {
             }
             open.remove(&key);
         }
+        static AT_EXIT: std::sync::Once = std::sync::Once::new();
+        AT_EXIT.call_once(|| {
+            // SAFETY: registers a plain `extern "C" fn` taking nothing; it only try-locks and
+            // asks SQLite for a checkpoint, which is safe at any point of the exit.
+            unsafe {
+                libc::atexit(checkpoint_at_exit);
+            }
+        });
         let conn = connect::connect(path)?;
         let writer = connect::connect(path)?;
         let store = Arc::new(Store {
@@ -597,7 +636,11 @@ impl Store {
             (None, false) => return Ok(0),
         };
         let mut conn = self.conn.lock().unwrap();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        // IMMEDIATE: it reads, then writes; a deferred transaction would fail at once (not
+        // wait) if another process committed in between.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
         let gone = (|| {
             let ids: Vec<(String, Option<String>)> = {
                 let mut st = tx.prepare(

@@ -99,7 +99,7 @@ impl Store {
             // An interrupted dispatch's unfinished nodes end when it did (its last sign of
             // life).
             let interrupted = (status == Status::Interrupted).then(|| ended.unwrap_or(created));
-            assemble(&graph, "", &rows, &subs, interrupted, results)
+            assemble(&graph, None, "", &rows, &subs, interrupted, results)
         } else {
             Vec::new()
         };
@@ -123,30 +123,118 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<HashMap<(String, usize), NodeRow>, StoreError> {
+        self.node_rows_where(id, |_, _| true)
+    }
+
+    /// The latest logged state of the nodes `keep(path, node id)` selects. Entries of other
+    /// nodes are skipped unparsed (read as far as their id), one batch in memory at a time.
+    fn node_rows_where(
+        &self,
+        id: &str,
+        keep: impl Fn(&str, usize) -> bool,
+    ) -> Result<HashMap<(String, usize), NodeRow>, StoreError> {
         // The batch written with the row (a dispatch recorded in one commit) comes first: a
         // resume may have logged more after it.
-        let batches: Vec<(String, String)> = self.with(|c| {
+        let damaged = |e: serde_json::Error| {
+            rusqlite::Error::ToSqlConversionFailure(
+                format!("the node log of dispatch {id} is damaged: {e}").into(),
+            )
+        };
+        self.with(|c| {
             let mut st = c.prepare_cached(
                 "SELECT '', nodes FROM dispatches WHERE id = ?1 AND nodes IS NOT NULL
                  UNION ALL
                  SELECT * FROM (SELECT path, entries FROM node_log WHERE dispatch_id = ?1
                                 ORDER BY seq)",
             )?;
-            let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect()
-        })?;
-        let mut out = HashMap::new();
-        for (path, entries) in batches {
-            let entries: Vec<serde_json::Value> =
-                serde_json::from_str(&entries).map_err(|e| StoreError::Sqlite {
-                    path: self.path.clone(),
-                    reason: format!("the node log of dispatch {id} is damaged: {e}"),
-                })?;
-            for e in entries.into_iter().filter_map(NodeRow::parse) {
-                out.insert((path.clone(), e.n), e);
+            let mut rows = st.query([id])?;
+            let mut out = HashMap::new();
+            while let Some(r) = rows.next()? {
+                let path: String = r.get(0)?;
+                let entries: &str = r.get_ref(1)?.as_str()?;
+                let entries: Vec<&serde_json::value::RawValue> =
+                    serde_json::from_str(entries).map_err(damaged)?;
+                for e in entries {
+                    let Some(n) = leading_ints(e.get()).0 else {
+                        continue;
+                    };
+                    if !keep(&path, n as usize) {
+                        continue;
+                    }
+                    let v: serde_json::Value = serde_json::from_str(e.get()).map_err(damaged)?;
+                    if let Some(row) = NodeRow::parse(v) {
+                        out.insert((path.clone(), row.n), row);
+                    }
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+    }
+
+    /// One page of a dispatch's top-level nodes: the record with `nodes` holding the
+    /// `offset`-th to the `offset + limit`-th of them (internal nodes counted and shown only
+    /// with `internal`), sublattices under them whole, and how many nodes there are to page
+    /// through. The graph is scanned, not built, and only the page's entries of the node log
+    /// are parsed: a page of a million-node dispatch costs a fraction of its whole record.
+    pub fn get_page(
+        &self,
+        id: Uuid,
+        offset: usize,
+        limit: usize,
+        internal: bool,
+    ) -> Result<(DispatchRecord, usize), StoreError> {
+        let mut record = self.read(id, false)?;
+        let key = id.to_string();
+        let page = self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT coalesce(d.graph, g.graph) FROM dispatches d
+                 LEFT JOIN graphs g ON g.dispatch_id = d.id WHERE d.id = ?1",
+            )?;
+            let mut rows = st.query([&key])?;
+            let Some(r) = rows.next()? else {
+                return Ok(None);
+            };
+            let Ok(text) = r.get_ref(0)?.as_str() else {
+                return Ok(None);
+            };
+            Ok(graph_page(text, offset, limit, internal))
+        })?;
+        let Some((graph, ids, matching)) = page else {
+            return Ok((record, 0));
+        };
+        let wanted: std::collections::HashSet<usize> = ids.iter().copied().collect();
+        let under_page = |path: &str| {
+            path.split('/')
+                .next()
+                .and_then(|p| p.parse::<usize>().ok())
+                .is_some_and(|n| wanted.contains(&n))
+        };
+        let rows = self.node_rows_where(&key, |path, n| {
+            if path.is_empty() {
+                wanted.contains(&n)
+            } else {
+                under_page(path)
+            }
+        })?;
+        let mut subs = self.sublattice_rows(&key)?;
+        subs.retain(|path, _| under_page(path));
+        let interrupted = (record.status == Status::Interrupted).then(|| {
+            record
+                .end_time
+                .or(record.start_time)
+                .map_or(0, |t| t.timestamp_micros())
+        });
+        let results = record.results_dir.clone();
+        record.nodes = assemble(
+            &graph,
+            Some(&ids),
+            "",
+            &rows,
+            &subs,
+            interrupted,
+            results.as_deref(),
+        );
+        Ok((record, matching))
     }
 
     fn sublattice_rows(
@@ -237,9 +325,11 @@ impl NodeRow {
 }
 
 /// Builds node records from a stored graph and its node rows (nodes without a row have not
-/// started; parameters carry their value).
+/// started; parameters carry their value). With `ids`, `graph.nodes` holds only those nodes
+/// (a page): the `k`-th is node `ids[k]`.
 fn assemble(
     graph: &GraphRec,
+    ids: Option<&[usize]>,
     path: &str,
     rows: &HashMap<(String, usize), NodeRow>,
     subs: &HashMap<String, (String, String, GraphRec)>,
@@ -247,12 +337,13 @@ fn assemble(
     results: Option<&Path>,
 ) -> Vec<NodeRecord> {
     (0..graph.nodes.len())
-        .map(|i| {
-            let spec = &graph.nodes[i];
+        .map(|k| {
+            let i = ids.map_or(k, |ids| ids[k]);
+            let spec = &graph.nodes[k];
             let inputs = spec
                 .4
                 .iter()
-                .map(|&(src, slot)| (src as usize, graph.edge_name(i, slot)))
+                .map(|&(src, slot)| (src as usize, graph.edge_name(k, slot)))
                 .collect();
             let sub_path = if path.is_empty() {
                 i.to_string()
@@ -264,14 +355,14 @@ fn assemble(
                 .map(|(lattice, status, g)| SublatticeRecord {
                     lattice: lattice.clone(),
                     status: status.parse().unwrap_or(Status::Running),
-                    nodes: assemble(g, &sub_path, rows, subs, interrupted, results),
+                    nodes: assemble(g, None, &sub_path, rows, subs, interrupted, results),
                 });
             let mut rec = NodeRecord {
                 id: i,
-                name: graph.name(i).to_string(),
-                internal: graph.internal(i),
+                name: graph.name(k).to_string(),
+                internal: graph.internal(k),
                 status: Status::New,
-                executor: graph.executor(i).map(str::to_string),
+                executor: graph.executor(k).map(str::to_string),
                 inputs,
                 output: None,
                 output_file: None,
@@ -336,4 +427,90 @@ fn assemble(
             rec
         })
         .collect()
+}
+
+/// The graph of a stored dispatch with only the nodes of one page parsed: the names,
+/// electrons and executors it refers to, the page's nodes (see [`assemble`]'s `ids`), their
+/// ids, and how many nodes could be paged through. `None` if the text is not a graph.
+fn graph_page(
+    text: &str,
+    offset: usize,
+    limit: usize,
+    internal: bool,
+) -> Option<(GraphRec, Vec<usize>, usize)> {
+    #[derive(serde::Deserialize)]
+    struct Scan<'a> {
+        #[serde(default)]
+        t0: i64,
+        names: Vec<String>,
+        electrons: Vec<encode::ElectronRec>,
+        executors: Vec<String>,
+        #[serde(borrow)]
+        nodes: Vec<&'a serde_json::value::RawValue>,
+    }
+    let scan: Scan<'_> = serde_json::from_str(text).ok()?;
+    let mut page = Vec::new();
+    let mut ids = Vec::new();
+    let mut matching = 0;
+    for (i, raw) in scan.nodes.iter().enumerate() {
+        let kind = leading_ints(raw.get()).1.unwrap_or(0) as u8;
+        if !internal && matches!(kind, encode::PARAMETER | encode::INTERNAL) {
+            continue;
+        }
+        if matching >= offset && matching - offset < limit {
+            page.push(serde_json::from_str::<encode::NodeRec>(raw.get()).ok()?);
+            ids.push(i);
+        }
+        matching += 1;
+    }
+    let graph = GraphRec {
+        t0: scan.t0,
+        names: scan.names,
+        electrons: scan.electrons,
+        executors: scan.executors,
+        nodes: page,
+    };
+    Some((graph, ids, matching))
+}
+
+/// The first two integers of a JSON array's text (`[12,1,...` gives 12 and 1): a node's id and
+/// status in a log entry, its name and kind in a stored graph.
+fn leading_ints(raw: &str) -> (Option<u64>, Option<u64>) {
+    let b = raw.as_bytes();
+    let mut at = b.iter().position(|&c| c == b'[').map_or(b.len(), |p| p + 1);
+    let mut int = || {
+        while at < b.len() && b[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        let start = at;
+        let mut v: u64 = 0;
+        while at < b.len() && b[at].is_ascii_digit() {
+            v = v.checked_mul(10)?.checked_add(u64::from(b[at] - b'0'))?;
+            at += 1;
+        }
+        while at < b.len() && b[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        let ok = at > start && at < b.len() && matches!(b[at], b',' | b']');
+        at += 1;
+        ok.then_some(v)
+    };
+    let first = int();
+    (first, first.and_then(|_| int()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leading_ints;
+
+    #[test]
+    fn leading_ints_reads_the_first_two_integers_of_an_array() {
+        assert_eq!(leading_ints("[12,1,0,[]]"), (Some(12), Some(1)));
+        assert_eq!(leading_ints(" [ 7 , 3 ]"), (Some(7), Some(3)));
+        assert_eq!(leading_ints("[5]"), (Some(5), None));
+        assert_eq!(leading_ints("[-1,2]"), (None, None));
+        assert_eq!(leading_ints("[1.5,2]"), (None, None));
+        assert_eq!(leading_ints("{}"), (None, None));
+        assert_eq!(leading_ints("[99999999999999999999,1]"), (None, None));
+    }
 }

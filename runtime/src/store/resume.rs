@@ -351,7 +351,10 @@ impl Store {
             ]));
         }
         let mut conn = self.conn.lock().unwrap();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        // IMMEDIATE: it reads the log's next number, then writes (see `Store::purge`).
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
         (|| {
             if !entries.is_empty() {
                 let seq: i64 = tx.query_row(

@@ -59,18 +59,17 @@ impl Stored {
 /// written is reported and the value kept in the row after all (a slow row beats a lost value).
 pub(crate) fn write(value: &Output, buf: &mut Vec<u8>, results: &Path) -> Option<Stored> {
     let mark = buf.len();
-    let dir = dir_of(results);
-    if let Some((weak, d, stored)) = &*LAST.lock().unwrap()
-        && *d == dir
+    if let Some((weak, r, stored)) = &*LAST.lock().unwrap()
+        && r == results
         && value.is_same(weak)
-        && stored.path_in(&dir).exists()
+        && stored.path_in(&dir_of(results)).exists()
     {
         return Some(stored.clone());
     }
     let mut w = Spill {
         buf,
         mark,
-        dir: &dir,
+        results,
         file: None,
         chunk: Vec::new(),
         hasher: blake3::Hasher::new(),
@@ -85,7 +84,8 @@ pub(crate) fn write(value: &Output, buf: &mut Vec<u8>, results: &Path) -> Option
         ..
     } = w;
     let Some((file, tmp)) = file else {
-        // Short: it is in `buf` (or the failure to serialize it is).
+        // Short: it is in `buf` (or the failure to serialize it is); nothing was allocated
+        // for the file side.
         if streamed.is_err() {
             buf.truncate(mark);
             value.write_json(buf);
@@ -98,19 +98,20 @@ pub(crate) fn write(value: &Output, buf: &mut Vec<u8>, results: &Path) -> Option
             h: hasher.finalize().to_hex().to_string(),
             n: len,
         };
-        std::fs::rename(&tmp, stored.path_in(&dir))?;
+        std::fs::rename(&tmp, stored.path_in(&dir_of(results)))?;
         Ok(stored)
     });
     match done {
         Ok(stored) => {
-            *LAST.lock().unwrap() = Some((value.downgrade(), dir, stored.clone()));
+            *LAST.lock().unwrap() =
+                Some((value.downgrade(), results.to_path_buf(), stored.clone()));
             Some(stored)
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             eprintln!(
                 "covalent: warning: cannot write a value file in {}: {e}; the value is kept in the store's row instead",
-                dir.display()
+                dir_of(results).display()
             );
             buf.truncate(mark);
             value.write_json(buf);
@@ -127,7 +128,8 @@ pub(crate) fn write(value: &Output, buf: &mut Vec<u8>, results: &Path) -> Option
 struct Spill<'a> {
     buf: &'a mut Vec<u8>,
     mark: usize,
-    dir: &'a Path,
+    /// The dispatch's results dir (its value files are in [`dir_of`] it).
+    results: &'a Path,
     file: Option<(File, PathBuf)>,
     chunk: Vec<u8>,
     hasher: blake3::Hasher,
@@ -139,10 +141,9 @@ const CHUNK: usize = 1 << 20;
 
 impl Spill<'_> {
     fn spill(&mut self) -> io::Result<()> {
-        std::fs::create_dir_all(self.dir)?;
-        let tmp = self
-            .dir
-            .join(format!(".{}.part", uuid::Uuid::now_v7().simple()));
+        let dir = dir_of(self.results);
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(".{}.part", uuid::Uuid::now_v7().simple()));
         let f = File::create(&tmp)?;
         self.chunk = Vec::with_capacity(CHUNK + INLINE_LIMIT);
         self.chunk.extend_from_slice(&self.buf[self.mark..]);
@@ -189,7 +190,7 @@ impl Write for Spill<'_> {
 /// and compared by identity while it is alive (a live value is never changed).
 static LAST: std::sync::Mutex<Option<Last>> = std::sync::Mutex::new(None);
 
-/// [`LAST`]: the value, the value files' dir it went to, and its reference.
+/// [`LAST`]: the value, the results dir of the dispatch it went to, and its reference.
 type Last = (std::sync::Weak<dyn crate::value::AnyValue>, PathBuf, Stored);
 
 #[cfg(test)]
