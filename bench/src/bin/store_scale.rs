@@ -26,6 +26,10 @@ use clap::Parser;
 use covalent::prelude::*;
 use serde::{Deserialize, Serialize};
 
+#[path = "../peak_rss.rs"]
+mod peak_rss;
+use peak_rss::peak_rss;
+
 #[electron]
 fn payload(n: u64) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
@@ -84,17 +88,6 @@ struct Row {
     store_bytes: u64,
     #[serde(default)]
     value_file_bytes: u64,
-}
-
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn config(home: &Path, record: bool) -> anyhow::Result<Arc<covalent::Config>> {

@@ -28,6 +28,10 @@ use clap::Parser;
 use covalent::prelude::*;
 use serde::Serialize;
 
+#[path = "../peak_rss.rs"]
+mod peak_rss;
+use peak_rss::peak_rss;
+
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -306,18 +310,6 @@ fn settled_heap(floor: usize) -> usize {
             (last, still) = (now, Instant::now());
         }
     }
-}
-
-/// `VmHWM` from `/proc/self/status`, in bytes (0 where there is no procfs).
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn specs(only: &[String], quick: bool) -> Vec<Spec> {

@@ -177,7 +177,7 @@ fn final_fields(run: &Run) -> (Status, Option<String>, Option<String>, i64) {
     let (output, file) = match run.output() {
         Some(v) if status == Status::Completed => {
             let mut buf = Vec::new();
-            match values::write(v, &mut buf, run.results_dir()) {
+            match values::write_result(v, &mut buf, run.results_dir()) {
                 Some(stored) => (None, serde_json::to_string(&stored).ok()),
                 None => (String::from_utf8(buf).ok(), None),
             }

@@ -123,15 +123,16 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<HashMap<(String, usize), NodeRow>, StoreError> {
-        self.node_rows_where(id, |_, _| true)
+        self.node_rows_where(id, None)
     }
 
-    /// The latest logged state of the nodes `keep(path, node id)` selects. Entries of other
-    /// nodes are skipped unparsed (read as far as their id), one batch in memory at a time.
+    /// The latest logged state of the nodes `keep(path, node id)` selects (every node without
+    /// it). Entries of other nodes are skipped unparsed (read as far as their id), one batch in
+    /// memory at a time.
     fn node_rows_where(
         &self,
         id: &str,
-        keep: impl Fn(&str, usize) -> bool,
+        keep: Option<&Keep<'_>>,
     ) -> Result<HashMap<(String, usize), NodeRow>, StoreError> {
         // The batch written with the row (a dispatch recorded in one commit) comes first: a
         // resume may have logged more after it.
@@ -152,6 +153,15 @@ impl Store {
             while let Some(r) = rows.next()? {
                 let path: String = r.get(0)?;
                 let entries: &str = r.get_ref(1)?.as_str()?;
+                let Some(keep) = keep else {
+                    // Every node: parsed in one pass.
+                    let all: Vec<serde_json::Value> =
+                        serde_json::from_str(entries).map_err(damaged)?;
+                    for row in all.into_iter().filter_map(NodeRow::parse) {
+                        out.insert((path.clone(), row.n), row);
+                    }
+                    continue;
+                };
                 let entries: Vec<&serde_json::value::RawValue> =
                     serde_json::from_str(entries).map_err(damaged)?;
                 for e in entries {
@@ -209,13 +219,14 @@ impl Store {
                 .and_then(|p| p.parse::<usize>().ok())
                 .is_some_and(|n| wanted.contains(&n))
         };
-        let rows = self.node_rows_where(&key, |path, n| {
+        let keep = |path: &str, n: usize| {
             if path.is_empty() {
                 wanted.contains(&n)
             } else {
                 under_page(path)
             }
-        })?;
+        };
+        let rows = self.node_rows_where(&key, Some(&keep))?;
         let mut subs = self.sublattice_rows(&key)?;
         subs.retain(|path, _| under_page(path));
         let interrupted = (record.status == Status::Interrupted).then(|| {
@@ -268,6 +279,9 @@ pub(super) fn value_file(reference: Option<&str>, results: Option<&Path>) -> Opt
     let stored: Stored = serde_json::from_str(reference?).ok()?;
     Some(stored.file(results?))
 }
+
+/// Which node-log entries to read: `(path, node id) -> keep?`.
+type Keep<'a> = dyn Fn(&str, usize) -> bool + 'a;
 
 /// One entry of the node log: `[id, status, start, end, output, {extras}]`, times in µs from
 /// the run's start (`GraphRec::t0`), extras (`e` error, `out`/`err` streams, `t` attempts,

@@ -213,7 +213,7 @@ impl Store {
         let graph = self.graph_rec(&key)?;
         let fps = graph.fingerprints();
         let mut out = Reusable::default();
-        let mut results: Option<Option<PathBuf>> = None;
+        let results = self.results_dir_of(&key)?;
         for ((path, i), row) in self.node_rows(&key)? {
             if !path.is_empty() || i >= fps.len() {
                 continue;
@@ -224,15 +224,7 @@ impl Store {
                 } else if let Some(stored) = &row.of {
                     // A value file: read whole, as the node's output is (a value the file no
                     // longer reads back from is run again).
-                    let dir = match &results {
-                        Some(d) => d.clone(),
-                        None => {
-                            let d = self.results_dir_of(&key)?;
-                            results = Some(d.clone());
-                            d
-                        }
-                    };
-                    if let Some(v) = dir.and_then(|d| stored.file(&d).read().ok()) {
+                    if let Some(v) = results.as_deref().and_then(|d| stored.file(d).read().ok()) {
                         out.outputs.insert(fps[i], v);
                     }
                 }

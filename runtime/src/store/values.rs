@@ -59,13 +59,6 @@ impl Stored {
 /// written is reported and the value kept in the row after all (a slow row beats a lost value).
 pub(crate) fn write(value: &Output, buf: &mut Vec<u8>, results: &Path) -> Option<Stored> {
     let mark = buf.len();
-    if let Some((weak, r, stored)) = &*LAST.lock().unwrap()
-        && r == results
-        && value.is_same(weak)
-        && stored.path_in(&dir_of(results)).exists()
-    {
-        return Some(stored.clone());
-    }
     let mut w = Spill {
         buf,
         mark,
@@ -118,6 +111,21 @@ pub(crate) fn write(value: &Output, buf: &mut Vec<u8>, results: &Path) -> Option
             None
         }
     }
+}
+
+/// [`write`] for a value that may have just been written as a node's output (a dispatch's
+/// result is its last node's): the file written then is named again instead of serializing
+/// the value a second time. Only this path looks at [`LAST`]; node outputs, one per node, take
+/// no lock.
+pub(crate) fn write_result(value: &Output, buf: &mut Vec<u8>, results: &Path) -> Option<Stored> {
+    if let Some((weak, r, stored)) = &*LAST.lock().unwrap()
+        && r == results
+        && value.is_same(weak)
+        && stored.path_in(&dir_of(results)).exists()
+    {
+        return Some(stored.clone());
+    }
+    write(value, buf, results)
 }
 
 /// Buffers up to [`INLINE_LIMIT`] bytes after `mark`, then moves to a temporary file.
@@ -185,8 +193,8 @@ impl Write for Spill<'_> {
     }
 }
 
-/// The last value written to a file, so the same value stored again (a dispatch's result that
-/// is its last node's output) is not serialized twice: held weakly, so it keeps nothing alive,
+/// The last value written to a file (set when one spills, rare), so the same value stored
+/// again by [`write_result`] is not serialized twice: held weakly, so it keeps nothing alive,
 /// and compared by identity while it is alive (a live value is never changed).
 static LAST: std::sync::Mutex<Option<Last>> = std::sync::Mutex::new(None);
 
@@ -216,11 +224,11 @@ mod tests {
         let back: Vec<u32> =
             serde_json::from_slice(&std::fs::read(stored.path_in(&dir)).unwrap()).unwrap();
         assert_eq!(back, big);
-        // The same value again: the same file, and no temporary left over.
-        assert_eq!(
-            write(&Output::new(big), &mut buf, results.path()),
-            Some(stored)
-        );
+        // The same value again: the same file, and no temporary left over; the very value
+        // just written, as a result, is not serialized again.
+        let same = Output::new(big);
+        assert_eq!(write(&same, &mut buf, results.path()), Some(stored.clone()));
+        assert_eq!(write_result(&same, &mut buf, results.path()), Some(stored));
         let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
