@@ -162,7 +162,9 @@ fn w5_grid(layers: u64, width: u64) -> u64 {
 #[derive(Parser)]
 #[command(about = "W1–W5 and the scaling runs on the local executor, as JSON")]
 struct Args {
-    /// Comma-separated: w1, w2, w3, w4, w5, scaling (default: all).
+    /// Comma-separated: w1, w2, w3, w4, w5, scaling, floor (default: all). `floor`: 10,000
+    /// sequential recorded W1 dispatches interleaved with bare SQLite commits of the same row
+    /// (recording on only).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Recording: off, on or both.
@@ -204,6 +206,9 @@ struct Row {
     process_peak_rss_bytes: u64,
     value: u64,
     checked: bool,
+    /// The mean (the sequential-dispatch row only, whose target is per dispatch over all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mean_s: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -287,7 +292,98 @@ fn measure(spec: &Spec, config: &Arc<covalent::Config>, record: bool) -> anyhow:
         process_peak_rss_bytes: peak_rss(),
         value,
         checked: true,
+        mean_s: None,
     })
+}
+
+/// Recorded W1 beside the bare SQLite commit it ends with, interleaved: `reps` sequential
+/// recorded W1 dispatches from this process (one after the other, each waited for), and
+/// between each two of them one transaction inserting a copy of the last W1 row into the same
+/// store file through a plain rusqlite connection with the store's own settings (WAL,
+/// `synchronous = NORMAL`). The second is the floor of what recording a small dispatch can
+/// cost here: one commit of the same bytes, nothing of ours around it.
+fn commit_floor(config: &Arc<covalent::Config>, reps: usize) -> anyhow::Result<Vec<Row>> {
+    let w1 = || w1_seed(3, 4).with_config(config.clone());
+    covalent::dispatch_sync(w1())?; // the store exists, with a W1 row to copy
+    let conn = rusqlite::Connection::open(config.store_path())?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+    let cols: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('dispatches') ORDER BY cid")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let row: Vec<rusqlite::types::Value> = conn.query_row(
+        "SELECT * FROM dispatches ORDER BY created_at DESC LIMIT 1",
+        [],
+        |r| (0..cols.len()).map(|i| r.get(i)).collect(),
+    )?;
+    let bytes: usize = row
+        .iter()
+        .map(|v| match v {
+            rusqlite::types::Value::Text(t) => t.len(),
+            rusqlite::types::Value::Blob(b) => b.len(),
+            rusqlite::types::Value::Null => 0,
+            _ => 8,
+        })
+        .sum();
+    eprintln!("(commit-floor: a copy of the last W1 row, {bytes} bytes of values)");
+    let id_col = cols
+        .iter()
+        .position(|c| c == "id")
+        .context("no id column")?;
+    let insert = format!(
+        "INSERT INTO dispatches ({}) VALUES ({})",
+        cols.join(", "),
+        (1..=cols.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let (mut ours, mut bare) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+    let mut row = row;
+    for i in 0..reps {
+        let t0 = Instant::now();
+        let result = covalent::dispatch_sync(w1())?;
+        ours.push(t0.elapsed().as_secs_f64());
+        if result.value() != Some(&28) {
+            bail!("W1: value {:?}, expected 28", result.value());
+        }
+        row[id_col] = rusqlite::types::Value::Text(format!("floor-{i:026}"));
+        let t0 = Instant::now();
+        conn.execute_batch("BEGIN")?;
+        conn.prepare_cached(&insert)?
+            .execute(rusqlite::params_from_iter(row.iter()))?;
+        conn.execute_batch("COMMIT")?;
+        bare.push(t0.elapsed().as_secs_f64());
+    }
+    let row_of = |workload: &str, tasks: usize, mut times: Vec<f64>| {
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        Row {
+            workload: workload.to_string(),
+            size: reps as u64,
+            record: true,
+            tasks,
+            nodes: if tasks == 0 { 0 } else { 5 },
+            warmup: 1,
+            reps: times.len(),
+            median_s: median,
+            min_s: times[0],
+            max_s: times[times.len() - 1],
+            per_task_us: median * 1e6 / tasks.max(1) as f64,
+            peak_heap_bytes: 0,
+            bytes_per_node: 0.0,
+            bytes_per_task: 0.0,
+            process_peak_rss_bytes: peak_rss(),
+            value: if tasks == 0 { 0 } else { 28 },
+            checked: tasks > 0,
+            mean_s: None,
+        }
+    };
+    let mean = ours.iter().sum::<f64>() / ours.len() as f64;
+    let mut rows = vec![row_of("W1-seq", 2, ours), row_of("commit-floor", 0, bare)];
+    rows[0].mean_s = Some(mean);
+    Ok(rows)
 }
 
 /// Live heap bytes once the previous run's state is freed: a worker thread may still be
@@ -449,24 +545,34 @@ fn main() -> anyhow::Result<()> {
         "B/task"
     );
     let result = (|| -> anyhow::Result<()> {
+        let mut push = |row: Row| {
+            eprintln!(
+                "{:<14} {:>8} {:>6} {:>8} {:>8} {:>5} {:>9.3}ms {:>9.3}µs {:>10.0} {:>10.0}",
+                row.workload,
+                row.size,
+                if row.record { "on" } else { "off" },
+                row.tasks,
+                row.nodes,
+                row.reps,
+                row.median_s * 1e3,
+                row.per_task_us,
+                row.bytes_per_node,
+                row.bytes_per_task,
+            );
+            rows.push(row);
+        };
         for spec in &specs {
             for &record in records {
-                let row = measure(spec, &config(record)?, record)?;
-                eprintln!(
-                    "{:<14} {:>8} {:>6} {:>8} {:>8} {:>5} {:>9.3}ms {:>9.3}µs {:>10.0} {:>10.0}",
-                    row.workload,
-                    row.size,
-                    if record { "on" } else { "off" },
-                    row.tasks,
-                    row.nodes,
-                    row.reps,
-                    row.median_s * 1e3,
-                    row.per_task_us,
-                    row.bytes_per_node,
-                    row.bytes_per_task,
-                );
-                rows.push(row);
+                push(measure(spec, &config(record)?, record)?);
             }
+        }
+        let want_floor =
+            args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case("floor"));
+        if want_floor && records.contains(&true) {
+            let reps = if args.quick { 200 } else { 10_000 } * args.reps_factor.max(1);
+            commit_floor(&config(true)?, reps)?
+                .into_iter()
+                .for_each(&mut push);
         }
         Ok(())
     })();

@@ -239,20 +239,26 @@ pub(crate) fn encode_json<'g>(
         nodes.push(b',');
         int(&mut nodes, p.tag.into(), b']');
     });
-    let nodes = String::from_utf8(nodes).unwrap_or_default();
-    let tables = serde_json::json!({
-        "t0": t0,
-        "names": t.names,
-        "electrons": t.electrons,
-        "executors": t.executors,
-    })
-    .to_string();
-    let mut out = String::with_capacity(tables.len() + nodes.len() + 12);
-    out.push_str(&tables[..tables.len() - 1]);
-    out.push_str(",\"nodes\":[");
-    out.push_str(&nodes);
-    out.push_str("]}");
-    out
+    // The tables first, keys in the order a `serde_json::Value` map gives them (sorted), then
+    // the nodes: written straight into one buffer (no `Value` tree for a graph's few tables).
+    let mut out: Vec<u8> = Vec::with_capacity(nodes.len() + 64 * (t.names.len() + 4));
+    let tables = (|| -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"electrons\":");
+        serde_json::to_writer(&mut out, &t.electrons)?;
+        out.extend_from_slice(b",\"executors\":");
+        serde_json::to_writer(&mut out, &t.executors)?;
+        out.extend_from_slice(b",\"names\":");
+        serde_json::to_writer(&mut out, &t.names)?;
+        out.extend_from_slice(b",\"t0\":");
+        out.extend_from_slice(num.format(t0).as_bytes());
+        Ok(())
+    })();
+    debug_assert!(tables.is_ok(), "strings and integers always serialize");
+    out.extend_from_slice(b",\"nodes\":[");
+    out.extend_from_slice(&nodes);
+    out.extend_from_slice(b"]}");
+    // Every piece is JSON written by serde_json or digits and punctuation: valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// For redispatch and resume: per node of `graph`, what an earlier dispatch left under the
