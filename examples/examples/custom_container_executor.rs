@@ -170,11 +170,14 @@ impl Executor for DockerExecutor {
 
         // 4e. The result: the worker's value, or its error (a failing electron, a panic, a
         // failing hook) classified so retries apply. No result file means the container
-        // itself failed: say how, with the end of its stderr.
-        let result = ResultEnvelope::read(&task_dir.join("result.json"));
+        // itself failed: say how, with the end of its stderr. A large output is in a file of
+        // its own beside the result: `into_output_in` moves it to the dispatch's value files
+        // before the task dir goes.
+        let result = ResultEnvelope::read(&task_dir.join("result.json"))
+            .map(|r| r.into_output_in(&task_dir, ctx));
         let _ = std::fs::remove_dir_all(&task_dir);
         match result {
-            Ok(r) => r.into_output(),
+            Ok(r) => r,
             Err(_) => Err(ExecutorError::Failed(format!(
                 "the container exited with {}:\n{}",
                 out.status,

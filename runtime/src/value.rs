@@ -98,6 +98,77 @@ impl std::io::Write for Gather<'_> {
     }
 }
 
+/// A value held as JSON text in a file: a large output a worker in another process wrote,
+/// moved among its dispatch's value files. Read when somebody asks for it (streamed, never
+/// held in memory whole by the dispatcher). Unless the store names the file (a recorded
+/// dispatch's node output or result, see `store/values.rs`), it goes when the value does.
+pub(crate) struct JsonFile {
+    path: std::path::PathBuf,
+    /// BLAKE3 of the text, hex.
+    digest: String,
+    /// The text's length in bytes.
+    len: u64,
+    kept: std::sync::atomic::AtomicBool,
+}
+
+impl JsonFile {
+    fn open(&self) -> std::io::Result<std::io::BufReader<std::fs::File>> {
+        std::fs::File::open(&self.path).map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+    }
+
+    fn read_error(&self, e: impl fmt::Display) -> String {
+        format!(
+            "cannot read the value file {} ({} bytes): {e}",
+            self.path.display(),
+            self.len
+        )
+    }
+}
+
+impl Drop for JsonFile {
+    fn drop(&mut self) {
+        if self.kept.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let _ = std::fs::remove_file(&self.path);
+        // Its dir, and the dispatch's results dir, when that leaves them empty (an
+        // unrecorded dispatch leaves nothing behind).
+        if let Some(dir) = self.path.parent()
+            && std::fs::remove_dir(dir).is_ok()
+            && let Some(results) = dir.parent()
+        {
+            let _ = std::fs::remove_dir(results);
+        }
+    }
+}
+
+impl AnyValue for JsonFile {
+    fn check(&self) -> Result<(), String> {
+        // It was checked by the worker that wrote it, and its digest when it arrived.
+        Ok(())
+    }
+    fn to_json(&self) -> Result<serde_json::Value, String> {
+        let r = self.open().map_err(|e| self.read_error(e))?;
+        serde_json::from_reader(r).map_err(|e| self.read_error(e))
+    }
+    fn to_json_string(&self) -> Result<String, String> {
+        std::fs::read_to_string(&self.path).map_err(|e| self.read_error(e))
+    }
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        let mut r = self.open().map_err(|e| self.read_error(e))?;
+        std::io::Read::read_to_end(&mut r, out)
+            .map(|_| ())
+            .map_err(|e| self.read_error(e))
+    }
+    fn write_json_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut f = std::fs::File::open(&self.path)?;
+        std::io::copy(&mut f, out).map(|_| ())
+    }
+    fn type_name(&self) -> &'static str {
+        "JSON in a value file"
+    }
+}
+
 /// The output of a node: a shared, type-erased value that is cloned for each consumer and
 /// serialized only when somebody asks for JSON.
 #[derive(Clone)]
@@ -129,11 +200,51 @@ impl Output {
                 )
             });
         }
+        if let Some(file) = self.downcast_file() {
+            let r = file.open().map_err(|e| file.read_error(e))?;
+            return serde_json::from_reader(r).map_err(|e| {
+                format!(
+                    "cannot read a `{}` from the JSON in {}: {e}",
+                    std::any::type_name::<T>(),
+                    file.path.display()
+                )
+            });
+        }
         Err(format!(
             "expected a value of type `{}`, found `{}`",
             std::any::type_name::<T>(),
             self.0.type_name()
         ))
+    }
+
+    /// A value whose JSON text is the file at `path` (`len` bytes, BLAKE3 `digest`): the
+    /// file is the value's from now on (removed with it unless the store names it).
+    pub(crate) fn from_json_file(path: std::path::PathBuf, digest: String, len: u64) -> Self {
+        Output(Arc::new(JsonFile {
+            path,
+            digest,
+            len,
+            kept: std::sync::atomic::AtomicBool::new(false),
+        }))
+    }
+
+    fn downcast_file(&self) -> Option<&JsonFile> {
+        let any: &dyn Any = &*self.0;
+        any.downcast_ref::<JsonFile>()
+    }
+
+    /// For a value held in a file: the file, its digest and length.
+    pub(crate) fn json_file(&self) -> Option<(&std::path::Path, &str, u64)> {
+        self.downcast_file()
+            .map(|f| (f.path.as_path(), f.digest.as_str(), f.len))
+    }
+
+    /// Leaves the file of a value held in one in place when the value goes (the store names
+    /// it).
+    pub(crate) fn keep_file(&self) {
+        if let Some(f) = self.downcast_file() {
+            f.kept.store(true, std::sync::atomic::Ordering::Release);
+        }
     }
 
     /// Whether the value reads back from JSON as it is: `Err` says which part would not (a NaN

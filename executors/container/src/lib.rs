@@ -377,7 +377,10 @@ impl Executor for ContainerExecutor {
         PRINTED.lock().unwrap().remove(&name);
         let status =
             status.map_err(|e| failed(format!("waiting for {}: {e}", engine.program())))?;
-        let result = std::fs::read(dir.join("result.json")).ok();
+        // Read (a large output moved out of the task dir) before the dir goes.
+        let result = std::fs::read(dir.join("result.json"))
+            .ok()
+            .map(|b| ResultEnvelope::parse(&b).and_then(|r| r.into_output_in(&dir, ctx)));
         let _ = std::fs::remove_dir_all(&dir);
         // It ended: --rm removed it (or `remove = false` keeps it on purpose), except when the
         // engine itself failed half-way (125), after which a created container may be left.
@@ -391,7 +394,7 @@ impl Executor for ContainerExecutor {
         };
         ctx.record_streams(stdout, stderr.clone());
         match result {
-            Some(bytes) => ResultEnvelope::parse(&bytes)?.into_output(),
+            Some(r) => r,
             None => {
                 use std::os::unix::process::ExitStatusExt;
                 Err(self.run_error(engine, status.code(), status.signal(), &stderr))
@@ -482,7 +485,9 @@ impl Executor for ContainerExecutor {
             ),
         };
         ctx.record_streams(stdout, stderr.clone());
-        let result = std::fs::read(h.dir.join("result.json")).ok();
+        let result = std::fs::read(h.dir.join("result.json"))
+            .ok()
+            .map(|b| ResultEnvelope::parse(&b).and_then(|r| r.into_output_in(&h.dir, ctx)));
         if self.remove {
             let _ = self
                 .engine_cmd(&program, &h.engine.remove_args(&h.container))
@@ -490,7 +495,7 @@ impl Executor for ContainerExecutor {
         }
         let _ = std::fs::remove_dir_all(&h.dir);
         match result {
-            Some(bytes) => ResultEnvelope::parse(&bytes)?.into_output(),
+            Some(r) => r,
             None => Err(ExecutorError::WorkerLost(with_stderr_tail(
                 format!(
                     "container {} ended without a result while no dispatcher watched it",

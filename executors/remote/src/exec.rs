@@ -144,6 +144,56 @@ pub(crate) async fn exec(
     })
 }
 
+/// Runs a command (set to be killed on drop) with nothing on its stdin, streaming its stdout
+/// into the file `dest` (created); returns its status, the bytes written and its stderr.
+pub(crate) async fn exec_to_file(
+    mut cmd: tokio::process::Command,
+    dest: &std::path::Path,
+    timeout: Duration,
+) -> Result<(ExitStatus, u64, String), ExecError> {
+    use tokio::io::AsyncReadExt;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut file = tokio::fs::File::create(dest)
+        .await
+        .map_err(|e| ExecError::Input(format!("cannot create {}: {e}", dest.display())))?;
+    let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let run = async move {
+        let copy = async {
+            match &mut out {
+                Some(o) => {
+                    let n = tokio::io::copy(o, &mut file).await?;
+                    file.flush().await?;
+                    file.sync_data().await?;
+                    Ok::<u64, std::io::Error>(n)
+                }
+                None => Ok(0),
+            }
+        };
+        let errs = async {
+            let mut e = Vec::new();
+            if let Some(r) = &mut err {
+                let _ = r.read_to_end(&mut e).await;
+            }
+            e
+        };
+        let (n, e) = tokio::join!(copy, errs);
+        let status = child.wait().await?;
+        Ok::<_, std::io::Error>((status, n?, e))
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(Ok((status, n, e))) => Ok((
+            status,
+            n,
+            String::from_utf8_lossy(&e).trim_end().to_string(),
+        )),
+        Ok(Err(e)) => Err(ExecError::Failed(e.to_string())),
+        Err(_) => Err(ExecError::TimedOut),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

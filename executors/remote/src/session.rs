@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::command_line::{control_dir, ssh_args};
 use crate::error::{Wording, classify, first_line};
-use crate::exec::{ExecError, exec, forget};
+use crate::exec::{ExecError, exec, exec_to_file, forget};
 use crate::login_shell;
 use crate::{Input, RemoteError, Reply, SshOptions, shell_quote};
 
@@ -183,6 +183,33 @@ impl Session {
             Some(e) => Err(e),
             None => Ok(reply),
         }
+    }
+
+    /// Copies the file at `path` there into the file `dest` here, streamed (never held in
+    /// memory), killed after `timeout`; returns the bytes copied. A file that is not there,
+    /// or cannot be read, is an error naming it; what arrives is the caller's to check (its
+    /// length and digest) before using it.
+    pub async fn download(
+        &self,
+        path: &str,
+        dest: &Path,
+        timeout: Duration,
+    ) -> Result<u64, RemoteError> {
+        let script = format!("cat {}", shell_quote(path));
+        self.learn_login_shell(&script, timeout).await?;
+        let (status, n, stderr) = exec_to_file(self.command(&script), dest, timeout)
+            .await
+            .map_err(|e| self.exec_error(e, &script, timeout))?;
+        if let Some(e) = self.classify(status.code(), &stderr) {
+            return Err(e);
+        }
+        if !status.success() {
+            return Err(RemoteError::Local(format!(
+                "cannot read {path} on {}: {stderr}",
+                self.inner.target
+            )));
+        }
+        Ok(n)
     }
 
     /// [`run`](Self::run), trying again after a failed connection.

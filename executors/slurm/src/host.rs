@@ -109,7 +109,9 @@ impl Host {
     }
 
     /// Reads `names` from `dir` there (`None` for a file that is not there), then removes
-    /// the directory when `remove` is set.
+    /// the directory when `remove` is set, unless it holds a large output the worker wrote to
+    /// a file of its own (`value-*.json`): the caller fetches that with [`Host::download`] and
+    /// removes the directory after.
     pub async fn fetch(
         &self,
         dir: &str,
@@ -122,7 +124,7 @@ impl Host {
                 .iter()
                 .map(|n| std::fs::read(Path::new(dir).join(n)).ok())
                 .collect();
-            if remove {
+            if remove && !has_value_file(Path::new(dir)) {
                 let _ = std::fs::remove_dir_all(dir);
             }
             return Ok(files);
@@ -135,7 +137,9 @@ impl Host {
             list.join(" ")
         );
         if remove {
-            script.push_str(&format!("; cd && rm -rf {d}"));
+            script.push_str(&format!(
+                "; for v in value-*.json; do [ -e \"$v\" ] && exit 0; done; cd && rm -rf {d}"
+            ));
         }
         let out = self
             .sh(&script, Input::None, timeout)
@@ -162,6 +166,25 @@ impl Host {
             rest = &rest[n..];
         }
         Ok(files)
+    }
+
+    /// Copies `dir/name` there to `dest` here, streamed (over SSH: `cat`, never held in
+    /// memory; on this host: a copy). Returns the bytes copied.
+    pub async fn download(
+        &self,
+        dir: &str,
+        name: &str,
+        dest: &Path,
+        timeout: Duration,
+    ) -> Result<u64, String> {
+        let path = format!("{}/{name}", dir.trim_end_matches('/'));
+        match &self.ssh {
+            None => std::fs::copy(&path, dest).map_err(|e| format!("cannot copy {path}: {e}")),
+            Some(s) => s
+                .download(&path, dest, timeout)
+                .await
+                .map_err(|e| e.to_string()),
+        }
     }
 
     /// Whether file `dir/name` is there (without reading it).
@@ -194,4 +217,15 @@ impl Host {
             )
             .await;
     }
+}
+
+/// Whether a task dir on this host holds a large output written to a file of its own.
+fn has_value_file(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("value-") && n.ends_with(".json")
+        })
+    })
 }

@@ -56,7 +56,9 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use covalent::executor::worker::{ResultEnvelope, TaskEnvelope};
+use covalent::executor::worker::{
+    ResultEnvelope, TaskEnvelope, adopt_value_file, value_download_path,
+};
 use covalent::executor::{
     BaseOptions, Executor, ExecutorError, JobHandle, Output, Probe, Task, TaskContext,
 };
@@ -280,7 +282,33 @@ impl SlurmExecutor {
         let worker_status = files.next().flatten().map(|b| text(Some(b)));
         ctx.record_streams(stdout, stderr.clone());
         if let Some(bytes) = result {
-            return ResultEnvelope::parse(&bytes)?.into_output();
+            let envelope = ResultEnvelope::parse(&bytes)?;
+            let Some(file) = envelope.output_file().cloned() else {
+                return envelope.into_output();
+            };
+            // A large output in a file of its own: brought over whole (streamed; given at
+            // least a second per megabyte on top of the command time limit), checked, and
+            // made the node's value without being read; then the directory goes.
+            let out = if host.is_remote() {
+                let tmp = value_download_path(ctx)?;
+                let limit = t + Duration::from_secs(file.n / 1_000_000);
+                match host.download(dir, &file.name(), &tmp, limit).await {
+                    Ok(_) => adopt_value_file(&tmp, &file, ctx),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        Err(failed(format!(
+                            "reading back the output of Slurm job {id} ({} bytes): {e}",
+                            file.n
+                        )))
+                    }
+                }
+            } else {
+                envelope.into_output_in(Path::new(dir), ctx)
+            };
+            if self.cleanup {
+                host.remove(dir, t).await;
+            }
+            return out;
         }
         let record = match seen {
             Seen::State(s) if s == "COMPLETED" => Record {

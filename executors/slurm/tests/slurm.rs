@@ -419,6 +419,16 @@ fn remote() -> (String, String) {
     remote_user_and_job()
 }
 
+#[electron]
+fn remote_big(n: u32) -> Vec<u32> {
+    (0..n).collect()
+}
+
+#[lattice]
+fn remote_big_flow(n: u32) -> Vec<u32> {
+    remote_big(n)
+}
+
 #[test]
 fn jobs_are_submitted_through_a_login_node() {
     let Some(exec) = login_node("jobs_are_submitted_through_a_login_node") else {
@@ -451,6 +461,25 @@ fn jobs_are_submitted_through_a_login_node() {
     assert!(!Path::new(&home).join(&dir).exists(), "{dir} is removed");
     assert!(Path::new(&home).join(".cache/covalent/slurm/bin").is_dir());
     assert_nothing_left(&r.dispatch_id());
+
+    // A large output (1.3 MB of JSON) is written by the job to a file of its own, streamed
+    // back over the login node's connection, checked, and its task directory removed after.
+    let exec = login_node("jobs_are_submitted_through_a_login_node").unwrap();
+    let n = 200_000u32;
+    let r = covalent::dispatch_sync(
+        remote_big_flow(n)
+            .with_executor(covalent::executor::ExecutorRef::new(exec))
+            .with_config(config()),
+    )
+    .unwrap();
+    assert_eq!(r.status(), Status::Completed, "{r}");
+    let v = r.value().unwrap();
+    assert!(v.len() == n as usize && v.iter().enumerate().all(|(i, &x)| x as usize == i));
+    let dir = r.node(0).unwrap().job_handle().unwrap().0["dir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!Path::new(&home).join(&dir).exists(), "{dir} is removed");
 }
 
 #[test]

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use covalent::executor::worker::{
-    RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, tail, with_stderr_tail,
+    OutputFile, RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, adopt_value_file, tail,
+    value_download_path, with_stderr_tail,
 };
 use covalent::executor::{ExecutorError, Output, Task, TaskContext};
 use covalent_remote::{Input, Reply, Retry, Session, shell_quote};
@@ -94,7 +95,9 @@ fn task_script(ex: &SshExecutor, wd: &str, bin: &str) -> String {
         s += &format!("{cmd} >&2\n");
     }
     if ex.do_cleanup && ex.create_unique_workdir {
-        s += &format!("cd / && rm -rf {wdq}\n");
+        // Unless the output is in a file of its own: the dispatcher fetches it, then removes
+        // the directory.
+        s += &format!("ls value-*.json >/dev/null 2>&1 || {{ cd / && rm -rf {wdq}; }}\n");
     }
     s
 }
@@ -147,10 +150,22 @@ fn parse(out: &str) -> Collected {
 }
 
 /// Turns what a finished task left into the node's output.
-fn finish(s: &Session, ctx: &TaskContext, c: Collected) -> Result<Output, ExecutorError> {
+async fn finish(
+    ex: &SshExecutor,
+    s: &Session,
+    ctx: &TaskContext,
+    wd: &str,
+    c: Collected,
+) -> Result<Output, ExecutorError> {
     ctx.record_streams(c.stdout.clone(), c.stderr.clone());
     match c.result {
-        Some(r) => ResultEnvelope::parse(r.as_bytes())?.into_output(),
+        Some(r) => {
+            let envelope = ResultEnvelope::parse(r.as_bytes())?;
+            match envelope.output_file().cloned() {
+                None => envelope.into_output(),
+                Some(file) => fetch_output(ex, s, ctx, wd, &file).await,
+            }
+        }
         None => {
             let status = match c.exit.as_deref() {
                 Some("none") | None => "ended without reporting an exit status".to_string(),
@@ -176,6 +191,39 @@ fn finish(s: &Session, ctx: &TaskContext, c: Collected) -> Result<Output, Execut
             )))
         }
     }
+}
+
+/// Brings a large output the worker wrote to a file of its own to this side (streamed; at
+/// least a second per megabyte on top of the step time limit), checks and adopts it, then
+/// removes it there (with the work directory, under `do_cleanup`).
+async fn fetch_output(
+    ex: &SshExecutor,
+    s: &Session,
+    ctx: &TaskContext,
+    wd: &str,
+    file: &OutputFile,
+) -> Result<Output, ExecutorError> {
+    let tmp = value_download_path(ctx)?;
+    let limit = ex.step_timeout() + Duration::from_secs(file.n / 1_000_000);
+    let path = format!("{}/{}", wd.trim_end_matches('/'), file.name());
+    let out = match s.download(&path, &tmp, limit).await {
+        Ok(_) => adopt_value_file(&tmp, file, ctx),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(ExecutorError::Failed(format!(
+                "reading back the task's output ({} bytes) from {}: {e}",
+                file.n,
+                s.target()
+            )))
+        }
+    };
+    let clean = if ex.do_cleanup && ex.create_unique_workdir {
+        format!("rm -rf {}", shell_quote(wd))
+    } else {
+        format!("rm -f {}", shell_quote(&path))
+    };
+    let _ = ex.call(s, &clean).await;
+    out
 }
 
 /// What the waiting session saw: the collected output, ssh's exit code and stderr.
@@ -285,7 +333,7 @@ pub(crate) async fn run(
     let Launched { c, code, stderr } =
         launch(ex, &s, &script, envelope.as_bytes(), ctx, &wd).await?;
     if c.exit.is_some() {
-        return finish(&s, ctx, c);
+        return finish(ex, &s, ctx, &wd, c).await;
     }
     if c.pid.is_none() {
         return Err(SshError::Remote {
@@ -316,10 +364,11 @@ async fn follow(
         let r = ex.call(s, &poll).await.map_err(|e| lost(s, ctx, wd, e))?;
         let c2 = parse(&r.stdout_text());
         if c2.exit.is_some() {
+            let out = finish(ex, s, ctx, wd, Collected { pid, ..c2 }).await;
             if ex.do_cleanup && ex.create_unique_workdir {
                 let _ = ex.call(s, &format!("rm -rf {wdq}")).await;
             }
-            return finish(s, ctx, Collected { pid, ..c2 });
+            return out;
         }
     }
 }

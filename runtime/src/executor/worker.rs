@@ -135,6 +135,30 @@ pub struct ResultEnvelope {
     pub started_at: i64,
     /// When it ended.
     pub ended_at: i64,
+    /// The output, when it succeeded and its JSON is longer than
+    /// [`INLINE_LIMIT`](crate::store::INLINE_LIMIT): written beside the envelope
+    /// ([`OutputFile::name`]), `output` then being `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file: Option<OutputFile>,
+}
+
+/// A large output a worker wrote to a file beside its result envelope (in the directory of
+/// [`RESULT_ENV`]) instead of into it: the executor brings the file to the dispatcher's side
+/// and hands it to [`ResultEnvelope::into_output_in`] or [`adopt_value_file`], which check it
+/// and make it the node's output without reading it into memory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// BLAKE3 of the JSON text, hex.
+    pub h: String,
+    /// Its length in bytes.
+    pub n: u64,
+}
+
+impl OutputFile {
+    /// The file's name, beside the result envelope.
+    pub fn name(&self) -> String {
+        format!("value-{}.json", self.h)
+    }
 }
 
 impl TaskEnvelope {
@@ -201,8 +225,38 @@ impl ResultEnvelope {
         Ok(r)
     }
 
-    /// The task's output, or its error classified for retries.
+    /// The value file the worker wrote its output to, if it did (a large output).
+    pub fn output_file(&self) -> Option<&OutputFile> {
+        self.output_file
+            .as_ref()
+            .filter(|_| self.error_kind.is_none())
+    }
+
+    /// [`into_output`](Self::into_output) for an envelope read from `task_dir` (a directory on
+    /// this machine): a large output the worker wrote beside it is checked and moved among the
+    /// value files of `ctx`'s dispatch ([`adopt_value_file`]) before the directory is removed.
+    pub fn into_output_in(
+        self,
+        task_dir: &Path,
+        ctx: &TaskContext,
+    ) -> Result<Output, ExecutorError> {
+        match self.output_file() {
+            Some(f) => adopt_value_file(&task_dir.join(f.name()), f, ctx),
+            None => self.into_output(),
+        }
+    }
+
+    /// The task's output, or its error classified for retries. An output the worker wrote to
+    /// a file needs [`into_output_in`](Self::into_output_in) (or the file fetched and
+    /// [`adopt_value_file`]): here it is an error saying so.
     pub fn into_output(self) -> Result<Output, ExecutorError> {
+        if let Some(f) = self.output_file() {
+            return Err(ExecutorError::Failed(format!(
+                "the worker wrote its output ({} bytes) to the file {} beside its result, and this executor only reads results inline: read it with `ResultEnvelope::into_output_in`",
+                f.n,
+                f.name()
+            )));
+        }
         match (self.output, self.error_kind) {
             (Some(v), None) => Ok(Output::new(v)),
             (_, kind) => {
@@ -228,6 +282,83 @@ impl ResultEnvelope {
     }
 }
 
+/// Where an executor puts a value file it fetches from elsewhere (another host, a job's
+/// file system) before [`adopt_value_file`]: a fresh temporary name among the value files of
+/// `ctx`'s dispatch (the directory is created).
+pub fn value_download_path(ctx: &TaskContext) -> Result<PathBuf, ExecutorError> {
+    let dir = values_dir(ctx)?;
+    Ok(dir.join(format!(".{}.part", uuid::Uuid::now_v7().simple())))
+}
+
+fn values_dir(ctx: &TaskContext) -> Result<PathBuf, ExecutorError> {
+    let dir = ctx
+        .results_dir()
+        .map(crate::store::values::dir_of)
+        .and_then(|d| std::fs::create_dir_all(&d).map(|()| d))
+        .map_err(|e| {
+            ExecutorError::Failed(format!(
+                "cannot make the dispatch's value-file directory: {e}"
+            ))
+        })?;
+    Ok(dir)
+}
+
+/// Makes the value file `file` at `path` (on this machine) the node's output: its length and
+/// BLAKE3 digest are checked (a file cut short or garbled on its way fails the attempt, and is
+/// removed), then it is moved among the value files of `ctx`'s dispatch, where the store
+/// names it without copying. The value is read only when somebody asks for it.
+pub fn adopt_value_file(
+    path: &Path,
+    file: &OutputFile,
+    ctx: &TaskContext,
+) -> Result<Output, ExecutorError> {
+    let fail = |what: String| {
+        let _ = std::fs::remove_file(path);
+        Err(ExecutorError::Failed(format!(
+            "the output the worker wrote to {} {what}",
+            file.name()
+        )))
+    };
+    let digest = match std::fs::File::open(path).and_then(|mut f| {
+        let mut h = blake3::Hasher::new();
+        let n = std::io::copy(&mut f, &mut h)?;
+        Ok((n, h.finalize().to_hex().to_string()))
+    }) {
+        Ok((n, _)) if n != file.n => {
+            return fail(format!("has {n} bytes, {} expected (cut short?)", file.n));
+        }
+        Ok((_, h)) => h,
+        Err(e) => return fail(format!("cannot be read ({}): {e}", path.display())),
+    };
+    if digest != file.h {
+        return fail(format!(
+            "does not match its digest (garbled on its way?): {digest}, {} expected",
+            file.h
+        ));
+    }
+    let dir = values_dir(ctx)?;
+    // The name the store gives this content, unless a file has it already (the same value,
+    // stored or held by another node): then a name of its own, so that neither value's file
+    // goes when the other's value does (the store copies it under its name if it records it).
+    let canonical = dir.join(format!("{}.json", file.h));
+    let dest = if canonical.exists() {
+        dir.join(format!("{}.{}.json", file.h, uuid::Uuid::now_v7().simple()))
+    } else {
+        canonical
+    };
+    if std::fs::rename(path, &dest).is_err() {
+        // Another file system (a container's work dir): copied, then put in place whole.
+        let tmp = dir.join(format!(".{}.part", uuid::Uuid::now_v7().simple()));
+        let copied = std::fs::copy(path, &tmp).and_then(|_| std::fs::rename(&tmp, &dest));
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&tmp);
+            return fail(format!("cannot be moved to {}: {e}", dir.display()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(Output::from_json_file(dest, file.h.clone(), file.n))
+}
+
 /// The running program's binary (what workers re-run).
 pub fn current_binary() -> std::io::Result<PathBuf> {
     std::env::current_exe()
@@ -251,17 +382,89 @@ fn now_micros() -> i64 {
     crate::time::micros(SystemTime::now())
 }
 
-/// Runs one envelope in this process and returns the result (the worker side).
+/// Runs one envelope in this process and returns the result with the output inline (the
+/// worker side, when no result file is named).
 pub fn run_envelope(env: &TaskEnvelope) -> ResultEnvelope {
+    let ran = run_task(env);
+    let output = ran.result.as_ref().ok().map(Output::to_json);
+    match output {
+        Some(Ok(json)) => ran.envelope(Some(json), None),
+        Some(Err(e)) => ran.failed(WorkerErrorKind::Serialization, e),
+        None => ran.envelope(None, None),
+    }
+}
+
+/// Runs one envelope in this process, writing a large output to a file in `dir` (the result
+/// file's directory) instead of into the envelope.
+fn run_envelope_into(env: &TaskEnvelope, dir: &Path) -> ResultEnvelope {
+    let ran = run_task(env);
+    let Ok(v) = &ran.result else {
+        return ran.envelope(None, None);
+    };
+    let mut buf = Vec::new();
+    match crate::store::values::write_in(v, &mut buf, dir, "value-") {
+        Ok(Some(stored)) => ran.envelope(
+            None,
+            Some(OutputFile {
+                h: stored.h,
+                n: stored.n,
+            }),
+        ),
+        Ok(None) => match serde_json::from_slice(&buf) {
+            Ok(json) => ran.envelope(Some(json), None),
+            Err(e) => ran.failed(WorkerErrorKind::Serialization, e.to_string()),
+        },
+        // No file could be written there: inline after all (slow, but the value arrives).
+        Err(_) => match v.to_json() {
+            Ok(json) => ran.envelope(Some(json), None),
+            Err(e) => ran.failed(WorkerErrorKind::Serialization, e),
+        },
+    }
+}
+
+/// What running a task gave: its output (checked to read back faithfully), or why there is
+/// none.
+struct Ran {
+    started_at: i64,
+    result: Result<Output, (WorkerErrorKind, String)>,
+}
+
+impl Ran {
+    fn envelope(
+        &self,
+        output: Option<serde_json::Value>,
+        file: Option<OutputFile>,
+    ) -> ResultEnvelope {
+        let (error_kind, error) = match &self.result {
+            Ok(_) => (None, None),
+            Err((k, m)) => (Some(k.clone()), Some(m.clone())),
+        };
+        ResultEnvelope {
+            protocol: PROTOCOL,
+            output,
+            error_kind,
+            error,
+            started_at: self.started_at,
+            ended_at: now_micros(),
+            output_file: file,
+        }
+    }
+
+    fn failed(&self, kind: WorkerErrorKind, msg: String) -> ResultEnvelope {
+        Ran {
+            started_at: self.started_at,
+            result: Err((kind, msg)),
+        }
+        .envelope(None, None)
+    }
+}
+
+fn run_task(env: &TaskEnvelope) -> Ran {
     crate::invoke::install_panic_hook();
     let started_at = now_micros();
-    let fail = |kind: WorkerErrorKind, msg: String| ResultEnvelope {
-        protocol: PROTOCOL,
-        output: None,
-        error_kind: Some(kind),
-        error: Some(msg),
+    let fail = |kind: WorkerErrorKind, msg: String| Ran {
         started_at,
-        ended_at: now_micros(),
+        result: Err((kind, msg)),
     };
     if env.protocol != PROTOCOL {
         return fail(
@@ -312,14 +515,10 @@ pub fn run_envelope(env: &TaskEnvelope) -> ResultEnvelope {
         task.call_blocking()
     };
     match result {
-        Ok(v) => match v.to_json() {
-            Ok(json) => ResultEnvelope {
-                protocol: PROTOCOL,
-                output: Some(json),
-                error_kind: None,
-                error: None,
+        Ok(v) => match v.check() {
+            Ok(()) => Ran {
                 started_at,
-                ended_at: now_micros(),
+                result: Ok(v),
             },
             Err(e) => fail(
                 WorkerErrorKind::Serialization,
@@ -399,7 +598,10 @@ pub fn enter_if_worker() {
             serde_json::from_slice::<TaskEnvelope>(&b)
                 .map_err(|e| format!("the task envelope {} is not readable: {e}", task.display()))
         }) {
-        Ok(env) => run_envelope(&env),
+        Ok(env) => match result_path.as_deref().and_then(Path::parent) {
+            Some(dir) => run_envelope_into(&env, dir),
+            None => run_envelope(&env),
+        },
         Err(msg) => ResultEnvelope {
             protocol: PROTOCOL,
             output: None,
@@ -407,6 +609,7 @@ pub fn enter_if_worker() {
             error: Some(msg),
             started_at: now_micros(),
             ended_at: now_micros(),
+            output_file: None,
         },
     };
     let bytes = serde_json::to_vec(&result).unwrap_or_default();
@@ -436,6 +639,54 @@ pub fn enter_if_worker() {
 #[cfg(test)]
 mod tests {
     use super::shell_quote;
+
+    /// A value file cut short or garbled on its way is refused (and removed), never taken as
+    /// the value; a whole one becomes the value, read from the file, and goes with it.
+    #[test]
+    fn value_files_are_checked_before_they_become_the_value() {
+        use super::{OutputFile, adopt_value_file};
+        let results = tempfile::tempdir().unwrap();
+        let ctx = crate::executor::TaskContext::elsewhere(
+            uuid::Uuid::now_v7(),
+            1,
+            "big",
+            &results.path().join("d"),
+        );
+        let text = serde_json::to_string(&(0..50_000u32).collect::<Vec<_>>()).unwrap();
+        let file = OutputFile {
+            h: blake3::hash(text.as_bytes()).to_hex().to_string(),
+            n: text.len() as u64,
+        };
+        let arrived = results.path().join(file.name());
+        let err = |bytes: &[u8]| {
+            std::fs::write(&arrived, bytes).unwrap();
+            let e = adopt_value_file(&arrived, &file, &ctx)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(!arrived.exists(), "a refused file is removed");
+            e
+        };
+        let short = err(&text.as_bytes()[..text.len() - 7]);
+        assert!(short.contains("cut short"), "{short}");
+        let mut garbled = text.clone().into_bytes();
+        garbled[1000] = b'9' + b'0' - garbled[1000] % 10;
+        let garbled = err(&garbled);
+        assert!(garbled.contains("does not match its digest"), "{garbled}");
+
+        std::fs::write(&arrived, &text).unwrap();
+        let v = adopt_value_file(&arrived, &file, &ctx).unwrap();
+        let kept = results
+            .path()
+            .join("d/values")
+            .join(format!("{}.json", file.h));
+        assert!(!arrived.exists() && kept.exists());
+        assert_eq!(v.get::<Vec<u32>>().unwrap().len(), 50_000);
+        assert_eq!(v.to_json_string(), text);
+        drop(v);
+        assert!(!kept.exists(), "an unrecorded value's file goes with it");
+        assert!(!results.path().join("d").exists(), "and the emptied dirs");
+    }
 
     #[test]
     fn shell_quoting_survives_the_shell() {

@@ -37,6 +37,7 @@ use crate::status::Status;
 use crate::time::micros;
 pub use error::StoreError;
 pub use resume::{Origin, build_of};
+pub use values::INLINE_LIMIT;
 
 /// `text` for a `LIKE ... ESCAPE '\'` pattern that matches it literally.
 fn like_escape(text: &str) -> String {

@@ -58,11 +58,54 @@ impl Stored {
 /// reference and leaving `buf` as it was. A file that cannot be
 /// written is reported and the value kept in the row after all (a slow row beats a lost value).
 pub(crate) fn write(value: &Output, buf: &mut Vec<u8>, results: &Path) -> Option<Stored> {
+    let dir = dir_of(results);
+    if let Some((path, h, n)) = value.json_file() {
+        let stored = Stored {
+            h: h.to_string(),
+            n,
+        };
+        if path == stored.path_in(&dir) {
+            // A value that came back from a worker as a file, already moved among this
+            // dispatch's value files: named, not copied, and kept from now on.
+            value.keep_file();
+            return Some(stored);
+        }
+    }
+    let mark = buf.len();
+    match write_in(value, buf, &dir, "") {
+        Ok(None) => None,
+        Ok(Some(stored)) => {
+            *LAST.lock().unwrap() =
+                Some((value.downgrade(), results.to_path_buf(), stored.clone()));
+            Some(stored)
+        }
+        Err(e) => {
+            eprintln!(
+                "covalent: warning: cannot write a value file in {}: {e}; the value is kept in the store's row instead",
+                dir.display()
+            );
+            buf.truncate(mark);
+            value.write_json(buf);
+            None
+        }
+    }
+}
+
+/// Writes `value`'s JSON to `buf` when it is short; otherwise streams it into
+/// `dir/<prefix><digest>.json` (created if needed, written under a temporary name and renamed)
+/// and returns its reference, leaving `buf` as it was. A value that cannot be serialized
+/// leaves the error's JSON string in `buf` (see [`Output::write_json`]).
+pub(crate) fn write_in(
+    value: &Output,
+    buf: &mut Vec<u8>,
+    dir: &Path,
+    prefix: &str,
+) -> io::Result<Option<Stored>> {
     let mark = buf.len();
     let mut w = Spill {
         buf,
         mark,
-        results,
+        dir,
         file: None,
         chunk: Vec::new(),
         hasher: blake3::Hasher::new(),
@@ -83,7 +126,7 @@ pub(crate) fn write(value: &Output, buf: &mut Vec<u8>, results: &Path) -> Option
             buf.truncate(mark);
             value.write_json(buf);
         }
-        return None;
+        return Ok(None);
     };
     let done = streamed.and_then(|()| {
         drop(file);
@@ -91,26 +134,13 @@ pub(crate) fn write(value: &Output, buf: &mut Vec<u8>, results: &Path) -> Option
             h: hasher.finalize().to_hex().to_string(),
             n: len,
         };
-        std::fs::rename(&tmp, stored.path_in(&dir_of(results)))?;
+        std::fs::rename(&tmp, dir.join(format!("{prefix}{}.json", stored.h)))?;
         Ok(stored)
     });
-    match done {
-        Ok(stored) => {
-            *LAST.lock().unwrap() =
-                Some((value.downgrade(), results.to_path_buf(), stored.clone()));
-            Some(stored)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            eprintln!(
-                "covalent: warning: cannot write a value file in {}: {e}; the value is kept in the store's row instead",
-                dir_of(results).display()
-            );
-            buf.truncate(mark);
-            value.write_json(buf);
-            None
-        }
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
+    done.map(Some)
 }
 
 /// [`write`] for a value that may have just been written as a node's output (a dispatch's
@@ -136,8 +166,8 @@ pub(crate) fn write_result(value: &Output, buf: &mut Vec<u8>, results: &Path) ->
 struct Spill<'a> {
     buf: &'a mut Vec<u8>,
     mark: usize,
-    /// The dispatch's results dir (its value files are in [`dir_of`] it).
-    results: &'a Path,
+    /// Where the file goes.
+    dir: &'a Path,
     file: Option<(File, PathBuf)>,
     chunk: Vec<u8>,
     hasher: blake3::Hasher,
@@ -149,8 +179,8 @@ const CHUNK: usize = 1 << 20;
 
 impl Spill<'_> {
     fn spill(&mut self) -> io::Result<()> {
-        let dir = dir_of(self.results);
-        std::fs::create_dir_all(&dir)?;
+        let dir = self.dir;
+        std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{}.part", uuid::Uuid::now_v7().simple()));
         let f = File::create(&tmp)?;
         self.chunk = Vec::with_capacity(CHUNK + INLINE_LIMIT);

@@ -277,5 +277,83 @@ macro_rules! __conformance_runs {
             assert!(e.contains("call_before") && e.contains("not today"), "{e}");
             assert_nothing_left(&r.dispatch_id());
         }
+
+        // ---- large outputs ----------------------------------------------------------------
+
+        #[electron(executor = executor())]
+        fn big_output(n: u32) -> Vec<u32> {
+            (0..n).collect()
+        }
+
+        #[electron]
+        fn big_sum(v: Vec<u32>) -> u64 {
+            v.iter().map(|&x| u64::from(x)).sum()
+        }
+
+        #[lattice]
+        fn big_flow(n: u32) -> u64 {
+            big_sum(big_output(n))
+        }
+
+        /// The files among a dispatch's value files (none when the directory is not there).
+        fn value_files(dispatch: &::covalent::Uuid) -> Vec<PathBuf> {
+            let dir = config()
+                .results_dir()
+                .join(dispatch.to_string())
+                .join("values");
+            ::std::fs::read_dir(dir)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default()
+        }
+
+        /// An output too large for the result envelope (1.3 MB of JSON) comes back as a file
+        /// of its own, complete, and is the node's value without being read into memory: a
+        /// downstream electron reads it; without recording the file goes with the value; with
+        /// recording the store names that file (one file, the value's JSON exactly).
+        #[test]
+        fn a_large_output_comes_back_as_a_file() {
+            if !engine_up("a_large_output_comes_back_as_a_file") {
+                return;
+            }
+            warm();
+            let n = 200_000u32;
+            let text = format!(
+                "[{}]",
+                (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+            );
+            let sum = u64::from(n) * u64::from(n - 1) / 2;
+
+            let r = ::covalent::dispatch_sync(big_flow(n).with_config(config())).unwrap();
+            assert_eq!(r.value(), Some(&sum), "{r}");
+            let id = r.dispatch_id();
+            let v = node(&r, "big_output").output_as::<Vec<u32>>().unwrap();
+            assert!(v.len() == n as usize && v.iter().enumerate().all(|(i, &x)| x as usize == i));
+            let files = value_files(&id);
+            assert_eq!(files.len(), 1, "{files:?}");
+            assert_eq!(::std::fs::read_to_string(&files[0]).unwrap(), text);
+            drop(r);
+            $crate::settle("an unrecorded dispatch's value file goes with its value", || {
+                match value_files(&id) {
+                    f if f.is_empty() => Ok(()),
+                    f => Err(format!("left: {f:?}")),
+                }
+            });
+            assert_nothing_left(&id);
+
+            let r = ::covalent::dispatch_sync(big_flow(n).with_config(config()).record(true))
+                .unwrap();
+            assert_eq!(r.value(), Some(&sum), "{r}");
+            let id = r.dispatch_id();
+            drop(r);
+            let store = ::covalent::store::Store::open(&config().store_path()).unwrap();
+            let rec = store.get(id).unwrap();
+            let big = rec.nodes.iter().find(|n| n.name == "big_output").unwrap();
+            let file = big.output_file.as_ref().expect("the output is in a value file");
+            assert_eq!(file.bytes, text.len() as u64);
+            assert_eq!(::std::fs::read_to_string(&file.path).unwrap(), text);
+            assert_eq!(value_files(&id), vec![file.path.clone()]);
+            assert_eq!(big.value::<Vec<u32>>().unwrap().unwrap().len(), n as usize);
+            assert_nothing_left(&id);
+        }
     };
 }
