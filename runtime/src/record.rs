@@ -150,8 +150,12 @@ pub struct DispatchRecord {
     pub lattice: String,
     /// Status.
     pub status: Status,
-    /// Inputs by parameter name.
+    /// Inputs by parameter name (`null` for one in [`DispatchRecord::input_files`]).
     pub inputs: Vec<(String, serde_json::Value)>,
+    /// The inputs whose JSON was too large to keep in the store's row, by parameter name: the
+    /// files holding them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_files: Vec<(String, ValueFile)>,
     /// The lattice's result as JSON, when COMPLETED (`None` when it is in
     /// [`DispatchRecord::output_file`]).
     pub output: Option<serde_json::Value>,
@@ -309,7 +313,14 @@ impl fmt::Display for Report<'_> {
             _ => "None".into(),
         };
         writeln!(f, "result: {result}")?;
-        let inputs: Vec<String> = r.inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let inputs: Vec<String> = r
+            .inputs
+            .iter()
+            .map(|(k, v)| match r.input_files.iter().find(|(n, _)| n == k) {
+                Some((_, file)) => format!("{k}={file}"),
+                None => format!("{k}={v}"),
+            })
+            .collect();
         writeln!(f, "inputs: {}", inputs.join(", "))?;
         writeln!(f, "error: {}", r.error.as_deref().unwrap_or("None"))?;
         writeln!(f)?;

@@ -355,6 +355,7 @@ pub(crate) fn record_of(run: &Run) -> DispatchRecord {
         lattice: run.graph().name.clone(),
         status: run.status(),
         inputs: run.graph().inputs_json.clone(),
+        input_files: Vec::new(),
         output,
         output_file: None,
         error: run.error().map(str::to_string),

@@ -649,3 +649,81 @@ fn unhurried_many(n: i64) -> i64 {
     let parts: Vec<Node<i64>> = (0..n).map(|i| fan(width(i % 3))).collect();
     add(total(parts), pause(0))
 }
+
+static BIG_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[electron]
+fn big_total(v: Vec<u32>) -> u64 {
+    BIG_RUNS.fetch_add(1, Ordering::SeqCst);
+    v.iter().map(|&x| u64::from(x)).sum()
+}
+
+#[lattice]
+fn big_input(v: Vec<u32>, small: i64) -> (u64, i64) {
+    (big_total(v), add(small, small))
+}
+
+/// A lattice input too large for a row is written once to a value file of its dispatch: the
+/// row keeps `null` and the reference, the graph's parameter node the reference; records name
+/// the file, a resume reads the value back from it, and a redispatch with the same large
+/// input reuses the nodes downstream of it (fingerprints agree whether a graph holds the
+/// value or its file).
+#[test]
+fn large_inputs_live_in_files_beside_the_store() {
+    let _guard = COUNTING.lock().unwrap();
+    let (dir, cfg) = temp_config();
+    let cfg = std::sync::Arc::new(cfg);
+    let v: Vec<u32> = (0..100_000).collect();
+    let text = serde_json::to_string(&v).unwrap();
+    BIG_RUNS.store(0, Ordering::SeqCst);
+    let r = covalent::dispatch_sync(big_input(v.clone(), 2).with_config(cfg.clone())).unwrap();
+    assert_eq!(r.value(), Some(&(4_999_950_000, 4)));
+    let id = r.dispatch_id();
+    let values = cfg.results_dir().join(id.to_string()).join("values");
+    let files: Vec<_> = std::fs::read_dir(&values)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    // The row's input and the parameter node's value are the same JSON text: one file.
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), text);
+    let row: (String, String) = rusqlite::Connection::open(cfg.store_path())
+        .unwrap()
+        .query_row(
+            "SELECT inputs, input_files FROM dispatches WHERE id = ?1",
+            [id.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(row.0, r#"[["v",null],["small",2]]"#);
+    assert!(row.1.contains(&format!("{}", text.len())), "{}", row.1);
+    let db = std::fs::metadata(cfg.store_path()).unwrap().len()
+        + std::fs::metadata(dir.path().join("covalent.db-wal")).map_or(0, |m| m.len());
+    assert!(db < (text.len() as u64), "the store takes {db} bytes");
+
+    let store = Store::open(&cfg.store_path()).unwrap();
+    let rec = store.get(id).unwrap();
+    assert_eq!(rec.inputs[0], ("v".to_string(), serde_json::Value::Null));
+    assert_eq!(rec.input_files.len(), 1);
+    assert_eq!(rec.input_files[0].0, "v");
+    assert_eq!(rec.input_files[0].1.path, files[0]);
+    assert_eq!(rec.input_files[0].1.read::<Vec<u32>>().unwrap(), v);
+    assert!(rec.to_string().contains("v=<"), "{rec}");
+    let param = rec
+        .nodes
+        .iter()
+        .find(|n| n.output_file.is_some() && n.internal)
+        .expect("the parameter node names the file");
+    assert_eq!(param.output_file.as_ref().unwrap().path, files[0]);
+    assert_eq!(param.value::<Vec<u32>>().unwrap().unwrap(), v);
+    let origin = store.origin(id).unwrap();
+    assert_eq!(origin.inputs[0].1, serde_json::to_value(&v).unwrap());
+    assert_eq!(origin.inputs[1].1, serde_json::json!(2));
+
+    // Redispatched with the same large input: nothing downstream of it runs again.
+    BIG_RUNS.store(0, Ordering::SeqCst);
+    let again =
+        covalent::dispatch_sync(big_input(v, 3).with_config(cfg.clone()).reuse(id)).unwrap();
+    assert_eq!(again.value(), Some(&(4_999_950_000, 6)));
+    assert_eq!(BIG_RUNS.load(Ordering::SeqCst), 0, "{again}");
+}

@@ -119,6 +119,7 @@ fn encode_run(run: &Run) -> String {
             _ => None,
         },
         |slot| run.executor_name(slot),
+        Some(run.results_dir()),
     )
 }
 

@@ -22,7 +22,9 @@ pub(crate) const OPERATOR: u8 = 4;
 pub(crate) struct ElectronRec(pub String, pub String, pub Vec<String>);
 
 /// One node: name index, kind, electron index (-1 if none), executor index (-1 if none),
-/// inputs `(source, slot)`, parameter value (raw JSON), internal-op tag.
+/// inputs `(source, slot)`, parameter value (raw JSON), internal-op tag, and the reference of
+/// a parameter value kept in a value file instead (its JSON is longer than
+/// [`INLINE_LIMIT`](super::values::INLINE_LIMIT); the value field is then `null`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct NodeRec(
     pub u32,
@@ -32,6 +34,7 @@ pub(crate) struct NodeRec(
     pub Vec<(u32, u32)>,
     #[serde(default)] pub Option<Box<serde_json::value::RawValue>>,
     #[serde(default)] pub u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")] pub Option<super::values::Stored>,
 );
 
 /// A graph as stored.
@@ -188,6 +191,7 @@ pub(crate) fn encode<'g>(
             p.value
                 .and_then(|v| serde_json::value::RawValue::from_string(v.to_json_string()).ok()),
             p.tag,
+            None,
         ))
     });
     GraphRec {
@@ -201,11 +205,16 @@ pub(crate) fn encode<'g>(
 
 /// The JSON text of [`encode`]'s result, written directly (no intermediate records: this runs
 /// for every recorded dispatch, on graphs of any size).
+///
+/// With `results` (a recorded run's results dir), a parameter value whose JSON is longer than
+/// [`INLINE_LIMIT`](super::values::INLINE_LIMIT) goes to a value file of the dispatch and the
+/// node carries its reference.
 pub(crate) fn encode_json<'g>(
     graph: &'g Graph,
     t0: i64,
     param_value: impl Fn(usize) -> Option<&'g crate::value::Output>,
     executor_of: impl Fn(u32) -> Option<String>,
+    results: Option<&std::path::Path>,
 ) -> String {
     let mut nodes: Vec<u8> = Vec::with_capacity(graph.nodes.len() * 24);
     let mut num = itoa::Buffer::new();
@@ -232,12 +241,29 @@ pub(crate) fn encode_json<'g>(
             int(&mut nodes, (*slot).into(), b']');
         }
         nodes.extend_from_slice(b"],");
-        match p.value {
-            Some(v) => v.write_json(&mut nodes),
-            None => nodes.extend_from_slice(b"null"),
+        let stored = match (p.value, results) {
+            (Some(v), Some(r)) => super::values::write(v, &mut nodes, r),
+            (Some(v), None) => {
+                v.write_json(&mut nodes);
+                None
+            }
+            (None, _) => {
+                nodes.extend_from_slice(b"null");
+                None
+            }
+        };
+        if stored.is_some() {
+            nodes.extend_from_slice(b"null");
         }
         nodes.push(b',');
-        int(&mut nodes, p.tag.into(), b']');
+        match stored {
+            None => int(&mut nodes, p.tag.into(), b']'),
+            Some(s) => {
+                int(&mut nodes, p.tag.into(), b',');
+                let _ = serde_json::to_writer(&mut nodes, &s);
+                nodes.push(b']');
+            }
+        }
     });
     // The tables first, keys in the order a `serde_json::Value` map gives them (sorted), then
     // the nodes: written straight into one buffer (no `Value` tree for a graph's few tables).
@@ -356,8 +382,22 @@ impl GraphRec {
                     h.update(b"#");
                     h.update(e.1.as_bytes());
                 }
-                if let Some(v) = &node.5 {
-                    h.update(v.get().as_bytes());
+                // A value is hashed by its JSON text, one too long for a row by the digest
+                // of that text (which a value file is named by): the same fingerprint whether
+                // the graph at hand holds the value or its file's reference.
+                match (&node.5, &node.7) {
+                    (Some(v), _) if v.get().len() > super::values::INLINE_LIMIT => {
+                        h.update(b"#file");
+                        h.update(blake3::hash(v.get().as_bytes()).to_hex().as_bytes());
+                    }
+                    (Some(v), _) => {
+                        h.update(v.get().as_bytes());
+                    }
+                    (None, Some(file)) => {
+                        h.update(b"#file");
+                        h.update(file.h.as_bytes());
+                    }
+                    (None, None) => {}
                 }
                 for &(src, slot) in &node.4 {
                     h.update(&slot.to_le_bytes());
@@ -400,7 +440,8 @@ mod tests {
             Op::Param(Some(v)) => Some(v),
             _ => None,
         };
-        let direct: GraphRec = serde_json::from_str(&encode_json(&g, 42, value, |_| None)).unwrap();
+        let direct: GraphRec =
+            serde_json::from_str(&encode_json(&g, 42, value, |_| None, None)).unwrap();
         let records = encode(&g, value, |_| None);
         assert_eq!(direct.t0, 42);
         assert_eq!(

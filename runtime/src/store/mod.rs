@@ -161,6 +161,8 @@ pub(crate) struct NewDispatch {
     pub lattice: String,
     pub lattice_path: &'static str,
     pub inputs: String,
+    /// References of the inputs kept in value files (`[[name, {"h", "n"}], ...]`), if any.
+    pub input_files: Option<String>,
     pub task_count: usize,
     pub results_dir: String,
     pub reused_from: Option<String>,
@@ -178,11 +180,13 @@ impl NewDispatch {
         results_dir: &Path,
         reused_from: Option<Uuid>,
     ) -> Self {
+        let (inputs, input_files) = encode_inputs(inputs, results_dir);
         NewDispatch {
             id: id.to_string(),
             lattice: lattice.to_string(),
             lattice_path,
-            inputs: serde_json::to_string(inputs).unwrap_or_else(|_| "[]".into()),
+            inputs,
+            input_files,
             task_count,
             results_dir: results_dir.to_string_lossy().into_owned(),
             reused_from: reused_from.map(|u| u.to_string()),
@@ -210,9 +214,9 @@ impl NewDispatch {
             "INSERT INTO dispatches (id, lattice, status, inputs, created_at, task_count,
                  results_dir, pid, pid_start, host, heartbeat_at, reused_from, program,
                  build, lattice_path, cwd, output, error, ended_at, done_count, graph, nodes,
-                 output_file)
+                 output_file, input_files)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?5, ?11, ?12, ?13, ?14, ?15,
-                 ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
         )?
         .execute(params![
             self.id,
@@ -237,9 +241,41 @@ impl NewDispatch {
             end.map(|e| e.graph.as_str()),
             end.and_then(|e| e.nodes),
             end.and_then(|e| e.output_file.as_deref()),
+            self.input_files,
         ])
         .map(|_| ())
     }
+}
+
+/// A dispatch's inputs as its row keeps them: `[[name, value], ...]`, an input whose JSON
+/// passes [`INLINE_LIMIT`] written to a value file of the dispatch (results dir `results`) and
+/// `null` in its place, with its reference in the second text (`[[name, {"h", "n"}], ...]`).
+fn encode_inputs(
+    inputs: &[(String, serde_json::Value)],
+    results: &Path,
+) -> (String, Option<String>) {
+    let mut text = Vec::with_capacity(64);
+    let mut files: Vec<(&str, values::Stored)> = Vec::new();
+    text.push(b'[');
+    for (k, (name, value)) in inputs.iter().enumerate() {
+        if k > 0 {
+            text.push(b',');
+        }
+        text.push(b'[');
+        let _ = serde_json::to_writer(&mut text, name);
+        text.push(b',');
+        if let Some(stored) = values::write_json_value(value, &mut text, results) {
+            text.extend_from_slice(b"null");
+            files.push((name, stored));
+        }
+        text.push(b']');
+    }
+    text.push(b']');
+    let files = (!files.is_empty()).then(|| serde_json::to_string(&files).unwrap_or_default());
+    (
+        String::from_utf8(text).unwrap_or_else(|_| "[]".into()),
+        files,
+    )
 }
 
 /// The final state of a dispatch written whole ([`NewDispatch::insert_ended`]).

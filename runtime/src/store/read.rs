@@ -43,12 +43,13 @@ impl Store {
             Option<String>,
             Option<String>,
             Option<String>,
+            Option<String>,
         );
         let row: Option<Row> = self.with(|c| {
             c.query_row(
                 "SELECT d.lattice, d.status, d.inputs, d.output, d.error, d.created_at, d.ended_at,
                         CASE WHEN ?2 THEN coalesce(d.graph, g.graph) END, d.results_dir,
-                        d.output_file
+                        d.output_file, d.input_files
                  FROM dispatches d LEFT JOIN graphs g ON ?2 AND g.dispatch_id = d.id
                  WHERE d.id = ?1",
                 rusqlite::params![&key, with_nodes],
@@ -64,6 +65,7 @@ impl Store {
                         r.get(7)?,
                         r.get(8)?,
                         r.get(9)?,
+                        r.get(10)?,
                     ))
                 },
             )
@@ -80,6 +82,7 @@ impl Store {
             graph,
             results_dir,
             output_file,
+            input_files,
         )) = row
         else {
             return Err(StoreError::UnknownDispatch {
@@ -108,6 +111,7 @@ impl Store {
             lattice,
             status,
             inputs: serde_json::from_str(&inputs).unwrap_or_default(),
+            input_files: input_files_of(input_files.as_deref(), results),
             output: output.and_then(|o| serde_json::from_str(&o).ok()),
             output_file: value_file(output_file.as_deref(), results),
             error,
@@ -280,6 +284,19 @@ pub(super) fn value_file(reference: Option<&str>, results: Option<&Path>) -> Opt
     Some(stored.file(results?))
 }
 
+/// The files of a dispatch's inputs kept out of its row (`dispatches.input_files`).
+pub(super) fn input_files_of(
+    references: Option<&str>,
+    results: Option<&Path>,
+) -> Vec<(String, ValueFile)> {
+    let (Some(text), Some(results)) = (references, results) else {
+        return Vec::new();
+    };
+    serde_json::from_str::<Vec<(String, Stored)>>(text)
+        .map(|v| v.into_iter().map(|(k, s)| (k, s.file(results))).collect())
+        .unwrap_or_default()
+}
+
 /// Which node-log entries to read: `(path, node id) -> keep?`.
 type Keep<'a> = dyn Fn(&str, usize) -> bool + 'a;
 
@@ -397,6 +414,7 @@ fn assemble(
                     .5
                     .as_ref()
                     .and_then(|v| serde_json::from_str(v.get()).ok());
+                rec.output_file = spec.7.as_ref().zip(results).map(|(s, r)| s.file(r));
             }
             if let Some(row) = rows.get(&(path.to_string(), i)) {
                 let cut = match row.s {

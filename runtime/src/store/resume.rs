@@ -111,11 +111,13 @@ impl Store {
             u32,
             String,
             Option<String>,
+            Option<String>,
+            Option<String>,
         );
         let row: Option<Row> = self.with(|c| {
             c.query_row(
                 "SELECT lattice, lattice_path, program, build, inputs, status, resumed_by, pid, host,
-                        cwd
+                        cwd, input_files, results_dir
                  FROM dispatches WHERE id = ?1",
                 [id.to_string()],
                 |r| {
@@ -130,6 +132,8 @@ impl Store {
                         r.get(7)?,
                         r.get(8)?,
                         r.get(9)?,
+                        r.get(10)?,
+                        r.get(11)?,
                     ))
                 },
             )
@@ -146,6 +150,8 @@ impl Store {
             pid,
             host,
             cwd,
+            input_files,
+            results_dir,
         )) = row
         else {
             return Err(StoreError::UnknownDispatch {
@@ -159,7 +165,11 @@ impl Store {
             lattice_path,
             program: program.map(PathBuf::from),
             build,
-            inputs: serde_json::from_str(&inputs).unwrap_or_default(),
+            inputs: self.inputs_with_files(
+                &inputs,
+                input_files.as_deref(),
+                results_dir.as_deref().map(Path::new),
+            )?,
             status: status.parse().unwrap_or(Status::Running),
             resumed_by: resumed_by.and_then(|r| Uuid::parse_str(&r).ok()),
             pid,
@@ -368,5 +378,31 @@ impl Store {
         })()
         .map_err(|e: rusqlite::Error| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
+    }
+}
+
+impl Store {
+    /// A dispatch's recorded inputs with those kept in value files read back (a resume
+    /// rebuilds the lattice from them).
+    fn inputs_with_files(
+        &self,
+        inputs: &str,
+        files: Option<&str>,
+        results: Option<&Path>,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let mut inputs: Vec<(String, serde_json::Value)> =
+            serde_json::from_str(inputs).unwrap_or_default();
+        for (name, file) in super::read::input_files_of(files, results) {
+            let value = file
+                .read::<serde_json::Value>()
+                .map_err(|reason| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    reason: format!("input `{name}` of the dispatch cannot be read back: {reason}"),
+                })?;
+            if let Some(slot) = inputs.iter_mut().find(|(n, _)| *n == name) {
+                slot.1 = value;
+            }
+        }
+        Ok(inputs)
     }
 }

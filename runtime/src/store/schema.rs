@@ -14,7 +14,7 @@ use rusqlite::Connection;
 pub(crate) const APPLICATION_ID: i64 = 0x434F_564C;
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Migrations: `MIGRATIONS[v]` takes a database from version `v` to `v + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -98,6 +98,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE dispatches ADD COLUMN nodes TEXT;
     DROP INDEX dispatches_by_status;
     CREATE INDEX dispatches_running ON dispatches(status) WHERE status = 'RUNNING';
+    ",
+    // 4 → 5: a lattice input too large for the row is in a value file: `inputs` holds `null`
+    // in its place and `input_files` its reference (`[[name, {"h", "n"}], ...]`). Graphs may
+    // carry a parameter's reference as an eighth node field (older builds cannot read those,
+    // hence the version).
+    "
+    ALTER TABLE dispatches ADD COLUMN input_files TEXT;
     ",
 ];
 

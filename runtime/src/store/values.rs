@@ -101,6 +101,57 @@ pub(crate) fn write_in(
     dir: &Path,
     prefix: &str,
 ) -> io::Result<Option<Stored>> {
+    write_with(
+        |w| value.write_json_to(w),
+        |buf| value.write_json(buf),
+        buf,
+        dir,
+        prefix,
+    )
+}
+
+/// [`write`] for a JSON value (a lattice input as recorded): short, into `buf`; else into
+/// a value file of the dispatch whose results dir is `results`. A file that cannot be written
+/// is warned about and the value kept in `buf`.
+pub(crate) fn write_json_value(
+    value: &serde_json::Value,
+    buf: &mut Vec<u8>,
+    results: &Path,
+) -> Option<Stored> {
+    let mark = buf.len();
+    let dir = dir_of(results);
+    let fallback = |buf: &mut Vec<u8>| {
+        let _ = serde_json::to_writer(&mut *buf, value);
+    };
+    match write_with(
+        |w| serde_json::to_writer(w, value).map_err(io::Error::other),
+        fallback,
+        buf,
+        &dir,
+        "",
+    ) {
+        Ok(stored) => stored,
+        Err(e) => {
+            eprintln!(
+                "covalent: warning: cannot write a value file in {}: {e}; the value is kept in the store's row instead",
+                dir.display()
+            );
+            buf.truncate(mark);
+            fallback(buf);
+            None
+        }
+    }
+}
+
+/// The streaming behind [`write_in`]: `emit` writes the JSON, `fallback` writes what a value
+/// that failed to serialize leaves in the row.
+fn write_with(
+    emit: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    fallback: impl FnOnce(&mut Vec<u8>),
+    buf: &mut Vec<u8>,
+    dir: &Path,
+    prefix: &str,
+) -> io::Result<Option<Stored>> {
     let mark = buf.len();
     let mut w = Spill {
         buf,
@@ -111,7 +162,7 @@ pub(crate) fn write_in(
         hasher: blake3::Hasher::new(),
         len: 0,
     };
-    let streamed = value.write_json_to(&mut w).and_then(|()| w.flush());
+    let streamed = emit(&mut w).and_then(|()| w.flush());
     let Spill {
         buf,
         file,
@@ -124,7 +175,7 @@ pub(crate) fn write_in(
         // for the file side.
         if streamed.is_err() {
             buf.truncate(mark);
-            value.write_json(buf);
+            fallback(buf);
         }
         return Ok(None);
     };
