@@ -7,11 +7,11 @@
 //! This module owns the entry only; what each mode does is its module's.
 
 use crate::durable::{DISPATCHER_ENV, MAINTAIN_ENV, enter_if_dispatcher, enter_if_maintenance};
-use crate::executor::worker::{TASK_ENV, enter_if_worker};
+use crate::executor::worker::{SERVE_ENV, TASK_ENV, enter_if_worker};
 
 /// Whether this process was started in one of the modes.
 fn any_mode() -> bool {
-    [TASK_ENV, DISPATCHER_ENV, MAINTAIN_ENV]
+    [TASK_ENV, SERVE_ENV, DISPATCHER_ENV, MAINTAIN_ENV]
         .iter()
         .any(|v| std::env::var_os(v).is_some())
 }

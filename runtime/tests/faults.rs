@@ -84,27 +84,51 @@ fn small(x: u64) -> u64 {
 /// A task in a child process that starts a grandchild, records both pids, then waits.
 #[electron(executor = "process")]
 fn long_elsewhere(dir: String) -> u32 {
-    let mut grandchild = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .unwrap();
-    std::fs::write(
-        Path::new(&dir).join("pids.tmp"),
-        format!("{} {}", std::process::id(), grandchild.id()),
-    )
-    .unwrap();
-    std::fs::rename(
-        Path::new(&dir).join("pids.tmp"),
-        Path::new(&dir).join("pids"),
-    )
-    .unwrap();
-    let _ = grandchild.wait();
-    1
+    long_elsewhere_body(&dir)
 }
 
 #[lattice]
 fn long_flow(dir: String) -> u32 {
     long_elsewhere(dir)
+}
+
+static REUSED: std::sync::LazyLock<covalent::executor::ExecutorRef> =
+    std::sync::LazyLock::new(|| {
+        covalent::executor::ExecutorRef::new(
+            covalent::executor::ProcessExecutor::new().reusing_workers(),
+        )
+    });
+
+/// [`long_elsewhere`] on a reusable worker (after a first task, so the worker is one that has
+/// served before).
+#[electron(executor = &REUSED)]
+fn long_reused(dir: String, after: u32) -> u32 {
+    long_elsewhere_body(&dir) + after
+}
+
+#[electron(executor = &REUSED)]
+fn first_on_reused() -> u32 {
+    0
+}
+
+fn long_elsewhere_body(dir: &str) -> u32 {
+    let mut grandchild = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    std::fs::write(
+        Path::new(dir).join("pids.tmp"),
+        format!("{} {}", std::process::id(), grandchild.id()),
+    )
+    .unwrap();
+    std::fs::rename(Path::new(dir).join("pids.tmp"), Path::new(dir).join("pids")).unwrap();
+    let _ = grandchild.wait();
+    1
+}
+
+#[lattice]
+fn long_reused_flow(dir: String) -> u32 {
+    long_reused(dir, first_on_reused())
 }
 
 /// What a child process does (`FAULTS_ROLE`): `chain` dispatches the chain (resuming
@@ -139,6 +163,11 @@ fn role() {
         "long" => {
             let dir = home.to_str().unwrap().to_string();
             let r = covalent::dispatch_sync(long_flow(dir).with_config(cfg)).unwrap();
+            println!("done {:?}", r.status());
+        }
+        "long-reused" => {
+            let dir = home.to_str().unwrap().to_string();
+            let r = covalent::dispatch_sync(long_reused_flow(dir).with_config(cfg)).unwrap();
             println!("done {:?}", r.status());
         }
         other => panic!("unknown role {other}"),
@@ -351,8 +380,28 @@ fn a_sync_dispatch_is_in_the_store_within_its_first_tick_and_survives_a_kill_fro
 
 #[test]
 fn kill_9_of_a_dispatcher_takes_its_process_tasks_and_their_children_with_it() {
+    kill_9_of_a_dispatcher_running("long");
+}
+
+/// The same with reusable workers: the serving worker, its task's child and its directory go
+/// with the dispatcher.
+#[test]
+fn kill_9_of_a_dispatcher_takes_its_reusable_workers_and_their_children_with_it() {
+    kill_9_of_a_dispatcher_running("long-reused");
+}
+
+fn kill_9_of_a_dispatcher_running(role: &str) {
     let home = tempfile::tempdir().unwrap();
-    let mut child = spawn_role("long", home.path(), &[]);
+    let mut child = spawn_role(role, home.path(), &[]);
+    let worker_dirs = || -> Vec<PathBuf> {
+        let prefix = format!("covalent-worker-{}-", child.id());
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect()
+    };
     let pids = home.path().join("pids");
     let t = Instant::now();
     let (worker, grandchild) = loop {
@@ -369,6 +418,8 @@ fn kill_9_of_a_dispatcher_takes_its_process_tasks_and_their_children_with_it() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(alive(worker) && alive(grandchild));
+    let dirs = worker_dirs();
+    assert_eq!(dirs.is_empty(), role == "long", "worker dirs: {dirs:?}");
     kill9(&mut child);
     // The worker sees its dispatcher gone within its 50 ms check and takes its group along.
     let t = Instant::now();
@@ -380,6 +431,11 @@ fn kill_9_of_a_dispatcher_takes_its_process_tasks_and_their_children_with_it() {
         !alive(grandchild),
         "the task's own child outlived its dispatcher"
     );
+    let t = Instant::now();
+    while dirs.iter().any(|d| d.exists()) && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!dirs.iter().any(|d| d.exists()), "left behind: {dirs:?}");
     // The record says what happened.
     let store = Store::open(&home.path().join("covalent.db")).unwrap();
     let d = store.list(&ListFilter::default()).unwrap();

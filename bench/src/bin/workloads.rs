@@ -162,7 +162,8 @@ fn w5_grid(layers: u64, width: u64) -> u64 {
 #[derive(Parser)]
 #[command(about = "W1–W5 and the scaling runs on the local executor, as JSON")]
 struct Args {
-    /// Comma-separated: w1, w2, w3, w4, w5, scaling, floor (default: all). `floor`: 10,000
+    /// Comma-separated: w1, w2, w3, w4, w5, process, scaling, floor (default: all). `process`:
+    /// the W3 fan-out on the `process` executor, a child per task and reusable workers. `floor`: 10,000
     /// sequential recorded W1 dispatches interleaved with bare SQLite commits of the same row
     /// (recording on only).
     #[arg(long, value_delimiter = ',')]
@@ -466,6 +467,28 @@ fn specs(only: &[String], quick: bool) -> Vec<Spec> {
             expect: w5_expected(10, 10),
             make: Box::new(|| w5_grid(10, 10)),
         });
+    }
+    if want("process") {
+        // The fan-out on the `process` executor: a child process per task, and reusable
+        // workers (task after task over a pipe).
+        for (workload, reuse, n, reps) in [
+            ("process", false, 200, q(5, 3)),
+            ("process-reuse", true, 200, q(21, 3)),
+            ("process-reuse", true, 2_000, q(11, 3)),
+        ] {
+            out.push(Spec {
+                workload,
+                size: n,
+                reps,
+                budget: secs(20),
+                expect: n * (n + 1) / 2,
+                make: Box::new(move || {
+                    let mut p = covalent::executor::ProcessExecutor::new();
+                    p.reuse_workers = reuse;
+                    w3_fan_out(n).with_executor(covalent::executor::ExecutorRef::new(p))
+                }),
+            });
+        }
     }
     if want("scaling") {
         let sizes: &[(u64, usize)] = if quick {

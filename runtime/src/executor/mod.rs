@@ -23,6 +23,7 @@ mod select;
 mod task;
 mod traits;
 pub mod worker;
+mod workers;
 
 /// The attribute for implementing [`Executor`] (its methods are `async fn`s).
 pub use async_trait::async_trait;

@@ -42,6 +42,13 @@ pub struct ProcessExecutor {
     pub env: BTreeMap<String, String>,
     /// Working directory of the children (default: the current one).
     pub workdir: Option<PathBuf>,
+    /// Keep worker processes and hand them task after task (at most `max_concurrency` of
+    /// them) instead of starting one per task: a trivial task then costs two pipe messages
+    /// rather than a process start. The trade-off: what a task leaves in its process (statics,
+    /// `OnceLock`s, leaked memory, threads, changed environment or working directory) is there
+    /// for the tasks after it; a crash, a time-out or a cancel still ends only that worker
+    /// (and fails only its task), and a new one is started for the next.
+    pub reuse_workers: bool,
     #[serde(skip)]
     limiter: Arc<OnceLock<Semaphore>>,
 }
@@ -52,15 +59,27 @@ impl ProcessExecutor {
         Self::default()
     }
 
-    fn limiter(&self) -> &Semaphore {
-        self.limiter.get_or_init(|| {
-            let n = self.max_concurrency.unwrap_or_else(|| {
+    /// The same, keeping its worker processes for task after task
+    /// ([`ProcessExecutor::reuse_workers`]).
+    pub fn reusing_workers(mut self) -> Self {
+        self.reuse_workers = true;
+        self
+    }
+
+    /// Most tasks running at once.
+    pub(crate) fn concurrency(&self) -> usize {
+        self.max_concurrency
+            .unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get())
                     .unwrap_or(2)
-            });
-            Semaphore::new(n.max(1))
-        })
+            })
+            .max(1)
+    }
+
+    fn limiter(&self) -> &Semaphore {
+        self.limiter
+            .get_or_init(|| Semaphore::new(self.concurrency()))
     }
 }
 
@@ -102,13 +121,16 @@ fn remove_task_dir(dir: &Path) {
 /// The job handle of a task: its process (id and start time, so a reused pid is not taken
 /// for it) and its directory.
 #[derive(Debug, Serialize, Deserialize)]
-struct Handle {
-    pid: u32,
-    pgid: u32,
+pub(crate) struct Handle {
+    pub pid: u32,
+    pub pgid: u32,
     #[serde(default)]
-    start: Option<i64>,
+    pub start: Option<i64>,
     #[serde(default)]
-    dir: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+    /// A reusable worker ran it (its answer went to the dispatcher's pipe, not to a file).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pooled: bool,
 }
 
 impl Handle {
@@ -123,7 +145,7 @@ impl Handle {
 }
 
 /// The start time of process `pid` in clock ticks since boot.
-fn process_start(pid: u32) -> Option<i64> {
+pub(crate) fn process_start(pid: u32) -> Option<i64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.rsplit_once(')')?.1;
     // A zombie has ended: it only waits to be reaped.
@@ -166,6 +188,9 @@ impl Executor for ProcessExecutor {
             .acquire()
             .await
             .map_err(|e| ExecutorError::Failed(e.to_string()))?;
+        if self.reuse_workers {
+            return super::workers::run(self, task, ctx).await;
+        }
         let scratch = Scratch::new(&task, ctx)
             .map_err(|e| ExecutorError::Failed(format!("cannot make a scratch dir: {e}")))?;
         let (task_file, result_file) = (scratch.0.join("task.json"), scratch.0.join("result.json"));
@@ -195,6 +220,7 @@ impl Executor for ProcessExecutor {
             pgid: 0,
             start: None,
             dir: Some(scratch.0.clone()),
+            pooled: false,
         });
         let mut child = cmd.spawn().map_err(|e| {
             ExecutorError::Failed(format!("cannot start a worker ({}): {e}", binary.display()))
@@ -205,6 +231,7 @@ impl Executor for ProcessExecutor {
             pgid: pid,
             start: process_start(pid),
             dir: Some(scratch.0.clone()),
+            pooled: false,
         });
         let status = child
             .wait()
@@ -217,6 +244,19 @@ impl Executor for ProcessExecutor {
         let Some(h) = Handle::of(job) else {
             return Ok(Probe::Gone);
         };
+        if h.pooled {
+            // Its answer was to go to the dispatcher that is gone; the worker follows it
+            // within 50 ms (it watches it). Let it end, so the task is never run twice at
+            // once, then the task is to run again.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while h.alive() && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            if h.alive() {
+                kill_group(i64::from(h.pgid));
+            }
+            return Ok(Probe::Gone);
+        }
         let has_result = || {
             h.dir
                 .as_ref()

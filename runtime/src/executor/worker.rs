@@ -547,6 +547,118 @@ fn run_task(env: &TaskEnvelope) -> Ran {
     }
 }
 
+/// Environment variable that makes a worker serve tasks one after another instead of running
+/// one: requests ([`ServeRequest`], one JSON line each) come on its stdin, replies
+/// ([`ServeReply`]) go to the stdout it was started with; the tasks' own stdout goes to the
+/// file named by [`SERVE_STDOUT_ENV`] and their stderr to the worker's stderr (a file), each
+/// reply saying which bytes of them the task wrote.
+pub const SERVE_ENV: &str = "COVALENT_WORKER_SERVE";
+/// The file a serving worker's tasks write their stdout to (appended to).
+pub const SERVE_STDOUT_ENV: &str = "COVALENT_WORKER_STDOUT";
+
+/// A task for a serving worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServeRequest {
+    /// The task.
+    pub task: TaskEnvelope,
+    /// Where a large output's file goes ([`OutputFile`]).
+    pub dir: PathBuf,
+}
+
+/// A serving worker's answer to one [`ServeRequest`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServeReply {
+    /// The task's result.
+    pub result: ResultEnvelope,
+    /// The byte range of the stdout file this task wrote (`[start, end)`).
+    pub stdout: (u64, u64),
+    /// The byte range of the stderr file this task wrote.
+    pub stderr: (u64, u64),
+}
+
+/// The size of the file behind `fd` (where its next appended byte goes).
+fn fd_size(fd: libc::c_int) -> u64 {
+    // SAFETY: fstat(2) writes a `stat` for a descriptor; a bad one is an error, not UB.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) == 0 {
+            st.st_size as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// Serving mode: runs the requests on stdin one after another until stdin closes, then exits.
+fn serve() -> ! {
+    use std::io::{BufRead, Write};
+    use std::os::fd::FromRawFd;
+    // The replies keep the stdout this worker was given (a pipe to the dispatcher); fd 1 is
+    // pointed at the stream file, so what tasks print never mixes with replies.
+    // SAFETY: dup(2) of fd 1, owned by the new `File` from here on.
+    let proto = unsafe { libc::dup(1) };
+    if proto < 0 {
+        eprintln!("covalent worker: cannot keep its reply channel");
+        std::process::exit(70);
+    }
+    // SAFETY: `proto` is a fresh descriptor nothing else owns.
+    let mut replies = std::io::BufWriter::new(unsafe { std::fs::File::from_raw_fd(proto) });
+    if let Some(path) = std::env::var_os(SERVE_STDOUT_ENV) {
+        use std::os::fd::AsRawFd;
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            // SAFETY: dup2(2) onto fd 1; the file stays open through fd 1 after `f` is closed.
+            Ok(f) => unsafe {
+                libc::dup2(f.as_raw_fd(), 1);
+            },
+            Err(e) => {
+                eprintln!("covalent worker: cannot open its stdout file: {e}");
+                std::process::exit(70);
+            }
+        }
+    }
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let _ = std::io::stdout().flush();
+        let before = (fd_size(1), fd_size(2));
+        let result = match serde_json::from_str::<ServeRequest>(&line) {
+            Ok(req) => run_envelope_into(&req.task, &req.dir),
+            Err(e) => ResultEnvelope {
+                protocol: PROTOCOL,
+                output: None,
+                error_kind: Some(WorkerErrorKind::Protocol),
+                error: Some(format!("the worker could not read its request: {e}")),
+                started_at: now_micros(),
+                ended_at: now_micros(),
+                output_file: None,
+            },
+        };
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        let reply = ServeReply {
+            result,
+            stdout: (before.0, fd_size(1)),
+            stderr: (before.1, fd_size(2)),
+        };
+        let sent = serde_json::to_writer(&mut replies, &reply)
+            .map_err(std::io::Error::other)
+            .and_then(|()| replies.write_all(b"\n"))
+            .and_then(|()| replies.flush());
+        if sent.is_err() {
+            // The dispatcher is gone.
+            std::process::exit(0);
+        }
+    }
+    std::process::exit(0);
+}
+
 /// Environment variable naming the pid of the dispatcher a local worker belongs to: set by the
 /// `process` executor, whose workers end (with their whole process group) when it dies.
 pub const PARENT_ENV: &str = "COVALENT_WORKER_PARENT";
@@ -568,8 +680,23 @@ fn watch_parent() {
         // SAFETY: getppid(2) has no preconditions.
         unsafe { libc::getppid() == parent }
     };
-    if !check() {
+    // A serving worker's directory (its stream files) is its dispatcher's to remove; one
+    // killed with no chance to is removed here.
+    let own_dir = std::env::var_os(SERVE_STDOUT_ENV)
+        .map(PathBuf::from)
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .filter(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("covalent-worker-"))
+        });
+    let orphaned = move || {
+        if let Some(d) = &own_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
         crate::executor::child::kill_own_group();
+    };
+    if !check() {
+        orphaned();
     }
     let _ = std::thread::Builder::new()
         .name("covalent-parent-watch".into())
@@ -577,7 +704,7 @@ fn watch_parent() {
             loop {
                 std::thread::sleep(PARENT_CHECK);
                 if !check() {
-                    crate::executor::child::kill_own_group();
+                    orphaned();
                 }
             }
         });
@@ -586,6 +713,10 @@ fn watch_parent() {
 /// Worker mode: when the environment names a task, run it, write the result and exit.
 /// Returns (does nothing) otherwise.
 pub fn enter_if_worker() {
+    if std::env::var_os(SERVE_ENV).is_some() {
+        watch_parent();
+        serve();
+    }
     let Some(task) = std::env::var_os(TASK_ENV) else {
         return;
     };

@@ -1,0 +1,260 @@
+//! Reusable worker processes for the `process` executor (`reuse_workers = true`): the
+//! program's binary started once in serving mode ([`SERVE_ENV`]) and handed task after task
+//! over its stdin and stdout, so a task costs two pipe messages instead of a process start.
+//!
+//! A worker is checked out of its pool for one task at a time. When the task ends with a
+//! reply, the worker goes back to the pool (at most `max_concurrency` idle ones are kept per
+//! set of options); when it dies instead (a crash, an abort), the task fails as "worker lost"
+//! and the worker is discarded; when the task's attempt is given up (a time limit, a cancel) the
+//! worker's whole process group is killed. Idle workers end with the dispatcher (they watch it
+//! like every local worker). Each worker has a small directory of its own (its stream files,
+//! and a large output's file on its way) under the system's temporary directory, removed with
+//! it.
+//!
+//! Each worker serves tasks on one thread of ours doing blocking pipe I/O, so a worker is not
+//! tied to the async runtime of the dispatch that started it.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, mpsc};
+
+use super::child::{describe_exit, kill_group, with_stderr_tail};
+use super::process::{Handle, ProcessExecutor, process_start};
+use super::worker::{
+    PARENT_ENV, SERVE_ENV, SERVE_STDOUT_ENV, ServeReply, ServeRequest, TaskEnvelope, current_binary,
+};
+use crate::executor::{ExecutorError, Task, TaskContext};
+use crate::value::Output;
+
+/// A stream file is emptied once it passes this size between two tasks.
+const STREAM_FILE_MAX: u64 = 4 << 20;
+
+/// One task for a worker's thread: the request line, and where its answer goes (the reply
+/// line, or how the worker ended without one).
+struct Job {
+    line: Vec<u8>,
+    answer: tokio::sync::oneshot::Sender<Result<String, String>>,
+}
+
+/// A running serving worker. Dropping it kills its process group and removes its directory.
+pub(crate) struct Worker {
+    pid: u32,
+    start: Option<i64>,
+    dir: PathBuf,
+    jobs: mpsc::Sender<Job>,
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+    /// Where the stream files end (what the last task wrote up to).
+    ends: (u64, u64),
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        kill_group(i64::from(self.pid));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Idle workers, by the options they were started with.
+static IDLE: LazyLock<Mutex<HashMap<String, Vec<Worker>>>> = LazyLock::new(Default::default);
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// What distinguishes the workers of two executors (their environment and working directory).
+fn pool_key(ex: &ProcessExecutor) -> String {
+    serde_json::to_string(&(&ex.env, &ex.workdir)).unwrap_or_default()
+}
+
+/// At exit, the idle workers are stopped and their directories removed (a dispatcher killed
+/// before it can is outlived by its workers for at most 50 ms: they watch it, and remove their
+/// directories themselves).
+extern "C" fn stop_idle_workers() {
+    if let Ok(mut idle) = IDLE.try_lock() {
+        idle.clear();
+    }
+}
+
+fn spawn(ex: &ProcessExecutor) -> Result<Worker, ExecutorError> {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain `extern "C" fn` taking nothing; it only try-locks a
+        // mutex and drops what it holds.
+        unsafe {
+            libc::atexit(stop_idle_workers);
+        }
+    });
+    let failed = |what: &str, e: std::io::Error| {
+        ExecutorError::Failed(format!("cannot start a reusable worker ({what}): {e}"))
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "covalent-worker-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| failed("its directory", e))?;
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(dir.join(name))
+            .map_err(|e| failed(name, e))
+    };
+    let (stdout, stderr) = (open("stdout")?, open("stderr")?);
+    let binary = current_binary().map_err(|e| failed("this program's binary", e))?;
+    let mut cmd = Command::new(&binary);
+    cmd.env(SERVE_ENV, "1")
+        .env(SERVE_STDOUT_ENV, dir.join("stdout"))
+        .env(PARENT_ENV, std::process::id().to_string())
+        .envs(&ex.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr.try_clone().map_err(|e| failed("stderr", e))?);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    if let Some(w) = &ex.workdir {
+        cmd.current_dir(w);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| failed(&binary.display().to_string(), e))?;
+    let pid = child.id();
+    let (Some(mut to), Some(from)) = (child.stdin.take(), child.stdout.take()) else {
+        let _ = child.kill();
+        return Err(ExecutorError::Failed(
+            "cannot start a reusable worker: no pipes".into(),
+        ));
+    };
+    let (jobs, queue) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("covalent-process-worker".into())
+        .spawn(move || {
+            let mut from = BufReader::new(from);
+            let mut line = String::new();
+            for job in queue {
+                line.clear();
+                let sent = to.write_all(&job.line).and_then(|()| to.flush());
+                let read = sent.and_then(|()| from.read_line(&mut line));
+                match read {
+                    Ok(n) if n > 0 => {
+                        let _ = job.answer.send(Ok(std::mem::take(&mut line)));
+                    }
+                    _ => {
+                        // It ended (or was killed) before answering.
+                        let how = match child.wait() {
+                            Ok(status) => describe_exit(status),
+                            Err(e) => format!("could not be waited for ({e})"),
+                        };
+                        let _ = job.answer.send(Err(how));
+                        return;
+                    }
+                }
+            }
+            // The worker was dropped: it is killed; reap it.
+            let _ = child.kill();
+            let _ = child.wait();
+        })
+        .map_err(|e| failed("its thread", e))?;
+    Ok(Worker {
+        pid,
+        start: process_start(pid),
+        dir,
+        jobs,
+        stdout,
+        stderr,
+        ends: (0, 0),
+    })
+}
+
+/// Bytes `[range.0, range.1)` of a stream file, as text.
+fn read_range(f: &mut std::fs::File, range: (u64, u64)) -> String {
+    let (a, b) = range;
+    if b <= a {
+        return String::new();
+    }
+    let mut buf = vec![0; (b - a) as usize];
+    let read = f
+        .seek(std::io::SeekFrom::Start(a))
+        .and_then(|_| f.read_exact(&mut buf));
+    match read {
+        Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+fn size(f: &std::fs::File) -> u64 {
+    f.metadata().map(|m| m.len()).unwrap_or(0)
+}
+
+/// Runs `task` on a reusable worker (taken from the pool, or started).
+pub(crate) async fn run(
+    ex: &ProcessExecutor,
+    task: Task,
+    ctx: &TaskContext,
+) -> Result<Output, ExecutorError> {
+    let envelope = TaskEnvelope::of(&task, ctx)?;
+    let key = pool_key(ex);
+    let idle = IDLE.lock().unwrap().get_mut(&key).and_then(Vec::pop);
+    let mut worker = match idle {
+        Some(w) => w,
+        None => spawn(ex)?,
+    };
+    ctx.set_job_handle(Handle {
+        pid: worker.pid,
+        pgid: worker.pid,
+        start: worker.start,
+        dir: None,
+        pooled: true,
+    });
+    let request = ServeRequest {
+        task: envelope,
+        dir: worker.dir.clone(),
+    };
+    let mut line = serde_json::to_vec(&request).map_err(|e| {
+        ExecutorError::Serialization(format!("the task's envelope cannot be written: {e}"))
+    })?;
+    line.push(b'\n');
+    let from = worker.ends;
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let lost = |how: &str| ExecutorError::WorkerLost(format!("the task's worker process {how}"));
+    worker
+        .jobs
+        .send(Job { line, answer })
+        .map_err(|_| lost("had ended"))?;
+    // Dropped here (a time limit, a cancel): `worker` goes, and its process group with it.
+    let answer = answered.await.map_err(|_| lost("had ended"))?;
+    let reply = match answer {
+        Ok(text) => serde_json::from_str::<ServeReply>(&text)
+            .map_err(|e| ExecutorError::Failed(format!("the worker's reply is not readable: {e}"))),
+        Err(how) => {
+            let to = (size(&worker.stdout), size(&worker.stderr));
+            let out = read_range(&mut worker.stdout, (from.0, to.0));
+            let err = read_range(&mut worker.stderr, (from.1, to.1));
+            ctx.record_streams(out, err.clone());
+            return Err(ExecutorError::WorkerLost(with_stderr_tail(
+                format!("the task's worker process {how}"),
+                &err,
+            )));
+        }
+    }?;
+    let out = read_range(&mut worker.stdout, reply.stdout);
+    let err = read_range(&mut worker.stderr, reply.stderr);
+    ctx.record_streams(out, err);
+    let output = reply.result.into_output_in(&worker.dir, ctx);
+    worker.ends = (reply.stdout.1, reply.stderr.1);
+    if worker.ends.0 > STREAM_FILE_MAX || worker.ends.1 > STREAM_FILE_MAX {
+        for f in [&worker.stdout, &worker.stderr] {
+            let _ = f.set_len(0);
+        }
+        worker.ends = (0, 0);
+    }
+    let keep = ex.concurrency();
+    let mut idle = IDLE.lock().unwrap();
+    let list = idle.entry(key).or_default();
+    if list.len() < keep {
+        list.push(worker);
+    }
+    output
+}

@@ -1,0 +1,158 @@
+//! The `process` executor with reusable workers (`reuse_workers = true`), this test binary
+//! serving as the worker: the executor conformance suite (results and streams, failures and
+//! crashes, retries, a time limit and cancellation killing the task's process group, parallel
+//! tasks, hooks, large outputs), and what is particular to reuse: one process serves task
+//! after task with each task's own streams, state left by a task is there for the next (the
+//! documented trade-off), and a worker that crashed or was stopped is replaced.
+
+covalent_test_support::isolated_home!();
+
+use std::path::Path;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use covalent::executor::{ExecutorRef, ProcessExecutor};
+use covalent::prelude::*;
+
+fn no_record() -> covalent::Config {
+    covalent::Config::parse(
+        "[sdk]\nrecord = false\nprogress = false\n",
+        Path::new("t.toml"),
+    )
+    .unwrap()
+}
+
+static REUSE: LazyLock<ExecutorRef> =
+    LazyLock::new(|| ExecutorRef::new(ProcessExecutor::new().reusing_workers()));
+
+/// One worker at most: tasks follow each other in the same process unless it is replaced.
+static ONE: LazyLock<ExecutorRef> = LazyLock::new(|| {
+    let mut one = ProcessExecutor::new().reusing_workers();
+    one.max_concurrency = Some(1);
+    one.env.insert("COVALENT_TEST_POOL".into(), "one".into());
+    ExecutorRef::new(one)
+});
+
+/// Live (not zombie) processes of process group `pgid`.
+fn live_in_group(pgid: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i64>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (state, pgrp) = (fields[0], fields[2].parse::<i64>().unwrap_or(0));
+        if pgrp == pgid && state != "Z" && state != "X" {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn group_stopped(job: &covalent::executor::JobHandle) -> Result<(), String> {
+    let pgid = job.0["pid"].as_i64().ok_or("no pid in the job handle")?;
+    match live_in_group(pgid) {
+        live if live.is_empty() => Ok(()),
+        live => Err(format!("processes {live:?} of group {pgid} are alive")),
+    }
+}
+
+covalent_test_support::executor_conformance! {
+    executor: &REUSE,
+    name: "process",
+    config: no_record(),
+    engine: |_| Ok(()),
+    shared_dir: std::env::temp_dir(),
+    shared_dir_in_task: std::env::temp_dir(),
+    time_limit: "1s",
+    stopped: group_stopped,
+    leftovers: |_| Vec::new(),
+    // A time-out or cancel drops the run before it reads the streams.
+    keeps_streams_of_stopped_tasks: false,
+}
+
+/// Counts the tasks this process has run (a static: it survives between tasks of a worker).
+static SERVED: AtomicU32 = AtomicU32::new(0);
+
+#[electron(executor = &ONE)]
+fn whoami(tag: u32) -> (u32, u32, u32) {
+    println!("task {tag} says hello");
+    eprintln!("task {tag} warns");
+    (
+        std::process::id(),
+        SERVED.fetch_add(1, Ordering::SeqCst) + 1,
+        tag,
+    )
+}
+
+#[electron(executor = &ONE)]
+fn crash_now() -> u32 {
+    eprintln!("about to abort");
+    std::process::abort()
+}
+
+#[lattice]
+fn three() -> Vec<(u32, u32, u32)> {
+    vec![whoami(1), whoami(2), whoami(3)]
+}
+
+#[lattice]
+fn crash() -> u32 {
+    crash_now()
+}
+
+#[test]
+fn one_worker_serves_task_after_task_with_each_tasks_own_streams() {
+    let r = covalent::dispatch_sync(three().with_config(no_record())).unwrap();
+    assert_eq!(r.status(), Status::Completed, "{r}");
+    let v = r.value().unwrap();
+    let pids: std::collections::BTreeSet<u32> = v.iter().map(|t| t.0).collect();
+    assert_eq!(pids.len(), 1, "one process served all three: {v:?}");
+    assert_ne!(v[0].0, std::process::id());
+    let mut counts: Vec<u32> = v.iter().map(|t| t.1).collect();
+    counts.sort();
+    assert_eq!(
+        counts.windows(2).filter(|w| w[1] == w[0] + 1).count(),
+        2,
+        "the static counted up across tasks (state survives between tasks): {v:?}"
+    );
+    for n in r.nodes().filter(|n| n.name() == "whoami") {
+        let tag = n.output_as::<(u32, u32, u32)>().unwrap().2;
+        assert_eq!(n.stdout(), format!("task {tag} says hello\n"));
+        assert_eq!(n.stderr(), format!("task {tag} warns\n"));
+    }
+
+    // The next dispatch takes the same worker.
+    let again = covalent::dispatch_sync(three().with_config(no_record())).unwrap();
+    assert_eq!(again.value().unwrap()[0].0, v[0].0, "the worker was kept");
+
+    // A crash fails only its task, as a lost worker, with the end of its stderr; the next
+    // task gets a new worker.
+    let c = covalent::dispatch_sync(crash().with_config(no_record())).unwrap();
+    let n = c.nodes().find(|n| n.name() == "crash_now").unwrap();
+    let e = n.node_error().unwrap();
+    assert_eq!(e.kind(), covalent::ErrorKind::WorkerLost, "{e:?}");
+    assert!(
+        e.message().contains("SIGABRT") && e.message().contains("about to abort"),
+        "{}",
+        e.message()
+    );
+    assert!(
+        live_in_group(i64::from(v[0].0)).is_empty(),
+        "the crashed worker is gone"
+    );
+    let after = covalent::dispatch_sync(three().with_config(no_record())).unwrap();
+    let pid = after.value().unwrap()[0].0;
+    assert_ne!(pid, v[0].0, "a new worker");
+    assert_eq!(
+        after.value().unwrap()[0].1,
+        1,
+        "a fresh process: its static starts over"
+    );
+}
