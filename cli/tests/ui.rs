@@ -424,6 +424,281 @@ fn the_api_gives_a_dispatch_its_graph_nodes_and_sublattices() {
     assert_eq!(get(addr, "/api/nothing").status, 404);
 }
 
+#[covalent::electron]
+fn tick(i: u64) -> u64 {
+    i * i
+}
+
+#[covalent::electron]
+fn sum_all(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+/// `n` tasks fanned into one.
+#[covalent::lattice]
+fn wide(n: u64) -> u64 {
+    let xs: Vec<covalent::Node<u64>> = (0..n).map(tick).collect();
+    sum_all(xs)
+}
+
+/// Above 20,000 tasks (`GRAPH_FULL_MAX`) the dispatch answer has no nodes: its graph comes
+/// grouped by name and depth, a group's nodes a page at a time, a node with its first inputs.
+#[test]
+fn a_dispatch_too_big_to_draw_is_summarized_and_read_a_page_at_a_time() {
+    let home = tempfile::tempdir().unwrap();
+    let n: u64 = 25_000;
+    let r = covalent::dispatch_sync(wide(n).with_config(config(home.path()))).unwrap();
+    let id = r.dispatch_id().to_string();
+    let all_nodes = r.nodes().count() as u64;
+    let server = serve(home.path(), &[]);
+    let addr = &server.addr;
+
+    let d = get(addr, &format!("/api/dispatches/{id}")).json();
+    assert_eq!(d["summarized"], true);
+    assert!(d.get("nodes").is_none(), "no node list");
+    assert_eq!(d["status"], "COMPLETED");
+    assert_eq!(d["output"], (0..n).map(|i| i * i).sum::<u64>());
+    assert_eq!(
+        (d["done"].as_u64(), d["total"].as_u64()),
+        (Some(n + 1), Some(n + 1))
+    );
+    assert_eq!(d["node_count"], all_nodes);
+    assert_eq!(d["shown"], n + 1, "internal nodes hidden");
+    let groups = d["groups"].as_array().unwrap();
+    let counts: u64 = groups.iter().map(|g| g["count"].as_u64().unwrap()).sum();
+    assert_eq!(counts, n + 1, "the groups hold every shown node");
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    let (squares, sum) = (&groups[0], &groups[1]);
+    assert_eq!(
+        (squares["name"].as_str(), squares["count"].as_u64()),
+        (Some("tick"), Some(n))
+    );
+    assert_eq!(squares["statuses"]["COMPLETED"], n);
+    assert_eq!(squares["executor"], "local");
+    assert_eq!(squares["depth"], serde_json::json!([0, 0]));
+    assert_eq!(
+        (sum["name"].as_str(), sum["count"].as_u64()),
+        (Some("sum_all"), Some(1))
+    );
+    assert_eq!(sum["depth"], serde_json::json!([1, 1]));
+    // The edges through the hidden collection node join the squares to the total.
+    assert_eq!(
+        d["group_edges"],
+        serde_json::json!([{ "source": 0, "target": 1, "count": n }])
+    );
+
+    // With internal nodes: every node is in a group.
+    let all = get(addr, &format!("/api/dispatches/{id}?internal=1")).json();
+    let groups_all = all["groups"].as_array().unwrap();
+    let every: u64 = groups_all
+        .iter()
+        .map(|g| g["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(every, all_nodes);
+    assert!(
+        groups_all
+            .iter()
+            .any(|g| g["internal"] == true && g["count"] == n),
+        "a group of {n} parameters: {groups_all:?}"
+    );
+    assert!(all["group_edges"].as_array().unwrap().len() >= 3);
+
+    // A page of a group's nodes, then the next one.
+    let page = get(
+        addr,
+        &format!("/api/dispatches/{id}/nodes?group=0&offset=100&limit=50"),
+    )
+    .json();
+    assert_eq!(page["matching"], n);
+    let nodes = page["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 50);
+    assert!(
+        nodes
+            .iter()
+            .all(|m| m["name"] == "tick" && m["status"] == "COMPLETED")
+    );
+    let ids: Vec<u64> = nodes.iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order");
+    let first = get(addr, &format!("/api/dispatches/{id}/nodes?group=0&limit=1")).json();
+    assert_eq!(first["nodes"][0]["id"], squares["first_id"]);
+    let last = get(
+        addr,
+        &format!("/api/dispatches/{id}/nodes?group=0&offset={}", n - 3),
+    )
+    .json();
+    assert_eq!(last["nodes"].as_array().unwrap().len(), 3, "the last page");
+    let plain = get(addr, &format!("/api/dispatches/{id}/nodes?limit=10")).json();
+    assert_eq!(plain["matching"], n + 1);
+    assert_eq!(plain["nodes"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        get(addr, &format!("/api/dispatches/{id}/nodes?limit=501")).status,
+        400
+    );
+    assert_eq!(
+        get(addr, &format!("/api/dispatches/{id}/nodes?group=7")).status,
+        404
+    );
+
+    // The drawer of the sum: its one input is the hidden collection node, whose 25,000 inputs
+    // come 200 at a time.
+    let total_id = sum["first_id"].as_u64().unwrap();
+    let t = get(addr, &format!("/api/dispatches/{id}/nodes/{total_id}")).json();
+    assert_eq!(t["name"], "sum_all");
+    assert_eq!(t["output"], d["output"]);
+    assert_eq!(t["inputs_total"], 1);
+    let list = t["inputs"][0]["source"].as_u64().unwrap();
+    assert_eq!(t["inputs"][0]["source_internal"], true);
+    let l = get(addr, &format!("/api/dispatches/{id}/nodes/{list}")).json();
+    assert_eq!(l["inputs_total"], n);
+    let inputs = l["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 200, "capped");
+    assert!(inputs.iter().all(|i| i["source_name"] == "tick"));
+    assert_eq!(inputs[0]["value"], 0);
+    assert_eq!(inputs[3]["value"], 9);
+    assert_eq!(l["dependants"][0]["id"], total_id);
+    assert_eq!(l["dependants_total"], 1);
+    let sq = squares["first_id"].as_u64().unwrap();
+    let s = get(addr, &format!("/api/dispatches/{id}/nodes/{sq}")).json();
+    assert_eq!(
+        (s["name"].as_str(), s["output"].as_i64()),
+        (Some("tick"), Some(0))
+    );
+    assert_eq!(s["dependants"][0]["id"], list);
+    assert_eq!(
+        get(
+            addr,
+            &format!("/api/dispatches/{id}/nodes/{}", all_nodes + 5)
+        )
+        .status,
+        404
+    );
+
+    // Live events send the groups' counts, not the nodes.
+    let mut events = Events::open(addr, &format!("/api/dispatches/{id}/events"));
+    let update = events.wait_for("event: update", Duration::from_secs(20));
+    let data = update
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("data: ")
+        .unwrap();
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(data["status"], "COMPLETED");
+    assert!(data["nodes"].as_array().unwrap().is_empty());
+    assert_eq!(
+        data["groups"][0],
+        serde_json::json!([0, { "COMPLETED": n }])
+    );
+    assert_eq!(data["groups"].as_array().unwrap().len(), 2);
+    events.wait_for("event: end", Duration::from_secs(10));
+
+    // Cancel checks the node ids it is given without reading every node.
+    let token = csrf(addr);
+    let ok = [
+        ("Content-Type", "application/json"),
+        ("X-Covalent-Csrf", token.as_str()),
+    ];
+    let path = format!("/api/dispatches/{id}/cancel");
+    let bad = http(
+        addr,
+        "POST",
+        &path,
+        &ok,
+        &format!(r#"{{"nodes": [{}]}}"#, all_nodes + 5),
+    );
+    assert_eq!(bad.status, 404, "{bad:?}");
+    let ended = http(addr, "POST", &path, &ok, &format!(r#"{{"nodes": [{sq}]}}"#));
+    assert_eq!(ended.status, 409, "{ended:?}");
+}
+
+/// `n` quick tasks, then one that waits for a task sleeping `secs`.
+#[covalent::lattice]
+fn wide_and_slow(n: u64, secs: u64) -> u64 {
+    let xs: Vec<covalent::Node<u64>> = (0..n).map(tick).collect();
+    sum_all(xs).wait_for([nap(secs)])
+}
+
+#[test]
+fn a_running_big_dispatch_streams_its_groups_counts_and_is_cancelled() {
+    let home = tempfile::tempdir().unwrap();
+    let rt = &*RUNTIME;
+    let d = rt
+        .block_on(covalent::dispatch(
+            wide_and_slow(25_000, 60).with_config(config(home.path())),
+        ))
+        .unwrap();
+    let id = d.id().to_string();
+    let server = serve(home.path(), &[]);
+    let addr = &server.addr;
+
+    // The nap runs once the ticks are done (the graph is there from the start).
+    let group = |d: &Value, name: &str| -> Value {
+        d["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let start = Instant::now();
+    let nap_group = loop {
+        let a = get(addr, &format!("/api/dispatches/{id}")).json();
+        assert_eq!(a["summarized"], true, "{a}");
+        let g = group(&a, "nap");
+        if g["statuses"]["RUNNING"] == 1 && a["done"] == 25_000 {
+            assert_eq!(a["status"], "RUNNING");
+            assert_eq!(group(&a, "sum_all")["statuses"]["NEW"], 1);
+            break g;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{a}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut events = Events::open(addr, &format!("/api/dispatches/{id}/events"));
+    let first = events.wait_for("event: update", Duration::from_secs(10));
+    let data = first
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("data: ")
+        .unwrap();
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(data["status"], "RUNNING");
+    assert!(data["nodes"].as_array().unwrap().is_empty());
+    let key = nap_group["key"].clone();
+    assert!(
+        data["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!([key, { "RUNNING": 1 }])),
+        "{data}"
+    );
+
+    // Cancelling the nap by its id: checked without reading every node.
+    let token = csrf(addr);
+    let ok = [
+        ("Content-Type", "application/json"),
+        ("X-Covalent-Csrf", token.as_str()),
+    ];
+    let path = format!("/api/dispatches/{id}/cancel");
+    let nap_id = nap_group["first_id"].clone();
+    let a = http(
+        addr,
+        "POST",
+        &path,
+        &ok,
+        &format!(r#"{{"nodes": [{nap_id}]}}"#),
+    );
+    assert_eq!(a.status, 202, "{a:?}");
+    let end = events.wait_for("event: end", Duration::from_secs(20));
+    assert!(end.starts_with("event: end"));
+    let r = rt.block_on(d.wait()).unwrap();
+    assert_eq!(r.status(), Status::Cancelled);
+    let after = get(addr, &format!("/api/dispatches/{id}")).json();
+    assert_eq!(after["status"], "CANCELLED");
+    assert_eq!(group(&after, "nap")["statuses"]["CANCELLED"], 1, "{after}");
+}
+
 #[test]
 fn pages_and_embedded_assets_are_served_and_nothing_else() {
     let home = tempfile::tempdir().unwrap();

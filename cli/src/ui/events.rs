@@ -8,7 +8,10 @@
 //!   the first event, `"full": true`), then `end` once the dispatch ended, and the stream
 //!   closes. `problem` (then close) when the dispatch disappears or the store fails. While the
 //!   dispatch runs the stream also looks every 2 s without a change, so a dispatch whose
-//!   process died turns INTERRUPTED on screen.
+//!   process died turns INTERRUPTED on screen. A big dispatch's top-level stream (more than
+//!   `GRAPH_FULL_MAX` tasks; `&internal=1` as the page groups it) sends the status counts of
+//!   the groups of its summarized graph that changed (`groups`: `[[key, {STATUS: n}], ...]`)
+//!   instead of nodes, recounted at most every 2 s; its head comes from the dispatch's row.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,9 +24,11 @@ use covalent::{Status, Uuid};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::api::{ApiError, SubInfo, done_count, graph_at, parse_path, runtime_ms};
+use super::api::{
+    ApiError, SubInfo, done_count, graph_at, parse_path, runtime_ms, status_counts, wants_internal,
+};
 use super::security::query_param;
-use super::state::{AppState, Shared, blocking};
+use super::state::{AppState, Shared, blocking, is_big};
 
 /// How often the store's `data_version` is read while someone watches.
 const POLL: Duration = Duration::from_millis(100);
@@ -87,7 +92,9 @@ pub async fn dispatch_events(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let path = parse_path(&query_param(q.as_deref().unwrap_or(""), "path").unwrap_or_default())?;
+    let q = q.unwrap_or_default();
+    let path = parse_path(&query_param(&q, "path").unwrap_or_default())?;
+    let internal = wants_internal(Some(&q));
     let uuid = blocking(&state, move |s| {
         let store = s.store.require()?;
         let uuid = store.resolve(&id)?;
@@ -96,7 +103,7 @@ pub async fn dispatch_events(
     })
     .await?;
     let (tx, rx) = mpsc::channel::<Event>(4);
-    tokio::spawn(watch_dispatch(state, uuid, path, tx));
+    tokio::spawn(watch_dispatch(state, uuid, path, internal, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });
@@ -113,13 +120,50 @@ struct Snapshot {
     head: Value,
     graph_status: Option<Status>,
     nodes: Vec<(usize, Status, Option<SubInfo>)>,
+    /// A summarized graph's groups: key and status counts.
+    groups: Vec<(usize, Value)>,
     terminal: bool,
 }
 
-fn snapshot(state: &AppState, id: Uuid, path: &[usize]) -> Result<Snapshot, super::state::UiError> {
+fn snapshot(
+    state: &AppState,
+    id: Uuid,
+    path: &[usize],
+    internal: bool,
+) -> Result<Snapshot, super::state::UiError> {
     let store = state.store.require()?;
     let version = store.data_version()?;
-    let r = state.record(&store, id)?;
+    let sum = store.summary(id)?;
+    let big = is_big(sum.total);
+    if big && path.is_empty() {
+        // Neither the record nor its nodes: the row, and the groups' counts.
+        let r = store.get_without_nodes(id)?;
+        let g = state.graph_summary(&store, id, internal)?;
+        return Ok(Snapshot {
+            head: json!({
+                "status": r.status,
+                "done": sum.done,
+                "total": sum.total,
+                "end_time": r.end_time,
+                "runtime_ms": runtime_ms(r.start_time, r.end_time),
+                "error": r.error,
+                "data_version": version,
+                "graph_done": sum.done,
+            }),
+            graph_status: Some(r.status),
+            nodes: Vec::new(),
+            groups: g
+                .groups
+                .iter()
+                .map(|g| (g.key, status_counts(&g.statuses)))
+                .collect(),
+            terminal: r.status.is_terminal(),
+        });
+    }
+    let r = match path.first() {
+        Some(&first) if big => state.record_under(&store, id, first)?,
+        _ => state.record(&store, id)?,
+    };
     let (nodes, graph_status, graph_done) = match graph_at(&r, path) {
         Ok((nodes, status, _)) => (
             nodes
@@ -145,20 +189,28 @@ fn snapshot(state: &AppState, id: Uuid, path: &[usize]) -> Result<Snapshot, supe
         }),
         graph_status,
         nodes,
+        groups: Vec::new(),
         terminal: r.status.is_terminal(),
     })
 }
 
 /// Feeds one dispatch's stream until it ends or the client goes away.
-async fn watch_dispatch(state: Shared, id: Uuid, path: Vec<usize>, tx: mpsc::Sender<Event>) {
+async fn watch_dispatch(
+    state: Shared,
+    id: Uuid,
+    path: Vec<usize>,
+    internal: bool,
+    tx: mpsc::Sender<Event>,
+) {
     let mut changes = state.changes.subscribe();
     let mut seen: Seen = HashMap::new();
+    let mut seen_groups: HashMap<usize, Value> = HashMap::new();
     let mut first = true;
     let mut last_head = Value::Null;
     loop {
         changes.borrow_and_update();
         let p = path.clone();
-        let snap = blocking(&state, move |s| snapshot(s, id, &p)).await;
+        let snap = blocking(&state, move |s| snapshot(s, id, &p, internal)).await;
         let snap = match snap {
             Ok(s) => s,
             Err(e) => {
@@ -191,14 +243,24 @@ async fn watch_dispatch(state: Shared, id: Uuid, path: Vec<usize>, tx: mpsc::Sen
                 .map(|(id, s, sub)| (*id, (*s, sub.clone())))
                 .collect();
         }
+        let mut groups: Vec<Value> = Vec::new();
+        for (key, counts) in &snap.groups {
+            if first || seen_groups.get(key) != Some(counts) {
+                groups.push(json!([key, counts]));
+                seen_groups.insert(*key, counts.clone());
+            }
+        }
         let head_changed = snap.head != last_head;
-        if first || reload || !changed.is_empty() || head_changed {
+        if first || reload || !changed.is_empty() || !groups.is_empty() || head_changed {
             let mut data = snap.head.clone();
             data["full"] = json!(first);
             data["reload"] = json!(reload);
             data["graph_status"] = json!(snap.graph_status);
             data["nodes"] = Value::Array(changed);
             data["subs"] = Value::Array(subs);
+            if !snap.groups.is_empty() {
+                data["groups"] = Value::Array(groups);
+            }
             if tx
                 .send(Event::default().event("update").data(data.to_string()))
                 .await

@@ -58,6 +58,7 @@ fn router(state: Shared) -> Router {
             "/api/dispatches/{id}/sublattices/{*path}",
             get(api::sublattice),
         )
+        .route("/api/dispatches/{id}/nodes", get(api::nodes))
         .route("/api/dispatches/{id}/nodes/{*path}", get(api::node))
         .route("/api/dispatches/{id}/events", get(events::dispatch_events))
         .route("/api/dispatches/{id}/cancel", post(api::cancel))

@@ -4,8 +4,9 @@
 //! to cancel, and prints one `NAME ID` line for each, then `ready`.
 //!
 //! It then reads commands on stdin, one a line: `live STEPS MS` starts a chain of STEPS tasks
-//! of MS milliseconds each and prints `live ID`; `quit` (or the end of stdin) stops, which
-//! interrupts whatever still runs.
+//! of MS milliseconds each and prints `live ID`; `fanout N` records a fan-out of N tasks into
+//! one (too big for the UI to draw node by node above 20,000) and prints `fanout ID`; `quit`
+//! (or the end of stdin) stops, which interrupts whatever still runs.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -177,6 +178,23 @@ fn chain(steps: u64, sleep_ms: u64) -> u64 {
     x
 }
 
+#[electron]
+fn tick(i: u64) -> u64 {
+    i + 1
+}
+
+#[electron]
+fn sum_all(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+/// `n` tasks fanned into one.
+#[lattice]
+fn wide(n: u64) -> u64 {
+    let xs: Vec<Node<u64>> = (0..n).map(tick).collect();
+    sum_all(xs)
+}
+
 fn config(home: &Path) -> Config {
     let text = format!(
         "[sdk]\ndata_dir = {:?}\nprogress = false\n",
@@ -238,6 +256,15 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
                 say(&format!("live {}", d.id()));
                 live.push(d);
+            }
+            ["fanout", n] => {
+                let n: u64 = n.parse()?;
+                let h = home.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    covalent::dispatch_sync(wide(n).with_config(config(&h)))
+                })
+                .await??;
+                say(&format!("fanout {}", r.dispatch_id()));
             }
             ["quit"] => break,
             _ => say(&format!("unknown command: {line}")),

@@ -298,6 +298,58 @@ async function main() {
     await page.click('#zoom-fit');
   });
 
+  await check('a dispatch too big to draw node by node is drawn grouped; a group lists its nodes', async () => {
+    fixture.stdin.write('fanout 25000\n');
+    let fid = null;
+    while (!fid) {
+      const l = await fixtureLine(120000);
+      if (l.startsWith('fanout ')) fid = l.split(' ')[1];
+    }
+    const t0 = Date.now();
+    await page.goto(`${base}/dispatches/${fid}`);
+    await graphReady();
+    const openMs = Date.now() - t0;
+    const r = await page.evaluate(() => window.covalentRender);
+    assert(r.summarized === true, 'summarized');
+    assert(r.groups === 2 && r.shown === 25001, `2 groups of 25,001 nodes, not ${r.groups} of ${r.shown}`);
+    log(`# 25,001 tasks (50,003 nodes) grouped: page open to drawn ${openMs} ms (dispatch JSON ${Math.round(r.fetchMs)} ms)`);
+    const names = await page.locator('#graph g.node.group text.name').allTextContents();
+    assert(names.includes('tick ×25,000') && names.includes('sum_all ×1'), `group names: ${names}`);
+    const labels = await page.locator('#graph text.elabel').allTextContents();
+    assert(labels.includes('×25,000'), `edge label with the count: ${labels}`);
+    assert((await page.locator('#graph-status').textContent()).includes('25,001 nodes, shown grouped by name and depth'),
+      'the status line says so');
+    assert(await page.locator('#graph g.node.group.s-COMPLETED').count() === 2, 'coloured by status');
+    await shot('08b-summarized');
+    await nodeByName('tick ×25,000').click();
+    await page.waitForSelector('#group-members tr[data-id]');
+    assert(await page.locator('#group-members tr[data-id]').count() === 100, 'a page of 100 members');
+    assert((await page.locator('#group-range').textContent()) === '1–100 of 25,000', 'the range');
+    const firstId = await page.locator('#group-members tr[data-id]').first().getAttribute('data-id');
+    await page.click('#group-next');
+    await page.waitForFunction(() => document.querySelector('#group-range') &&
+      document.querySelector('#group-range').textContent === '101–200 of 25,000');
+    const nextId = await page.locator('#group-members tr[data-id]').first().getAttribute('data-id');
+    assert(Number(nextId) > Number(firstId), 'the next page has later nodes');
+    await shot('08c-summarized-group');
+    await page.locator('#group-members tr[data-id] a').first().click();
+    await page.waitForSelector(`#drawer[data-node="${nextId}"] #node-status`);
+    assert((await page.locator('#node-status').textContent()) === 'COMPLETED', 'a member opens in the node drawer');
+    assert((await page.locator('#drawer-title').textContent()).startsWith('tick'), 'the member is a tick');
+    await page.fill('#node-search', firstId);
+    await page.press('#node-search', 'Enter');
+    await page.waitForSelector(`#drawer[data-node="${firstId}"] #node-status`);
+    await page.click('#drawer-close');
+    await page.waitForSelector('#drawer', { state: 'hidden' });
+    await page.check('#show-internal');
+    await graphReady(2);
+    const withInternal = await page.locator('#graph g.node.group').count();
+    assert(withInternal > 2, `more groups with internal nodes: ${withInternal}`);
+    await page.uncheck('#show-internal');
+    await graphReady(3);
+    assert(await page.locator('#graph g.node.group').count() === 2, 'two groups again');
+  });
+
   await check('a running dispatch updates live and finishes without a reload', async () => {
     const id = await live(6, 600);
     await page.goto(`${base}/dispatches/${id}`);

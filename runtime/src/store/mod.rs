@@ -20,6 +20,7 @@ pub(crate) mod journal;
 mod read;
 pub(crate) mod resume;
 mod schema;
+mod summary;
 pub(crate) mod values;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use crate::status::Status;
 use crate::time::micros;
 pub use error::StoreError;
 pub use resume::{Origin, build_of};
+pub use summary::{GraphSummary, GroupEdge, NodeGroup, NodeLinks, SUMMARY_BANDS};
 pub use values::INLINE_LIMIT;
 
 /// `text` for a `LIKE ... ESCAPE '\'` pattern that matches it literally.

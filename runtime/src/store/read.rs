@@ -4,7 +4,7 @@
 //!
 //! This module owns the read path of records; writing is the journal's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::OptionalExtension;
@@ -166,16 +166,23 @@ impl Store {
                     }
                     continue;
                 };
-                let entries: Vec<&serde_json::value::RawValue> =
-                    serde_json::from_str(entries).map_err(damaged)?;
-                for e in entries {
-                    let Some(n) = leading_ints(e.get()).0 else {
-                        continue;
-                    };
-                    if !keep(&path, n as usize) {
-                        continue;
+                // Split, not parsed, as far as each entry's id: only the kept ones are parsed.
+                let mut kept = Vec::new();
+                json_elements(entries, |e| {
+                    if let Some(n) = leading_ints(e).0
+                        && keep(&path, n as usize)
+                    {
+                        kept.push(e);
                     }
-                    let v: serde_json::Value = serde_json::from_str(e.get()).map_err(damaged)?;
+                })
+                .ok_or_else(|| {
+                    rusqlite::Error::ToSqlConversionFailure(
+                        format!("the node log of dispatch {id} is damaged: not a JSON array")
+                            .into(),
+                    )
+                })?;
+                for e in kept {
+                    let v: serde_json::Value = serde_json::from_str(e).map_err(damaged)?;
                     if let Some(row) = NodeRow::parse(v) {
                         out.insert((path.clone(), row.n), row);
                     }
@@ -197,6 +204,35 @@ impl Store {
         limit: usize,
         internal: bool,
     ) -> Result<(DispatchRecord, usize), StoreError> {
+        let mut matching = 0;
+        let record = self.read_selected(id, &mut |_, raw| {
+            let kind = leading_ints(raw).1.unwrap_or(0) as u8;
+            if !internal && matches!(kind, encode::PARAMETER | encode::INTERNAL) {
+                return false;
+            }
+            let hit = matching >= offset && matching - offset < limit;
+            matching += 1;
+            hit
+        })?;
+        Ok((record, matching))
+    }
+
+    /// The record of a dispatch with `nodes` holding only the top-level nodes `ids` names
+    /// (in id order; ids the graph does not have are left out), sublattices under them whole.
+    /// Read as [`Store::get_page`] reads a page: the graph scanned, only these nodes' entries
+    /// of the node log parsed.
+    pub fn get_nodes(&self, id: Uuid, ids: &[usize]) -> Result<DispatchRecord, StoreError> {
+        let want: HashSet<usize> = ids.iter().copied().collect();
+        self.read_selected(id, &mut |i, _| want.contains(&i))
+    }
+
+    /// The record of a dispatch with the top-level nodes `keep(index, node text)` selects,
+    /// called for every node of the stored graph in id order.
+    fn read_selected(
+        &self,
+        id: Uuid,
+        keep: &mut dyn FnMut(usize, &str) -> bool,
+    ) -> Result<DispatchRecord, StoreError> {
         let mut record = self.read(id, false)?;
         let key = id.to_string();
         let page = self.with(|c| {
@@ -211,12 +247,12 @@ impl Store {
             let Ok(text) = r.get_ref(0)?.as_str() else {
                 return Ok(None);
             };
-            Ok(graph_page(text, offset, limit, internal))
+            Ok(graph_select(text, keep))
         })?;
-        let Some((graph, ids, matching)) = page else {
-            return Ok((record, 0));
+        let Some((graph, ids)) = page else {
+            return Ok(record);
         };
-        let wanted: std::collections::HashSet<usize> = ids.iter().copied().collect();
+        let wanted: HashSet<usize> = ids.iter().copied().collect();
         let under_page = |path: &str| {
             path.split('/')
                 .next()
@@ -249,7 +285,7 @@ impl Store {
             interrupted,
             results.as_deref(),
         );
-        Ok((record, matching))
+        Ok(record)
     }
 
     fn sublattice_rows(
@@ -461,39 +497,193 @@ fn assemble(
         .collect()
 }
 
-/// The graph of a stored dispatch with only the nodes of one page parsed: the names,
-/// electrons and executors it refers to, the page's nodes (see [`assemble`]'s `ids`), their
-/// ids, and how many nodes could be paged through. `None` if the text is not a graph.
-fn graph_page(
-    text: &str,
-    offset: usize,
-    limit: usize,
-    internal: bool,
-) -> Option<(GraphRec, Vec<usize>, usize)> {
-    #[derive(serde::Deserialize)]
-    struct Scan<'a> {
-        #[serde(default)]
-        t0: i64,
-        names: Vec<String>,
-        electrons: Vec<encode::ElectronRec>,
-        executors: Vec<String>,
-        #[serde(borrow)]
-        nodes: Vec<&'a serde_json::value::RawValue>,
+/// A stored graph's text, its tables parsed and its nodes only split (each node's JSON text).
+pub(super) struct Scan<'a> {
+    pub(super) t0: i64,
+    pub(super) names: Vec<String>,
+    pub(super) electrons: Vec<encode::ElectronRec>,
+    pub(super) executors: Vec<String>,
+    pub(super) nodes: Vec<&'a str>,
+}
+
+impl<'a> Scan<'a> {
+    /// Splits a stored graph (`GraphRec` as JSON); `None` if the text is not one.
+    pub(super) fn read(text: &'a str) -> Option<Scan<'a>> {
+        let (mut t0, mut names, mut electrons, mut executors, mut nodes) =
+            (0, None, None, None, None);
+        json_fields(text, |key, rest| {
+            if key == "nodes" {
+                // Split in the same pass that finds the end of the list.
+                let mut list = Vec::new();
+                let len = json_elements(rest, |n| list.push(n))?;
+                nodes = Some(list);
+                return Some(len);
+            }
+            let len = json_value_len(rest)?;
+            let value = &rest[..len];
+            let parsed = match key {
+                "t0" => serde_json::from_str(value).map(|v| t0 = v).is_ok(),
+                "names" => serde_json::from_str(value).map(|v| names = Some(v)).is_ok(),
+                "electrons" => serde_json::from_str(value)
+                    .map(|v| electrons = Some(v))
+                    .is_ok(),
+                "executors" => serde_json::from_str(value)
+                    .map(|v| executors = Some(v))
+                    .is_ok(),
+                _ => true,
+            };
+            parsed.then_some(len)
+        })?;
+        Some(Scan {
+            t0,
+            names: names?,
+            electrons: electrons?,
+            executors: executors?,
+            nodes: nodes?,
+        })
     }
-    let scan: Scan<'_> = serde_json::from_str(text).ok()?;
+}
+
+/// Calls `each(key, text from the value on)` for every field of the JSON object `text`; `each`
+/// returns the length of the value (see [`json_value_len`]), `None` to stop. `None` if `text`
+/// is not an object or `each` stopped.
+pub(super) fn json_fields<'a>(
+    text: &'a str,
+    mut each: impl FnMut(&str, &'a str) -> Option<usize>,
+) -> Option<()> {
+    let b = text.as_bytes();
+    let mut at = skip_ws(b, 0);
+    if b.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = skip_ws(b, at + 1);
+    if b.get(at) == Some(&b'}') {
+        return Some(());
+    }
+    loop {
+        let end = skip_string(b, at)?;
+        let key = &text[at + 1..end - 1];
+        at = skip_ws(b, end);
+        if b.get(at) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(b, at + 1);
+        let end = start + each(key, &text[start..])?;
+        at = skip_ws(b, end);
+        match b.get(at) {
+            Some(b',') => at = skip_ws(b, at + 1),
+            Some(b'}') => return Some(()),
+            _ => return None,
+        }
+    }
+}
+
+/// Calls `each(element text)` for every element of the JSON array at the start of `text`
+/// (split, not parsed: strings and brackets are followed, nothing is checked further) and
+/// returns the array's length in bytes; `None` if `text` does not start with an array.
+pub(super) fn json_elements<'a>(text: &'a str, mut each: impl FnMut(&'a str)) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut at = skip_ws(b, 0);
+    if b.get(at) != Some(&b'[') {
+        return None;
+    }
+    at = skip_ws(b, at + 1);
+    if b.get(at) == Some(&b']') {
+        return Some(at + 1);
+    }
+    loop {
+        let end = skip_value(b, at)?;
+        each(&text[at..end]);
+        at = skip_ws(b, end);
+        match b.get(at) {
+            Some(b',') => at = skip_ws(b, at + 1),
+            Some(b']') => return Some(at + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// The length in bytes of the JSON value at the start of `text` (strings and brackets
+/// followed, nothing checked further); `None` if there is none.
+pub(super) fn json_value_len(text: &str) -> Option<usize> {
+    skip_value(text.as_bytes(), 0)
+}
+
+fn skip_ws(b: &[u8], mut at: usize) -> usize {
+    while at < b.len() && b[at].is_ascii_whitespace() {
+        at += 1;
+    }
+    at
+}
+
+/// The end of the JSON string starting at `at` (just past its closing quote).
+fn skip_string(b: &[u8], at: usize) -> Option<usize> {
+    if b.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The end of the JSON value starting at `at` (just past it).
+fn skip_value(b: &[u8], at: usize) -> Option<usize> {
+    match *b.get(at)? {
+        b'"' => skip_string(b, at),
+        b'[' | b'{' => {
+            let mut depth = 0usize;
+            let mut i = at;
+            while i < b.len() {
+                match b[i] {
+                    b'"' => {
+                        i = skip_string(b, i)?;
+                        continue;
+                    }
+                    b'[' | b'{' => depth += 1,
+                    b']' | b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            None
+        }
+        _ => {
+            let mut i = at;
+            while i < b.len() && !matches!(b[i], b',' | b']' | b'}') && !b[i].is_ascii_whitespace()
+            {
+                i += 1;
+            }
+            (i > at).then_some(i)
+        }
+    }
+}
+
+/// The graph of a stored dispatch with only the nodes `keep(index, node text)` selects parsed:
+/// the names, electrons and executors it refers to, the selected nodes (see [`assemble`]'s
+/// `ids`) and their ids. `None` if the text is not a graph.
+fn graph_select(
+    text: &str,
+    keep: &mut dyn FnMut(usize, &str) -> bool,
+) -> Option<(GraphRec, Vec<usize>)> {
+    let scan = Scan::read(text)?;
     let mut page = Vec::new();
     let mut ids = Vec::new();
-    let mut matching = 0;
     for (i, raw) in scan.nodes.iter().enumerate() {
-        let kind = leading_ints(raw.get()).1.unwrap_or(0) as u8;
-        if !internal && matches!(kind, encode::PARAMETER | encode::INTERNAL) {
-            continue;
-        }
-        if matching >= offset && matching - offset < limit {
-            page.push(serde_json::from_str::<encode::NodeRec>(raw.get()).ok()?);
+        if keep(i, raw) {
+            page.push(serde_json::from_str::<encode::NodeRec>(raw).ok()?);
             ids.push(i);
         }
-        matching += 1;
     }
     let graph = GraphRec {
         t0: scan.t0,
@@ -502,12 +692,12 @@ fn graph_page(
         executors: scan.executors,
         nodes: page,
     };
-    Some((graph, ids, matching))
+    Some((graph, ids))
 }
 
 /// The first two integers of a JSON array's text (`[12,1,...` gives 12 and 1): a node's id and
 /// status in a log entry, its name and kind in a stored graph.
-fn leading_ints(raw: &str) -> (Option<u64>, Option<u64>) {
+pub(super) fn leading_ints(raw: &str) -> (Option<u64>, Option<u64>) {
     let b = raw.as_bytes();
     let mut at = b.iter().position(|&c| c == b'[').map_or(b.len(), |p| p + 1);
     let mut int = || {
@@ -533,7 +723,37 @@ fn leading_ints(raw: &str) -> (Option<u64>, Option<u64>) {
 
 #[cfg(test)]
 mod tests {
-    use super::leading_ints;
+    use super::{json_elements, json_fields, json_value_len, leading_ints};
+
+    #[test]
+    fn json_is_split_into_fields_and_elements_following_strings_and_brackets() {
+        let text = r#" { "a" : [1, "x]\"y", {"b": [2]}] , "c":-3.5e2,"d":"}" } "#;
+        let mut fields = Vec::new();
+        let split = json_fields(text, |k, rest| {
+            let len = json_value_len(rest)?;
+            fields.push((k.to_string(), &rest[..len]));
+            Some(len)
+        });
+        assert!(split.is_some());
+        assert_eq!(
+            fields,
+            [
+                ("a".to_string(), r#"[1, "x]\"y", {"b": [2]}]"#),
+                ("c".to_string(), "-3.5e2"),
+                ("d".to_string(), r#""}""#),
+            ]
+        );
+        let mut elements = Vec::new();
+        assert_eq!(
+            json_elements(fields[0].1, |e| elements.push(e)),
+            Some(fields[0].1.len())
+        );
+        assert_eq!(elements, ["1", r#""x]\"y""#, r#"{"b": [2]}"#]);
+        assert_eq!(json_elements(" [ ] ,", |_| panic!("no element")), Some(4));
+        assert!(json_elements("[1, [2", |_| {}).is_none());
+        assert!(json_elements("{}", |_| {}).is_none());
+        assert!(json_fields("[1]", |_, _| Some(1)).is_none());
+    }
 
     #[test]
     fn leading_ints_reads_the_first_two_integers_of_an_array() {

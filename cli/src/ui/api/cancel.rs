@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::ui::api::reply::ApiResult;
-use crate::ui::state::{Shared, UiError, blocking};
+use crate::ui::state::{Shared, UiError, blocking, is_big};
 
 /// `POST /api/dispatches/{id}/cancel` with `{"nodes": [..]}` or `{}`.
 pub async fn cancel(
@@ -36,7 +36,12 @@ pub async fn cancel(
         let store = s.store.require()?;
         let uuid = store.resolve(&id)?;
         if !nodes.is_empty() {
-            let r = s.record(&store, uuid)?;
+            // A big dispatch's record is not read whole: only the nodes named.
+            let r = if is_big(store.summary(uuid)?.total) {
+                std::sync::Arc::new(store.get_nodes(uuid, &nodes)?)
+            } else {
+                s.record(&store, uuid)?
+            };
             if let Some(bad) = nodes.iter().find(|n| r.node(**n).is_none()) {
                 return Err(UiError::NotFound(format!(
                     "dispatch {uuid} has no node {bad}"

@@ -2,24 +2,45 @@
 //! `.../record` (the whole record) and `.../sublattices/{path}` (the graph of a sublattice
 //! node).
 //!
+//! A dispatch of more than `GRAPH_FULL_MAX` tasks is answered without reading its nodes: its
+//! head from its row and its graph summarized (`"summarized": true`, `groups`, `group_edges`),
+//! decided from the row's task count before anything else is read.
+//!
 //! Each body is serialized on the blocking thread, since a large graph is a few MB. It must
 //! not describe a single node (the node answer does) nor change the store.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
+use covalent::Uuid;
+use covalent::store::{DispatchSummary, Store};
 use serde_json::{Value, json};
 
 use crate::ui::api::graph::{graph_at, parse_path};
 use crate::ui::api::reply::{ApiResult, json_bytes};
-use crate::ui::api::shape::{done_count, graph_nodes, runtime_ms};
-use crate::ui::state::{Shared, UiError, blocking};
+use crate::ui::api::shape::{done_count, graph_nodes, runtime_ms, summary_fields};
+use crate::ui::security::query_param;
+use crate::ui::state::{AppState, Shared, UiError, blocking, is_big};
 
-/// `GET /api/dispatches/{id}`.
-pub async fn dispatch(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+/// Whether a query asks for internal nodes (`internal=1` or `internal=true`).
+pub fn wants_internal(q: Option<&str>) -> bool {
+    query_param(q.unwrap_or(""), "internal").is_some_and(|v| matches!(v.trim(), "1" | "true"))
+}
+
+/// `GET /api/dispatches/{id}` (`?internal=1`: a summarized graph groups internal nodes too).
+pub async fn dispatch(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let internal = wants_internal(q.as_deref());
     let body = blocking(&state, move |s| {
         let store = s.store.require()?;
         let uuid = store.resolve(&id)?;
         let version = store.data_version()?;
+        let sum = store.summary(uuid)?;
+        if is_big(sum.total) {
+            return summarized(s, &store, uuid, &sum, version, internal);
+        }
         let r = s.record(&store, uuid)?;
         let inputs: Vec<Value> = r
             .inputs
@@ -52,6 +73,45 @@ pub async fn dispatch(State(state): State<Shared>, Path(id): Path<String>) -> Ap
     Ok(json_bytes(body))
 }
 
+/// The answer for a dispatch whose graph is summarized: its head from its row, its groups.
+fn summarized(
+    s: &AppState,
+    store: &Store,
+    uuid: Uuid,
+    sum: &DispatchSummary,
+    version: i64,
+    internal: bool,
+) -> Result<Vec<u8>, UiError> {
+    let r = store.get_without_nodes(uuid)?;
+    let g = s.graph_summary(store, uuid, internal)?;
+    let inputs: Vec<Value> = r
+        .inputs
+        .iter()
+        .map(|(k, v)| json!({ "name": k, "value": v }))
+        .collect();
+    let mut body = json!({
+        "id": r.id.to_string(),
+        "lattice": r.lattice,
+        "status": r.status,
+        "inputs": inputs,
+        "output": r.output,
+        "output_file": r.output_file,
+        "error": r.error,
+        "start_time": r.start_time,
+        "end_time": r.end_time,
+        "runtime_ms": runtime_ms(r.start_time, r.end_time),
+        "results_dir": r.results_dir,
+        "done": sum.done,
+        "total": sum.total,
+        "data_version": version,
+        "internal": internal,
+    });
+    if let Value::Object(m) = &mut body {
+        m.extend(summary_fields(&g));
+    }
+    serde_json::to_vec(&body).map_err(|e| UiError::Internal(e.to_string()))
+}
+
 /// `GET /api/dispatches/{id}/record`.
 pub async fn record(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
     let body = blocking(&state, move |s| {
@@ -77,7 +137,7 @@ pub async fn sublattice(
         let store = s.store.require()?;
         let uuid = store.resolve(&id)?;
         let version = store.data_version()?;
-        let r = s.record(&store, uuid)?;
+        let r = s.record_under(&store, uuid, ids[0])?;
         let (nodes, status, crumbs) = graph_at(&r, &ids)?;
         let lattice = crumbs.last().map(|c| c.lattice.clone()).unwrap_or_default();
         serde_json::to_vec(&json!({

@@ -22,8 +22,8 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ),
     (
         "GET",
-        "/api/dispatches/{id}",
-        "a dispatch and its top-level graph",
+        "/api/dispatches/{id}?internal=",
+        "a dispatch and its top-level graph (above 20,000 tasks: summarized, nodes grouped by name and depth)",
     ),
     (
         "GET",
@@ -34,6 +34,11 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
         "GET",
         "/api/dispatches/{id}/sublattices/{path}",
         "the graph of a sublattice node; path = node ids joined by /",
+    ),
+    (
+        "GET",
+        "/api/dispatches/{id}/nodes?offset=&limit=&internal=&group=",
+        "a page of top-level nodes (limit up to 500), or of one group of a summarized graph",
     ),
     (
         "GET",

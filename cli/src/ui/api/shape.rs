@@ -1,13 +1,14 @@
 //! The JSON shapes several answers share: a node as the graph draws it, the summary of a
-//! sublattice node ([`SubInfo`]), task counts and runtimes.
+//! sublattice node ([`SubInfo`]), the groups of a summarized graph, task counts and runtimes.
 //!
 //! Shared by the dispatch, sublattice and node answers and the event streams; it must not
 //! read the store or answer a request itself.
 
 use chrono::{DateTime, Utc};
 use covalent::Status;
-use covalent::store::NodeRecord;
+use covalent::store::{GraphSummary, NodeGroup, NodeRecord};
 use serde::Serialize;
+use serde_json::{Map, Value, json};
 
 /// What the graph shows of a sublattice node.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -70,6 +71,51 @@ pub(super) fn graph_nodes(nodes: &[NodeRecord]) -> Vec<GraphNode<'_>> {
             sub: SubInfo::of(n),
         })
         .collect()
+}
+
+/// Status counts as `{"COMPLETED": 3, ...}`.
+pub fn status_counts(statuses: &[(Status, usize)]) -> Value {
+    let map: Map<String, Value> = statuses
+        .iter()
+        .map(|(s, n)| (s.as_str().to_string(), json!(n)))
+        .collect();
+    Value::Object(map)
+}
+
+/// A group of a summarized graph as the page draws it.
+fn group_view(g: &NodeGroup) -> Value {
+    json!({
+        "key": g.key,
+        "name": g.name,
+        "executor": g.executor,
+        "internal": g.internal,
+        "sublattice": g.sublattice,
+        "count": g.count,
+        "first_id": g.first_id,
+        "depth": [g.depth.0, g.depth.1],
+        "statuses": status_counts(&g.statuses),
+        "inner_edges": g.inner_edges,
+    })
+}
+
+/// The groups and group edges of a summarized graph, with its sizes (merged into the dispatch
+/// answer).
+pub fn summary_fields(g: &GraphSummary) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("summarized".into(), json!(true));
+    m.insert("node_count".into(), json!(g.node_count));
+    m.insert("shown".into(), json!(g.shown));
+    m.insert("levels".into(), json!(g.levels));
+    m.insert("bands".into(), json!(g.bands));
+    m.insert(
+        "groups".into(),
+        Value::Array(g.groups.iter().map(group_view).collect()),
+    );
+    m.insert(
+        "group_edges".into(),
+        serde_json::to_value(&g.edges).unwrap_or(Value::Null),
+    );
+    m
 }
 
 /// Milliseconds from `start` to `end`, or to now without an end.

@@ -1,6 +1,8 @@
 // covalent ui: one dispatch. Its summary (inputs, result, error, timings), its transport graph
 // (or a sublattice's, with ?path=3/1), the node drawer, live updates over server-sent events and
-// cancellation of the dispatch or of a node.
+// cancellation of the dispatch or of a node. A dispatch too big to draw node by node comes
+// summarized (`dispatch.summarized`): its groups of nodes (one name, one band of depth) are drawn
+// as nodes, and a group's drawer pages through its members.
 'use strict';
 
 (() => {
@@ -16,7 +18,11 @@
   let view = null;
   let es = null;
   let drawerPath = null;
+  let drawerGroup = null; // a summarized graph's group in the drawer: { key, offset }
   let drawerTimer = null;
+  let groupsByKey = new Map();
+  let searchNode = null;
+  const GROUP_PAGE = 100;
   let matches = [];
   let matchAt = -1;
 
@@ -28,7 +34,7 @@
     if (showInternal) p.set('internal', '1');
     if (direction === 'LR') p.set('dir', 'LR');
     const q = p.toString();
-    const hash = drawerPath ? `#node=${drawerPath}` : '';
+    const hash = drawerPath ? `#node=${drawerPath}` : drawerGroup ? `#group=${drawerGroup.key}` : '';
     history.replaceState(null, '', `${location.pathname}${q ? `?${q}` : ''}${hash}`);
   }
 
@@ -131,7 +137,7 @@
 
   function renderLegend() {
     if (!view || !view.g) return;
-    const counts = view.counts();
+    const counts = graph && graph.summarized ? groupCounts() : view.counts();
     $('legend').replaceChildren(...Covalent.STATUSES.filter((s) => counts[s]).map((s) =>
       el('span', { dataset: { status: s } }, el('span', { class: `dot s-${s}` }), `${s} ${fmtInt(counts[s])}`)));
   }
@@ -150,12 +156,121 @@
     tip.hidden = false;
   }
 
+  // ---- Summarized graphs -----------------------------------------------------------------
+
+  const WORST = ['FAILED', 'INTERRUPTED', 'CANCELLED', 'RUNNING', 'PENDING'];
+
+  /** The status a group is drawn with: the worst one any of its nodes has, else the commonest. */
+  function groupStatus(counts) {
+    for (const s of WORST) if (counts[s]) return s;
+    let best = 'NEW';
+    let most = -1;
+    for (const [s, n] of Object.entries(counts)) if (n > most) { best = s; most = n; }
+    return best;
+  }
+
+  /** Nodes per status over every group. */
+  function groupCounts() {
+    const c = {};
+    for (const g of groupsByKey.values()) for (const [s, n] of Object.entries(g.statuses)) c[s] = (c[s] || 0) + n;
+    return c;
+  }
+
+  const depthText = (g) => (g.depth[0] === g.depth[1] ? `depth ${fmtInt(g.depth[0])}` : `depth ${fmtInt(g.depth[0])}–${fmtInt(g.depth[1])}`);
+
+  /** A summarized dispatch's groups as the graph view's nodes, edges labelled with counts. */
+  function groupGraph(d) {
+    groupsByKey = new Map(d.groups.map((g) => [g.key, g]));
+    const inputs = new Map();
+    for (const e of d.group_edges) {
+      if (!inputs.has(e.target)) inputs.set(e.target, []);
+      inputs.get(e.target).push([e.source, `×${fmtInt(e.count)}`]);
+    }
+    const nodes = d.groups.map((g) => ({
+      id: g.key, group: g, name: `${g.name} ×${fmtInt(g.count)}`, internal: g.internal,
+      status: groupStatus(g.statuses), executor: g.executor, inputs: inputs.get(g.key) || [], sub: null,
+      caption: `${depthText(g)}${g.executor ? ` · ${g.executor}` : ''}`,
+      title: `${g.name}: ${fmtInt(g.count)} nodes from #${g.first_id}, ${depthText(g)} · ` +
+        Object.entries(g.statuses).map(([s, n]) => `${s} ${fmtInt(n)}`).join(', '),
+    }));
+    return { nodes, status: d.status, crumbs: [], lattice: d.lattice, summarized: true };
+  }
+
+  /** Applies new status counts `[[key, counts], ...]` to the groups drawn. */
+  function updateGroups(changes) {
+    const pairs = [];
+    for (const [key, counts] of changes) {
+      const g = groupsByKey.get(key);
+      if (!g) continue;
+      g.statuses = counts;
+      pairs.push([key, groupStatus(counts)]);
+    }
+    if (view && view.g && pairs.length) view.update(pairs, []);
+    renderLegend();
+    if (drawerGroup && changes.some(([k]) => k === drawerGroup.key)) {
+      clearTimeout(drawerTimer);
+      const mine = drawerGroup;
+      drawerTimer = setTimeout(() => { if (drawerGroup === mine) openGroup(mine.key, mine.offset); }, 150);
+    }
+  }
+
+  /** The drawer of group `key`: its counts, then a page of its nodes from `offset`. */
+  async function openGroup(key, offset = 0) {
+    const g = groupsByKey.get(key);
+    if (!g) return;
+    const mine = { key, offset };
+    drawerGroup = mine;
+    drawerPath = null;
+    syncUrl();
+    $('drawer').hidden = false;
+    $('drawer').dataset.group = String(key);
+    delete $('drawer').dataset.node;
+    $('drawer-title').replaceChildren(`${g.name} `, el('span', { class: 'muted' }, `×${fmtInt(g.count)}`));
+    const head = [
+      el('div', { class: 'group-counts', id: 'group-statuses' }, Object.entries(g.statuses).map(([s, n]) =>
+        el('span', { class: `badge s-${s}`, dataset: { status: s } }, `${s} ${fmtInt(n)}`))),
+      kv([
+        ['Nodes', el('span', { id: 'group-count' }, fmtInt(g.count))],
+        ['Executor', g.executor || (g.internal ? '(internal nodes)' : '-')],
+        ['Depth', depthText(g).replace('depth ', '')],
+        ['First node', el('a', { href: '#', dataset: { goto: String(g.first_id) } }, `#${g.first_id}`)],
+        g.inner_edges ? ['Edges within', fmtInt(g.inner_edges)] : null,
+      ]),
+      el('h3', {}, 'Nodes'),
+    ];
+    $('drawer-body').replaceChildren(...head, el('p', { class: 'muted', id: 'group-loading' }, 'loading…'));
+    try {
+      const q = new URLSearchParams({ group: String(key), offset: String(offset), limit: String(GROUP_PAGE) });
+      if (showInternal) q.set('internal', '1');
+      const page = await api(`/api/dispatches/${id}/nodes?${q}`);
+      if (drawerGroup !== mine) return;
+      const end = offset + page.nodes.length;
+      const prev = el('button', { type: 'button', class: 'button small', id: 'group-prev', disabled: offset === 0 }, '‹ Previous');
+      const next = el('button', { type: 'button', class: 'button small', id: 'group-next', disabled: end >= page.matching }, 'Next ›');
+      prev.addEventListener('click', () => openGroup(key, Math.max(0, offset - GROUP_PAGE)));
+      next.addEventListener('click', () => openGroup(key, offset + GROUP_PAGE));
+      const pager = el('div', { class: 'pager' },
+        el('span', { id: 'group-range' }, page.nodes.length ? `${fmtInt(offset + 1)}–${fmtInt(end)} of ${fmtInt(page.matching)}` : `none of ${fmtInt(page.matching)}`),
+        prev, next);
+      const rows = page.nodes.map((n) => el('tr', { dataset: { id: String(n.id) } },
+        el('td', {}, el('a', { href: '#', dataset: { goto: String(n.id) } }, `${n.name} #${n.id}`)),
+        el('td', {}, badge(n.status)),
+        el('td', { class: 'mono' }, n.executor || '')));
+      $('drawer-body').replaceChildren(...head, pager,
+        el('table', { class: 'grid', id: 'group-members' },
+          el('tr', {}, el('th', {}, 'Node'), el('th', {}, 'Status'), el('th', {}, 'Executor')), rows));
+    } catch (e) {
+      if (drawerGroup !== mine) return;
+      $('drawer-body').replaceChildren(...head, el('p', { class: 'notice error' }, e.message));
+    }
+  }
+
   function drawGraph(g, fetchMs) {
     graph = g;
     renderCrumbs();
     if (!view) {
       view = new CovalentGraph.View($('graph'), {
-        select: (node) => (node ? openNode(nodePath(node.id)) : closeDrawer()),
+        select: (node) => (!node ? closeDrawer() : node.group ? openGroup(node.group.key) : openNode(nodePath(node.id))),
         open: (node) => { if (node.sub) location.href = subUrl(node.id); },
         hover,
       });
@@ -163,7 +278,7 @@
     const old = document.querySelector('.graph-message');
     if (old) old.remove();
     const t0 = performance.now();
-    const stats = view.setGraph(g.nodes, { showInternal, direction });
+    const stats = view.setGraph(g.nodes, { showInternal: g.summarized ? true : showInternal, direction });
     view.fit();
     renderLegend();
     if (!stats.nodes) {
@@ -175,10 +290,14 @@
     requestAnimationFrame(() => setTimeout(() => {
       const renderMs = performance.now() - t0;
       const r = { ...stats, fetchMs, renderMs, sinceNavigationMs: performance.now() };
+      if (g.summarized) Object.assign(r, { summarized: true, groups: stats.nodes, nodeCount: dispatch.node_count, shown: dispatch.shown });
       window.covalentRender = r;
       const big = view.big ? ' · zoom in for names' : '';
-      $('graph-status').textContent = `${fmtInt(stats.nodes)} nodes · ${fmtInt(stats.edges)} edges · ` +
-        `drawn in ${Math.round(renderMs)} ms${big}`;
+      $('graph-status').textContent = g.summarized
+        ? `${fmtInt(dispatch.shown)} nodes, shown grouped by name and depth: ${fmtInt(stats.nodes)} ` +
+          `group${stats.nodes === 1 ? '' : 's'} · ${fmtInt(stats.edges)} edge${stats.edges === 1 ? '' : 's'} · ` +
+          `drawn in ${Math.round(renderMs)} ms`
+        : `${fmtInt(stats.nodes)} nodes · ${fmtInt(stats.edges)} edges · drawn in ${Math.round(renderMs)} ms${big}`;
       $('graph-status').classList.remove('error');
       document.body.dataset.graphReady = String((Number(document.body.dataset.graphReady) || 0) + 1);
     }, 0));
@@ -190,8 +309,12 @@
     return `/dispatches/${id}?${p}`;
   }
 
+  /** The dispatch answer (a summarized graph groups internal nodes too with the toggle on). */
+  const dispatchUrl = () => `/api/dispatches/${id}${showInternal ? '?internal=1' : ''}`;
+
   async function loadGraph() {
     if (!path) {
+      if (dispatch.summarized) return groupGraph(dispatch);
       return { nodes: dispatch.nodes, status: dispatch.status, crumbs: [], lattice: dispatch.lattice };
     }
     return api(`/api/dispatches/${id}/sublattices/${path}`);
@@ -200,11 +323,13 @@
   async function reloadGraph() {
     try {
       const t0 = performance.now();
-      if (!path) dispatch = await api(`/api/dispatches/${id}`);
+      if (!path) dispatch = await api(dispatchUrl());
       const g = await loadGraph();
       const keep = drawerPath;
+      const keepGroup = drawerGroup;
       drawGraph(g, performance.now() - t0);
       if (keep) selectPath(keep);
+      else if (keepGroup && g.summarized) openGroup(keepGroup.key, keepGroup.offset);
     } catch (e) {
       graphError(e);
     }
@@ -270,6 +395,10 @@
           el('td', {}, i.value_file ? valueFile(i.value_file)
             : i.value === null || i.value === undefined ? el('span', { class: 'muted' }, i.source_status || '-')
             : el('pre', {}, json(i.value, 20000)))))));
+      if (n.inputs_total > n.inputs.length) {
+        parts.push(el('p', { class: 'muted', id: 'node-inputs-more' },
+          `the first ${fmtInt(n.inputs.length)} of ${fmtInt(n.inputs_total)} inputs`));
+      }
     } else {
       parts.push(el('p', { class: 'muted' }, 'none'));
     }
@@ -293,14 +422,20 @@
       parts.push(el('h3', {}, 'Used by'), el('p', {}, n.dependants.map((d, k) => [k ? ', ' : '',
         d.internal ? el('span', { class: 'muted' }, `${d.name} #${d.id}`)
           : el('a', { href: '#', dataset: { goto: String(d.id) } }, `${d.name} #${d.id}`)])));
+      if (n.dependants_total > n.dependants.length) {
+        parts.push(el('p', { class: 'muted', id: 'node-dependants-more' },
+          `the first ${fmtInt(n.dependants.length)} of ${fmtInt(n.dependants_total)} nodes that use it`));
+      }
     }
     $('drawer-body').replaceChildren(...parts);
     $('drawer').dataset.node = n.path;
     $('drawer').dataset.status = n.status;
+    delete $('drawer').dataset.group;
   }
 
   async function openNode(p) {
     drawerPath = p;
+    drawerGroup = null;
     syncUrl();
     $('drawer').hidden = false;
     try {
@@ -316,6 +451,7 @@
 
   function closeDrawer() {
     drawerPath = null;
+    drawerGroup = null;
     $('drawer').hidden = true;
     if (view) view.select(-1);
     syncUrl();
@@ -325,7 +461,8 @@
   function selectPath(p) {
     const parts = p.split('/');
     const nid = Number(parts.pop());
-    if (parts.join('/') !== path || !view) { openNode(p); return; }
+    // A summarized graph draws groups, not nodes: only the drawer opens.
+    if (parts.join('/') !== path || !view || (graph && graph.summarized)) { openNode(p); return; }
     const i = view.indexOf(nid);
     if (i >= 0) { view.select(i); view.focus(i); }
     openNode(p);
@@ -345,6 +482,13 @@
   $('show-internal').addEventListener('change', () => {
     showInternal = $('show-internal').checked;
     syncUrl();
+    if (graph && graph.summarized) {
+      // Other groups: asked for again, and the live stream with them.
+      drawerGroup = null;
+      reloadGraph();
+      if (es) { es.close(); es = null; connect(); }
+      return;
+    }
     if (graph) drawGraph(graph, 0);
     if (drawerPath) selectPath(drawerPath);
   });
@@ -358,18 +502,31 @@
   $('zoom-fit').addEventListener('click', () => view && view.fit());
   $('node-search').addEventListener('input', () => {
     if (!view) return;
-    matches = view.find($('node-search').value);
     matchAt = -1;
+    if (graph && graph.summarized) {
+      // Groups by name; a number is a node id (Enter opens it).
+      const q = $('node-search').value.trim().toLowerCase().replace(/^#/, '');
+      searchNode = /^[0-9]+$/.test(q) ? q : null;
+      matches = q ? view.g.nodes.flatMap((n, i) => (n.group.name.toLowerCase().includes(q) ? [i] : [])) : [];
+      $('graph-status').textContent = !q ? ''
+        : searchNode !== null ? `node #${searchNode}: Enter opens it`
+          : `${fmtInt(matches.length)} matching group${matches.length === 1 ? '' : 's'} (Enter for the next)`;
+      return;
+    }
+    matches = view.find($('node-search').value);
     $('graph-status').textContent = $('node-search').value.trim()
       ? `${fmtInt(matches.length)} matching node${matches.length === 1 ? '' : 's'} (Enter for the next)` : '';
   });
   $('node-search').addEventListener('keydown', (e) => {
-    if (e.key !== 'Enter' || !matches.length) return;
+    if (e.key !== 'Enter') return;
+    if (graph && graph.summarized && searchNode !== null) { openNode(searchNode); return; }
+    if (!matches.length) return;
     matchAt = (matchAt + 1) % matches.length;
     const i = matches[matchAt];
     view.select(i);
     view.focus(i);
-    openNode(nodePath(view.g.nodes[i].id));
+    const n = view.g.nodes[i];
+    if (n.group) openGroup(n.group.key); else openNode(nodePath(n.id));
   });
   document.addEventListener('keydown', (e) => {
     if (e.target.closest('input, textarea, select')) return;
@@ -388,6 +545,10 @@
       error: u.error,
     });
     updateHead();
+    if (graph && graph.summarized) {
+      if (u.groups) updateGroups(u.groups);
+      return;
+    }
     if (u.reload || (graph && !graph.nodes.length && u.nodes.length)) { reloadGraph(); return; }
     if (graph && u.graph_status) {
       graph.status = u.graph_status;
@@ -411,15 +572,19 @@
   async function finished() {
     setLive(false, 'ended');
     try {
-      const d = await api(`/api/dispatches/${id}`);
+      const d = await api(dispatchUrl());
       dispatch = d;
       renderSummary(d);
-      if (!path && view) {
+      if (!path && view && d.summarized) {
+        if (graph && graph.summarized) updateGroups(d.groups.map((g) => [g.key, g.statuses]));
+        else reloadGraph();
+      } else if (!path && view) {
         view.update(d.nodes.map((n) => [n.id, n.status]),
           d.nodes.filter((n) => n.sub).map((n) => ({ id: n.id, ...n.sub })));
         renderLegend();
       }
       if (drawerPath) openNode(drawerPath);
+      else if (drawerGroup) openGroup(drawerGroup.key, drawerGroup.offset);
       document.body.dataset.ended = '1';
     } catch (e) {
       toast(e.message, true);
@@ -431,7 +596,10 @@
       setLive(false, 'ended');
       return;
     }
-    const q = path ? `?path=${encodeURIComponent(path)}` : '';
+    const p = new URLSearchParams();
+    if (path) p.set('path', path);
+    if (!path && dispatch.summarized && showInternal) p.set('internal', '1');
+    const q = p.toString() ? `?${p}` : '';
     es = new EventSource(`/api/dispatches/${id}/events${q}`);
     es.addEventListener('update', (e) => applyUpdate(JSON.parse(e.data)));
     es.addEventListener('end', () => {
@@ -460,7 +628,7 @@
   async function start() {
     const t0 = performance.now();
     try {
-      dispatch = await api(`/api/dispatches/${id}`);
+      dispatch = await api(dispatchUrl());
     } catch (e) {
       $('lattice-name').textContent = 'This dispatch cannot be shown';
       $('io').replaceChildren(el('p', { class: 'notice error' }, e.message));
@@ -478,6 +646,8 @@
     }
     const m = location.hash.match(/^#node=([0-9/]+)$/);
     if (m) selectPath(m[1]);
+    const mg = location.hash.match(/^#group=([0-9]+)$/);
+    if (mg && graph && graph.summarized) openGroup(Number(mg[1]));
     connect();
   }
 

@@ -547,17 +547,20 @@ const CovalentGraph = (() => {
       const cls = ['node', `s-${n.status}`];
       if (n.internal) cls.push('internal');
       if (n.sub) cls.push('sub');
+      if (n.group) cls.push('group');
       if (i === this.selected) cls.push('selected');
       const g = svgEl('g', { class: cls.join(' '), transform: `translate(${r1(Lo.x[i] - Lo.w / 2)},${r1(Lo.y[i] - Lo.h / 2)})` });
       g.dataset.i = String(i);
       g.dataset.id = String(n.id);
+      if (n.group) g.dataset.count = String(n.group.count);
       if (n.sub) g.dataset.tasks = String(n.sub.tasks);
-      if (n.sub) g.append(svgEl('rect', { class: 'back', x: 4, y: 4, width: Lo.w, height: Lo.h }));
+      if (n.sub || n.group) g.append(svgEl('rect', { class: 'back', x: 4, y: 4, width: Lo.w, height: Lo.h }));
       g.append(svgEl('rect', { width: Lo.w, height: Lo.h }));
       const name = svgEl('text', { class: 'name', x: 10, y: 17 });
       name.textContent = cut(n.name, n.sub ? 17 : 19);
       const nid = svgEl('text', { class: 'nid', x: 10, y: 32 });
-      nid.textContent = n.sub ? `#${n.id} · ${n.sub.tasks} tasks` : `#${n.id}${n.executor ? ` · ${cut(n.executor, 12)}` : ''}`;
+      nid.textContent = n.caption ? cut(n.caption, 23)
+        : n.sub ? `#${n.id} · ${n.sub.tasks} tasks` : `#${n.id}${n.executor ? ` · ${cut(n.executor, 12)}` : ''}`;
       g.append(name, nid);
       if (n.sub) {
         // Two stacked boxes: "opens a graph of its own".
@@ -565,7 +568,7 @@ const CovalentGraph = (() => {
         }));
       }
       const title = svgEl('title', {});
-      title.textContent = `${n.name} #${n.id} · ${n.status}${n.sub ? ` · sublattice ${n.sub.lattice}` : ''}`;
+      title.textContent = n.title || `${n.name} #${n.id} · ${n.status}${n.sub ? ` · sublattice ${n.sub.lattice}` : ''}`;
       g.append(title);
       return g;
     }
