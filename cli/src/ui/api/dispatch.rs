@@ -42,11 +42,7 @@ pub async fn dispatch(
             return summarized(s, &store, uuid, &sum, version, internal);
         }
         let r = s.record(&store, uuid)?;
-        let inputs: Vec<Value> = r
-            .inputs
-            .iter()
-            .map(|(k, v)| json!({ "name": k, "value": v }))
-            .collect();
+        let inputs = inputs_of(&r);
         // Serialized here, on the blocking thread: a 10,000-node graph is a few MB.
         let body = serde_json::to_vec(&json!({
             "id": r.id.to_string(),
@@ -84,11 +80,7 @@ fn summarized(
 ) -> Result<Vec<u8>, UiError> {
     let r = store.get_without_nodes(uuid)?;
     let g = s.graph_summary(store, uuid, internal)?;
-    let inputs: Vec<Value> = r
-        .inputs
-        .iter()
-        .map(|(k, v)| json!({ "name": k, "value": v }))
-        .collect();
+    let inputs = inputs_of(&r);
     let mut body = json!({
         "id": r.id.to_string(),
         "lattice": r.lattice,
@@ -157,4 +149,15 @@ pub async fn sublattice(
     })
     .await?;
     Ok(json_bytes(body))
+}
+
+/// A dispatch's inputs for the page: name and value, or the file holding a large one.
+fn inputs_of(r: &covalent::store::DispatchRecord) -> Vec<Value> {
+    r.inputs
+        .iter()
+        .map(|(k, v)| match r.input_files.iter().find(|(n, _)| n == k) {
+            Some((_, file)) => json!({ "name": k, "value": null, "value_file": file }),
+            None => json!({ "name": k, "value": v }),
+        })
+        .collect()
 }

@@ -51,7 +51,8 @@
     if (d.inputs.length) {
       io.push(el('div', {}, el('h3', {}, 'Inputs'),
         el('table', { class: 'kv', id: 'inputs' }, d.inputs.map((i) =>
-          el('tr', {}, el('td', { class: 'mono' }, i.name), el('td', {}, el('code', {}, json(i.value, 2000))))))));
+          el('tr', {}, el('td', { class: 'mono' }, i.name),
+            el('td', {}, i.value_file ? valueFile(i.value_file) : el('code', {}, json(i.value, 2000))))))));
     }
     if (d.output !== null && d.output !== undefined) {
       io.push(el('div', {}, el('h3', {}, 'Result'), el('pre', { id: 'result' }, json(d.output))));
