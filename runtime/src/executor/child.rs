@@ -83,6 +83,18 @@ pub(crate) fn kill_own_group() -> ! {
     std::process::abort()
 }
 
+/// The start time of process `pid` in clock ticks since boot.
+pub(crate) fn process_start(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    // A zombie has ended: it only waits to be reaped.
+    let mut fields = rest.split_whitespace();
+    if fields.next() == Some("Z") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use super::child::{describe_exit, kill_group, with_stderr_tail};
+use super::child::{describe_exit, kill_group, process_start, with_stderr_tail};
 use super::worker::{
     PARENT_ENV, RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, current_binary,
 };
@@ -67,7 +67,7 @@ impl ProcessExecutor {
     }
 
     /// Most tasks running at once.
-    pub(crate) fn concurrency(&self) -> usize {
+    fn concurrency(&self) -> usize {
         self.max_concurrency
             .unwrap_or_else(|| {
                 std::thread::available_parallelism()
@@ -121,16 +121,16 @@ fn remove_task_dir(dir: &Path) {
 /// The job handle of a task: its process (id and start time, so a reused pid is not taken
 /// for it) and its directory.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Handle {
-    pub pid: u32,
-    pub pgid: u32,
+struct Handle {
+    pid: u32,
+    pgid: u32,
     #[serde(default)]
-    pub start: Option<i64>,
+    start: Option<i64>,
     #[serde(default)]
-    pub dir: Option<PathBuf>,
+    dir: Option<PathBuf>,
     /// A reusable worker ran it (its answer went to the dispatcher's pipe, not to a file).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub pooled: bool,
+    pooled: bool,
 }
 
 impl Handle {
@@ -142,18 +142,6 @@ impl Handle {
     fn alive(&self) -> bool {
         self.pid > 0 && process_start(self.pid).is_some_and(|s| Some(s) == self.start)
     }
-}
-
-/// The start time of process `pid` in clock ticks since boot.
-pub(crate) fn process_start(pid: u32) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    // A zombie has ended: it only waits to be reaped.
-    let mut fields = rest.split_whitespace();
-    if fields.next() == Some("Z") {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
 }
 
 /// What a task left in its directory: its result, else why it has none, and its streams.
@@ -189,7 +177,21 @@ impl Executor for ProcessExecutor {
             .await
             .map_err(|e| ExecutorError::Failed(e.to_string()))?;
         if self.reuse_workers {
-            return super::workers::run(self, task, ctx).await;
+            let pool = super::workers::PoolOptions {
+                env: &self.env,
+                workdir: self.workdir.as_deref(),
+                keep: self.concurrency(),
+            };
+            return super::workers::run(&pool, task, ctx, |pid, start| {
+                ctx.set_job_handle(Handle {
+                    pid,
+                    pgid: pid,
+                    start,
+                    dir: None,
+                    pooled: true,
+                })
+            })
+            .await;
         }
         let scratch = Scratch::new(&task, ctx)
             .map_err(|e| ExecutorError::Failed(format!("cannot make a scratch dir: {e}")))?;

@@ -21,8 +21,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, mpsc};
 
-use super::child::{describe_exit, kill_group, with_stderr_tail};
-use super::process::{Handle, ProcessExecutor, process_start};
+use super::child::{describe_exit, kill_group, process_start, with_stderr_tail};
 use super::worker::{
     PARENT_ENV, SERVE_ENV, SERVE_STDOUT_ENV, ServeReply, ServeRequest, TaskEnvelope, current_binary,
 };
@@ -63,9 +62,16 @@ static IDLE: LazyLock<Mutex<HashMap<String, Vec<Worker>>>> = LazyLock::new(Defau
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// What the workers of an executor are started with, and how many of them to keep idle.
+pub(crate) struct PoolOptions<'a> {
+    pub env: &'a std::collections::BTreeMap<String, String>,
+    pub workdir: Option<&'a std::path::Path>,
+    pub keep: usize,
+}
+
 /// What distinguishes the workers of two executors (their environment and working directory).
-fn pool_key(ex: &ProcessExecutor) -> String {
-    serde_json::to_string(&(&ex.env, &ex.workdir)).unwrap_or_default()
+fn pool_key(ex: &PoolOptions<'_>) -> String {
+    serde_json::to_string(&(ex.env, ex.workdir)).unwrap_or_default()
 }
 
 /// At exit, the idle workers are stopped and their directories removed (a dispatcher killed
@@ -77,7 +83,7 @@ extern "C" fn stop_idle_workers() {
     }
 }
 
-fn spawn(ex: &ProcessExecutor) -> Result<Worker, ExecutorError> {
+fn spawn(ex: &PoolOptions<'_>) -> Result<Worker, ExecutorError> {
     static AT_EXIT: std::sync::Once = std::sync::Once::new();
     AT_EXIT.call_once(|| {
         // SAFETY: registers a plain `extern "C" fn` taking nothing; it only try-locks a
@@ -109,12 +115,12 @@ fn spawn(ex: &ProcessExecutor) -> Result<Worker, ExecutorError> {
     cmd.env(SERVE_ENV, "1")
         .env(SERVE_STDOUT_ENV, dir.join("stdout"))
         .env(PARENT_ENV, std::process::id().to_string())
-        .envs(&ex.env)
+        .envs(ex.env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(stderr.try_clone().map_err(|e| failed("stderr", e))?);
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    if let Some(w) = &ex.workdir {
+    if let Some(w) = ex.workdir {
         cmd.current_dir(w);
     }
     let mut child = cmd
@@ -188,11 +194,13 @@ fn size(f: &std::fs::File) -> u64 {
     f.metadata().map(|m| m.len()).unwrap_or(0)
 }
 
-/// Runs `task` on a reusable worker (taken from the pool, or started).
+/// Runs `task` on a reusable worker (taken from the pool, or started), telling `started` the
+/// worker's pid and start time (its job handle) before the task is sent.
 pub(crate) async fn run(
-    ex: &ProcessExecutor,
+    ex: &PoolOptions<'_>,
     task: Task,
     ctx: &TaskContext,
+    started: impl FnOnce(u32, Option<i64>),
 ) -> Result<Output, ExecutorError> {
     let envelope = TaskEnvelope::of(&task, ctx)?;
     let key = pool_key(ex);
@@ -201,13 +209,7 @@ pub(crate) async fn run(
         Some(w) => w,
         None => spawn(ex)?,
     };
-    ctx.set_job_handle(Handle {
-        pid: worker.pid,
-        pgid: worker.pid,
-        start: worker.start,
-        dir: None,
-        pooled: true,
-    });
+    started(worker.pid, worker.start);
     let request = ServeRequest {
         task: envelope,
         dir: worker.dir.clone(),
@@ -250,7 +252,7 @@ pub(crate) async fn run(
         }
         worker.ends = (0, 0);
     }
-    let keep = ex.concurrency();
+    let keep = ex.keep;
     let mut idle = IDLE.lock().unwrap();
     let list = idle.entry(key).or_default();
     if list.len() < keep {
