@@ -156,3 +156,59 @@ fn one_worker_serves_task_after_task_with_each_tasks_own_streams() {
         "a fresh process: its static starts over"
     );
 }
+
+/// A serving worker started without a stream file (as a Slurm step is) sends each task's
+/// stdout and stderr back inside its reply, and its own stderr stays its own between tasks.
+#[test]
+fn a_worker_without_stream_files_sends_the_streams_in_its_replies() {
+    use covalent::executor::worker::{PROTOCOL, SERVE_ENV, ServeReply, ServeRequest, TaskEnvelope};
+    use std::io::{BufRead, Write};
+    let def = whoami::electron();
+    let request = |tag: u32| ServeRequest {
+        task: TaskEnvelope {
+            protocol: PROTOCOL,
+            covalent: "test".into(),
+            electron: def.path.into(),
+            digest: def.digest.into(),
+            inputs: vec![serde_json::json!(tag)],
+            dispatch_id: "d".into(),
+            node_id: 0,
+            attempt: 1,
+            deps_bash: vec![],
+            hooks: vec![],
+        },
+        dir: std::env::temp_dir(),
+    };
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(SERVE_ENV, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to = child.stdin.take().unwrap();
+    let mut from = std::io::BufReader::new(child.stdout.take().unwrap());
+    for tag in [7, 8] {
+        writeln!(to, "{}", serde_json::to_string(&request(tag)).unwrap()).unwrap();
+        let mut line = String::new();
+        from.read_line(&mut line).unwrap();
+        let reply: ServeReply = serde_json::from_str(&line).unwrap();
+        let (pid, _, got) =
+            serde_json::from_value::<(u32, u32, u32)>(reply.result.output.unwrap()).unwrap();
+        assert_eq!((pid, got), (child.id(), tag));
+        assert_eq!(
+            reply.streams,
+            Some((
+                format!("task {tag} says hello\n"),
+                format!("task {tag} warns\n")
+            ))
+        );
+    }
+    drop(to);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warns"),
+        "the tasks' stderr went into the replies, not the worker's own"
+    );
+}

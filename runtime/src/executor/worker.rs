@@ -574,6 +574,83 @@ pub struct ServeReply {
     pub stdout: (u64, u64),
     /// The byte range of the stderr file this task wrote.
     pub stderr: (u64, u64),
+    /// What the task wrote to stdout and stderr, for a worker started without
+    /// [`SERVE_STDOUT_ENV`] (one whose files the dispatcher cannot read: a Slurm step, a
+    /// process on another host); the ranges are then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<(String, String)>,
+}
+
+/// Where the tasks of a serving worker started without [`SERVE_STDOUT_ENV`] write: two
+/// scratch files of its own (already unlinked), emptied before each task and read after it,
+/// and the worker's own stderr, given back to fd 2 between tasks.
+struct InlineStreams {
+    out: std::fs::File,
+    err: std::fs::File,
+    own_stderr: libc::c_int,
+}
+
+impl InlineStreams {
+    fn new() -> std::io::Result<InlineStreams> {
+        let scratch = || -> std::io::Result<std::fs::File> {
+            let path = std::env::temp_dir().join(format!(
+                ".covalent-worker-stream-{}-{}",
+                std::process::id(),
+                uuid::Uuid::now_v7().simple()
+            ));
+            let f = std::fs::OpenOptions::new()
+                .create_new(true)
+                .read(true)
+                .write(true)
+                .open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(f)
+        };
+        // SAFETY: dup(2) of fd 2; the copy is ours for the worker's life.
+        let own_stderr = unsafe { libc::dup(2) };
+        if own_stderr < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(InlineStreams {
+            out: scratch()?,
+            err: scratch()?,
+            own_stderr,
+        })
+    }
+
+    /// Empties the files and points fd 1 and 2 at them.
+    fn begin(&mut self) {
+        use std::io::Seek;
+        use std::os::fd::AsRawFd;
+        for f in [&mut self.out, &mut self.err] {
+            let _ = f.set_len(0);
+            let _ = f.seek(std::io::SeekFrom::Start(0));
+        }
+        // SAFETY: dup2(2) of descriptors this worker owns onto 1 and 2.
+        unsafe {
+            libc::dup2(self.out.as_raw_fd(), 1);
+            libc::dup2(self.err.as_raw_fd(), 2);
+        }
+    }
+
+    /// What the task wrote; fd 2 is the worker's own again.
+    fn end(&mut self) -> (String, String) {
+        use std::os::unix::fs::FileExt;
+        let read = |f: &std::fs::File| {
+            let n = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let mut buf = vec![0; n as usize];
+            match f.read_exact_at(&mut buf, 0) {
+                Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+                Err(_) => String::new(),
+            }
+        };
+        let texts = (read(&self.out), read(&self.err));
+        // SAFETY: dup2(2) of the saved stderr back onto 2.
+        unsafe {
+            libc::dup2(self.own_stderr, 2);
+        }
+        texts
+    }
 }
 
 /// The size of the file behind `fd` (where its next appended byte goes).
@@ -603,6 +680,16 @@ fn serve() -> ! {
     }
     // SAFETY: `proto` is a fresh descriptor nothing else owns.
     let mut replies = std::io::BufWriter::new(unsafe { std::fs::File::from_raw_fd(proto) });
+    let mut inline = None;
+    if std::env::var_os(SERVE_STDOUT_ENV).is_none() {
+        match InlineStreams::new() {
+            Ok(s) => inline = Some(s),
+            Err(e) => {
+                eprintln!("covalent worker: cannot make its stream files: {e}");
+                std::process::exit(70);
+            }
+        }
+    }
     if let Some(path) = std::env::var_os(SERVE_STDOUT_ENV) {
         use std::os::fd::AsRawFd;
         match std::fs::OpenOptions::new()
@@ -627,6 +714,9 @@ fn serve() -> ! {
             continue;
         }
         let _ = std::io::stdout().flush();
+        if let Some(s) = &mut inline {
+            s.begin();
+        }
         let before = (fd_size(1), fd_size(2));
         let result = match serde_json::from_str::<ServeRequest>(&line) {
             Ok(req) => run_envelope_into(&req.task, &req.dir),
@@ -642,10 +732,20 @@ fn serve() -> ! {
         };
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
-        let reply = ServeReply {
-            result,
-            stdout: (before.0, fd_size(1)),
-            stderr: (before.1, fd_size(2)),
+        let streams = inline.as_mut().map(InlineStreams::end);
+        let reply = match streams {
+            Some(texts) => ServeReply {
+                result,
+                stdout: (0, 0),
+                stderr: (0, 0),
+                streams: Some(texts),
+            },
+            None => ServeReply {
+                result,
+                stdout: (before.0, fd_size(1)),
+                stderr: (before.1, fd_size(2)),
+                streams: None,
+            },
         };
         let sent = serde_json::to_writer(&mut replies, &reply)
             .map_err(std::io::Error::other)

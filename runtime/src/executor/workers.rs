@@ -241,8 +241,13 @@ pub(crate) async fn run(
             )));
         }
     }?;
-    let out = read_range(&mut worker.stdout, reply.stdout);
-    let err = read_range(&mut worker.stderr, reply.stderr);
+    let (out, err) = match &reply.streams {
+        Some((out, err)) => (out.clone(), err.clone()),
+        None => (
+            read_range(&mut worker.stdout, reply.stdout),
+            read_range(&mut worker.stderr, reply.stderr),
+        ),
+    };
     ctx.record_streams(out, err);
     let output = reply.result.into_output_in(&worker.dir, ctx);
     worker.ends = (reply.stdout.1, reply.stderr.1);
