@@ -161,7 +161,9 @@ fn one_worker_serves_task_after_task_with_each_tasks_own_streams() {
 /// stdout and stderr back inside its reply, and its own stderr stays its own between tasks.
 #[test]
 fn a_worker_without_stream_files_sends_the_streams_in_its_replies() {
-    use covalent::executor::worker::{PROTOCOL, SERVE_ENV, ServeReply, ServeRequest, TaskEnvelope};
+    use covalent::executor::worker::{
+        PROTOCOL, SERVE_ENV, ServeHello, ServeReply, ServeRequest, TaskEnvelope,
+    };
     use std::io::{BufRead, Write};
     let def = whoami::electron();
     let request = |tag: u32| ServeRequest {
@@ -188,6 +190,11 @@ fn a_worker_without_stream_files_sends_the_streams_in_its_replies() {
         .unwrap();
     let mut to = child.stdin.take().unwrap();
     let mut from = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut hello = String::new();
+    from.read_line(&mut hello).unwrap();
+    let hello: ServeHello = serde_json::from_str(&hello).unwrap();
+    assert_eq!((hello.protocol, hello.pid), (PROTOCOL, child.id()));
+    assert_eq!(hello.slurm_job, None);
     for tag in [7, 8] {
         writeln!(to, "{}", serde_json::to_string(&request(tag)).unwrap()).unwrap();
         let mut line = String::new();

@@ -20,6 +20,7 @@ mod options;
 mod process;
 mod registry;
 mod select;
+pub mod serve;
 mod task;
 mod traits;
 pub mod worker;

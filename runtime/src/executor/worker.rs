@@ -653,6 +653,36 @@ impl InlineStreams {
     }
 }
 
+/// The first line a serving worker writes, once it is ready: where it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServeHello {
+    /// [`PROTOCOL`].
+    pub protocol: u32,
+    /// Its process id (on its host).
+    pub pid: u32,
+    /// Its host name.
+    pub host: String,
+    /// `SLURM_JOB_ID`, when it runs as a Slurm job step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_job: Option<String>,
+    /// `SLURM_STEP_ID`, when it runs as a Slurm job step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_step: Option<String>,
+}
+
+/// This host's name.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname(2) writes at most `len` bytes into the buffer.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    if ok {
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    } else {
+        String::new()
+    }
+}
+
 /// The size of the file behind `fd` (where its next appended byte goes).
 fn fd_size(fd: libc::c_int) -> u64 {
     // SAFETY: fstat(2) writes a `stat` for a descriptor; a bad one is an error, not UB.
@@ -706,6 +736,20 @@ fn serve() -> ! {
                 std::process::exit(70);
             }
         }
+    }
+    let hello = ServeHello {
+        protocol: PROTOCOL,
+        pid: std::process::id(),
+        host: host_name(),
+        slurm_job: std::env::var("SLURM_JOB_ID").ok(),
+        slurm_step: std::env::var("SLURM_STEP_ID").ok(),
+    };
+    let said = serde_json::to_writer(&mut replies, &hello)
+        .map_err(std::io::Error::other)
+        .and_then(|()| replies.write_all(b"\n"))
+        .and_then(|()| replies.flush());
+    if said.is_err() {
+        std::process::exit(0);
     }
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {

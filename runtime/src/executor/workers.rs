@@ -11,19 +11,20 @@
 //! and a large output's file on its way) under the system's temporary directory, removed with
 //! it.
 //!
-//! Each worker serves tasks on one thread of ours doing blocking pipe I/O, so a worker is not
-//! tied to the async runtime of the dispatch that started it.
+//! The pipes are [`ServingWorker`]'s (one thread of ours per worker, so a worker is not tied
+//! to the async runtime of the dispatch that started it).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::io::{Read, Seek};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex, mpsc};
+use std::sync::{LazyLock, Mutex};
 
-use super::child::{describe_exit, kill_group, process_start, with_stderr_tail};
+use super::child::{kill_group, process_start, with_stderr_tail};
+use super::serve::ServingWorker;
 use super::worker::{
-    PARENT_ENV, SERVE_ENV, SERVE_STDOUT_ENV, ServeReply, ServeRequest, TaskEnvelope, current_binary,
+    PARENT_ENV, SERVE_ENV, SERVE_STDOUT_ENV, ServeRequest, TaskEnvelope, current_binary,
 };
 use crate::executor::{ExecutorError, Task, TaskContext};
 use crate::value::Output;
@@ -31,19 +32,12 @@ use crate::value::Output;
 /// A stream file is emptied once it passes this size between two tasks.
 const STREAM_FILE_MAX: u64 = 4 << 20;
 
-/// One task for a worker's thread: the request line, and where its answer goes (the reply
-/// line, or how the worker ended without one).
-struct Job {
-    line: Vec<u8>,
-    answer: tokio::sync::oneshot::Sender<Result<String, String>>,
-}
-
-/// A running serving worker. Dropping it kills its process group and removes its directory.
+/// A running serving worker of the pool. Dropping it kills its process group and removes its
+/// directory.
 pub(crate) struct Worker {
-    pid: u32,
+    serving: ServingWorker,
     start: Option<i64>,
     dir: PathBuf,
-    jobs: mpsc::Sender<Job>,
     stdout: std::fs::File,
     stderr: std::fs::File,
     /// Where the stream files end (what the last task wrote up to).
@@ -52,7 +46,7 @@ pub(crate) struct Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        kill_group(i64::from(self.pid));
+        kill_group(i64::from(self.serving.pid()));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -116,58 +110,18 @@ fn spawn(ex: &PoolOptions<'_>) -> Result<Worker, ExecutorError> {
         .env(SERVE_STDOUT_ENV, dir.join("stdout"))
         .env(PARENT_ENV, std::process::id().to_string())
         .envs(ex.env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
         .stderr(stderr.try_clone().map_err(|e| failed("stderr", e))?);
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     if let Some(w) = ex.workdir {
         cmd.current_dir(w);
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| failed(&binary.display().to_string(), e))?;
-    let pid = child.id();
-    let (Some(mut to), Some(from)) = (child.stdin.take(), child.stdout.take()) else {
-        let _ = child.kill();
-        return Err(ExecutorError::Failed(
-            "cannot start a reusable worker: no pipes".into(),
-        ));
-    };
-    let (jobs, queue) = mpsc::channel::<Job>();
-    std::thread::Builder::new()
-        .name("covalent-process-worker".into())
-        .spawn(move || {
-            let mut from = BufReader::new(from);
-            let mut line = String::new();
-            for job in queue {
-                line.clear();
-                let sent = to.write_all(&job.line).and_then(|()| to.flush());
-                let read = sent.and_then(|()| from.read_line(&mut line));
-                match read {
-                    Ok(n) if n > 0 => {
-                        let _ = job.answer.send(Ok(std::mem::take(&mut line)));
-                    }
-                    _ => {
-                        // It ended (or was killed) before answering.
-                        let how = match child.wait() {
-                            Ok(status) => describe_exit(status),
-                            Err(e) => format!("could not be waited for ({e})"),
-                        };
-                        let _ = job.answer.send(Err(how));
-                        return;
-                    }
-                }
-            }
-            // The worker was dropped: it is killed; reap it.
-            let _ = child.kill();
-            let _ = child.wait();
-        })
-        .map_err(|e| failed("its thread", e))?;
+    let serving =
+        ServingWorker::start(cmd).map_err(|e| failed(&binary.display().to_string(), e))?;
+    let pid = serving.pid();
     Ok(Worker {
-        pid,
+        serving,
         start: process_start(pid),
         dir,
-        jobs,
         stdout,
         stderr,
         ends: (0, 0),
@@ -209,27 +163,16 @@ pub(crate) async fn run(
         Some(w) => w,
         None => spawn(ex)?,
     };
-    started(worker.pid, worker.start);
+    started(worker.serving.pid(), worker.start);
     let request = ServeRequest {
         task: envelope,
         dir: worker.dir.clone(),
     };
-    let mut line = serde_json::to_vec(&request).map_err(|e| {
-        ExecutorError::Serialization(format!("the task's envelope cannot be written: {e}"))
-    })?;
-    line.push(b'\n');
     let from = worker.ends;
-    let (answer, answered) = tokio::sync::oneshot::channel();
-    let lost = |how: &str| ExecutorError::WorkerLost(format!("the task's worker process {how}"));
-    worker
-        .jobs
-        .send(Job { line, answer })
-        .map_err(|_| lost("had ended"))?;
-    // Dropped here (a time limit, a cancel): `worker` goes, and its process group with it.
-    let answer = answered.await.map_err(|_| lost("had ended"))?;
-    let reply = match answer {
-        Ok(text) => serde_json::from_str::<ServeReply>(&text)
-            .map_err(|e| ExecutorError::Failed(format!("the worker's reply is not readable: {e}"))),
+    // Dropped while waiting (a time limit, a cancel): `worker` goes, and its process group
+    // with it.
+    let reply = match worker.serving.request(&request).await {
+        Ok(reply) => reply,
         Err(how) => {
             let to = (size(&worker.stdout), size(&worker.stderr));
             let out = read_range(&mut worker.stdout, (from.0, to.0));
@@ -240,7 +183,7 @@ pub(crate) async fn run(
                 &err,
             )));
         }
-    }?;
+    };
     let (out, err) = match &reply.streams {
         Some((out, err)) => (out.clone(), err.clone()),
         None => (
