@@ -233,6 +233,14 @@ impl Session {
         }
     }
 
+    /// [`command`](Self::command) as a `std::process::Command` (for a long-lived process
+    /// whose pipes a thread of the caller serves, outside any async runtime).
+    pub fn std_command(&self, script: &str) -> std::process::Command {
+        let mut c = std::process::Command::new("ssh");
+        c.args(self.argv(script));
+        c
+    }
+
     /// Starts `script` there and forgets it (reaped by a thread): for clean-up from `Drop`.
     pub fn fire_and_forget(&self, script: &str) {
         let mut c = std::process::Command::new("ssh");

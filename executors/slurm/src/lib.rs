@@ -46,6 +46,7 @@
 
 #![deny(unsafe_code)]
 
+mod alloc;
 mod host;
 mod job;
 mod poll;
@@ -64,6 +65,7 @@ use covalent::executor::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use alloc::AllocationOptions;
 pub use covalent_remote::SshOptions;
 use covalent_remote::{Input, Retry, shell_quote};
 use host::Host;
@@ -141,6 +143,9 @@ pub struct SlurmExecutor {
     pub command_timeout: Duration,
     /// Remove each task's directory once its result is read back.
     pub cleanup: bool,
+    /// Allocation mode: hold allocations and run the tasks on persistent workers in them
+    /// instead of one batch job each (see [`AllocationOptions`]).
+    pub allocation: Option<AllocationOptions>,
 }
 
 /// The job watcher of a submission place (this host or a login node, and the Slurm commands'
@@ -174,6 +179,7 @@ impl Default for SlurmExecutor {
             poll_interval: Duration::from_millis(250),
             command_timeout: Duration::from_secs(30),
             cleanup: true,
+            allocation: None,
         }
     }
 }
@@ -380,6 +386,9 @@ impl Executor for SlurmExecutor {
     }
 
     async fn run(&self, task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        if self.allocation.is_some() {
+            return alloc::run(self, task, ctx).await;
+        }
         let host = self.host()?;
         let t = self.command_timeout;
         // The node's time limit (the electron's own, else this executor's) becomes --time.
@@ -455,6 +464,12 @@ impl Executor for SlurmExecutor {
     }
 
     async fn probe(&self, job: &JobHandle) -> Result<Probe, ExecutorError> {
+        if let Some(step) = alloc::StepHandle::of(job) {
+            // Its answer was to come down the pipe of a dispatcher that is gone: its step is
+            // cancelled (never left running beside a new attempt) and the task runs again.
+            alloc::cancel_step(self, &step).await?;
+            return Ok(Probe::Gone);
+        }
         let Some(handle) = Handle::of(job) else {
             return Ok(Probe::Gone);
         };
@@ -536,6 +551,9 @@ impl Executor for SlurmExecutor {
         ctx: &TaskContext,
         job: Option<&JobHandle>,
     ) -> Result<bool, ExecutorError> {
+        if let Some(step) = job.and_then(alloc::StepHandle::of) {
+            return alloc::cancel_step(self, &step).await;
+        }
         let Some(handle) = job.and_then(Handle::of) else {
             return Ok(false);
         };

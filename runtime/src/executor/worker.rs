@@ -555,6 +555,10 @@ fn run_task(env: &TaskEnvelope) -> Ran {
 pub const SERVE_ENV: &str = "COVALENT_WORKER_SERVE";
 /// The file a serving worker's tasks write their stdout to (appended to).
 pub const SERVE_STDOUT_ENV: &str = "COVALENT_WORKER_STDOUT";
+/// For a serving worker without [`SERVE_STDOUT_ENV`]: the directory its scratch stream files
+/// go in (named in its [`ServeHello`], so that the dispatcher can read what a task printed
+/// before it crashed the worker); without it they are unlinked temporary files.
+pub const SERVE_STREAMS_DIR_ENV: &str = "COVALENT_WORKER_STREAMS_DIR";
 
 /// A task for a serving worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -588,34 +592,52 @@ struct InlineStreams {
     out: std::fs::File,
     err: std::fs::File,
     own_stderr: libc::c_int,
+    /// The files' paths, when they are kept where the dispatcher can read them.
+    paths: Option<(PathBuf, PathBuf)>,
 }
 
 impl InlineStreams {
     fn new() -> std::io::Result<InlineStreams> {
-        let scratch = || -> std::io::Result<std::fs::File> {
-            let path = std::env::temp_dir().join(format!(
-                ".covalent-worker-stream-{}-{}",
-                std::process::id(),
-                uuid::Uuid::now_v7().simple()
-            ));
+        let dir = std::env::var_os(SERVE_STREAMS_DIR_ENV).map(PathBuf::from);
+        if let Some(d) = &dir {
+            std::fs::create_dir_all(d)?;
+        }
+        let id = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
+        let scratch = |ext: &str| -> std::io::Result<(std::fs::File, PathBuf)> {
+            let path = match &dir {
+                Some(d) => d.join(format!("worker-{id}.{ext}")),
+                None => std::env::temp_dir().join(format!(".covalent-worker-stream-{id}.{ext}")),
+            };
             let f = std::fs::OpenOptions::new()
                 .create_new(true)
                 .read(true)
                 .write(true)
                 .open(&path)?;
-            std::fs::remove_file(&path)?;
-            Ok(f)
+            if dir.is_none() {
+                std::fs::remove_file(&path)?;
+            }
+            Ok((f, path))
         };
         // SAFETY: dup(2) of fd 2; the copy is ours for the worker's life.
         let own_stderr = unsafe { libc::dup(2) };
         if own_stderr < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        let ((out, out_path), (err, err_path)) = (scratch("out")?, scratch("err")?);
         Ok(InlineStreams {
-            out: scratch()?,
-            err: scratch()?,
+            out,
+            err,
             own_stderr,
+            paths: dir.map(|_| (out_path, err_path)),
         })
+    }
+
+    /// Removes the kept files (at the worker's end).
+    fn remove(&self) {
+        if let Some((o, e)) = &self.paths {
+            let _ = std::fs::remove_file(o);
+            let _ = std::fs::remove_file(e);
+        }
     }
 
     /// Empties the files and points fd 1 and 2 at them.
@@ -668,6 +690,13 @@ pub struct ServeHello {
     /// `SLURM_STEP_ID`, when it runs as a Slurm job step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm_step: Option<String>,
+    /// Its working directory when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Its scratch stdout and stderr files, when they are in [`SERVE_STREAMS_DIR_ENV`]: what
+    /// the task being served has printed so far (the worker removes them when it ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<(PathBuf, PathBuf)>,
 }
 
 /// This host's name.
@@ -743,6 +772,8 @@ fn serve() -> ! {
         host: host_name(),
         slurm_job: std::env::var("SLURM_JOB_ID").ok(),
         slurm_step: std::env::var("SLURM_STEP_ID").ok(),
+        cwd: std::env::current_dir().ok(),
+        streams: inline.as_ref().and_then(|s| s.paths.clone()),
     };
     let said = serde_json::to_writer(&mut replies, &hello)
         .map_err(std::io::Error::other)
@@ -797,8 +828,11 @@ fn serve() -> ! {
             .and_then(|()| replies.flush());
         if sent.is_err() {
             // The dispatcher is gone.
-            std::process::exit(0);
+            break;
         }
+    }
+    if let Some(s) = &inline {
+        s.remove();
     }
     std::process::exit(0);
 }
