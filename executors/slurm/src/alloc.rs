@@ -508,7 +508,9 @@ impl CheckedOut {
             }
         }
         drop(allocs);
-        self.pool.changed.notify_waiters();
+        // One slot is free: one waiting task is woken (waking them all would cost every
+        // completion as many wake-ups as tasks wait; 10,000 waiting made that quadratic).
+        self.pool.changed.notify_one();
     }
 }
 
@@ -542,7 +544,7 @@ async fn checkout(
         tokio::pin!(changed);
         changed.as_mut().enable();
         // Decided under the locks, acted on after them (no lock is held across an await).
-        let request = {
+        let request: (bool, bool) = {
             let mut allocs = pool.state.lock().unwrap();
             let fits = |a: &Alloc| need.is_none_or(|n| a.left() > n + WALLTIME_MARGIN);
             if let Some(a) = allocs
@@ -557,10 +559,20 @@ async fn checkout(
             if room {
                 *requesting += 1;
             }
-            room
+            // A free slot this task cannot use (too little walltime left there): the wake-up
+            // goes on to another waiting task.
+            let passed = allocs
+                .iter()
+                .any(|a| !a.idle.is_empty() || a.busy + a.idle.len() < a.slots);
+            (room, passed)
         };
-        if !request {
-            changed.await;
+        if !request.0 {
+            if request.1 {
+                pool.changed.notify_one();
+                let _ = tokio::time::timeout(ex.poll_interval, changed).await;
+            } else {
+                changed.await;
+            }
             continue;
         }
         let got = request_allocation(ex, opts, host, pool, walltime).await;
@@ -647,8 +659,8 @@ async fn request_allocation(
     Ok(())
 }
 
-/// Polls the allocation until it runs (backing off to 2 s between polls while it waits in the
-/// queue); returns what is left of its walltime.
+/// Polls the allocation until it runs (every poll interval for 5 s, then backing off to 2 s
+/// while it waits in the queue); returns what is left of its walltime.
 async fn wait_running(
     ex: &SlurmExecutor,
     host: &Host,
@@ -656,6 +668,7 @@ async fn wait_running(
     walltime: Duration,
 ) -> Result<Duration, ExecutorError> {
     let mut wait = ex.poll_interval;
+    let started = Instant::now();
     loop {
         let out = host
             .sh(
@@ -690,7 +703,11 @@ async fn wait_running(
             }
         }
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(2));
+        // Every poll interval while the allocation may start any moment, then backing off
+        // while it waits in a queue.
+        if started.elapsed() > Duration::from_secs(5) {
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
     }
 }
 
@@ -746,6 +763,7 @@ async fn launch(
         }
     };
     cmd.stderr(stderr);
+    crate::host::count_calls(&script);
     let serving = ServingWorker::start(cmd)
         .map_err(|e| failed(format!("cannot start `srun` for a worker step: {e}")))?;
     let hello = tokio::time::timeout(STEP_START.max(ex.command_timeout), serving.hello()).await;

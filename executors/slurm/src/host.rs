@@ -6,11 +6,54 @@
 //! dropped. This module runs commands and moves files; what the commands are is `lib.rs`'s.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use covalent_remote::{
     Input, RemoteError, Reply, Session, SshOptions, fire_and_forget_local, run_local, shell_quote,
 };
+
+/// How many times this process ran each Slurm command (through any slurm executor): for
+/// benchmarks and examples that show what a workflow asked of the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlurmCalls {
+    /// `sbatch` runs (jobs and allocations submitted).
+    pub sbatch: u64,
+    /// `srun` runs (worker steps started).
+    pub srun: u64,
+    /// `squeue` runs.
+    pub squeue: u64,
+    /// `scancel` runs.
+    pub scancel: u64,
+    /// `sacct` runs.
+    pub sacct: u64,
+}
+
+const COMMANDS: [&str; 5] = ["sbatch", "srun", "squeue", "scancel", "sacct"];
+static CALLS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+/// The Slurm commands this process has run so far.
+pub fn slurm_calls() -> SlurmCalls {
+    let n = |i: usize| CALLS[i].load(Ordering::Relaxed);
+    SlurmCalls {
+        sbatch: n(0),
+        srun: n(1),
+        squeue: n(2),
+        scancel: n(3),
+        sacct: n(4),
+    }
+}
+
+/// Counts the Slurm commands a script runs (each word that names one, with or without a
+/// directory in front).
+pub(crate) fn count_calls(script: &str) {
+    for word in script.split(|c: char| c.is_whitespace() || ";&|'\"()".contains(c)) {
+        let base = word.rsplit('/').next().unwrap_or(word);
+        if let Some(i) = COMMANDS.iter().position(|c| *c == base) {
+            CALLS[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// This host, or a login node over SSH.
 #[derive(Clone, Debug)]
@@ -61,6 +104,7 @@ impl Host {
         input: Input,
         timeout: Duration,
     ) -> Result<Reply, RemoteError> {
+        count_calls(script);
         match &self.ssh {
             None => run_local(script, input, timeout).await,
             Some(s) => s.run(script, input, timeout).await,
@@ -69,6 +113,7 @@ impl Host {
 
     /// Starts a command and forgets it (reaped by a thread): for clean-up from `Drop`.
     pub fn fire_and_forget(&self, script: &str) {
+        count_calls(script);
         match &self.ssh {
             None => fire_and_forget_local(script),
             Some(s) => s.fire_and_forget(script),
@@ -228,4 +273,22 @@ fn has_value_file(dir: &Path) -> bool {
             n.starts_with("value-") && n.ends_with(".json")
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurm_commands_are_counted_where_scripts_run_them() {
+        let before = slurm_calls();
+        count_calls("cd '/x/y' && sbatch --parsable");
+        count_calls("'/opt/slurm/bin/'squeue -h -j 1,2 -o '%i %T'; scancel 3.1");
+        count_calls("cat squeue.txt; echo srunner");
+        let after = slurm_calls();
+        assert_eq!(after.sbatch - before.sbatch, 1);
+        assert_eq!(after.squeue - before.squeue, 1);
+        assert_eq!(after.scancel - before.scancel, 1);
+        assert_eq!(after.srun - before.srun, 0);
+    }
 }

@@ -41,6 +41,10 @@
 //! `squeue --name`) instead of submitting it again, and `covalent cancel` of a dispatch whose
 //! dispatcher died `scancel`s it.
 //!
+//! With `allocation` set, tasks run on persistent workers inside allocations the executor
+//! holds instead (see [`AllocationOptions`] and the `alloc` module's docs): one `sbatch` per
+//! allocation, one `srun` per worker, task after task over the step's stdin and stdout.
+//!
 //! Register the plugin by linking the crate: `use covalent_slurm as _;` anywhere in the
 //! program, or call [`link`] once.
 
@@ -69,6 +73,7 @@ pub use alloc::AllocationOptions;
 pub use covalent_remote::SshOptions;
 use covalent_remote::{Input, Retry, shell_quote};
 use host::Host;
+pub use host::{SlurmCalls, slurm_calls};
 use job::{Handle, Leftover, Submit};
 use poll::{Poller, Record, Seen};
 
@@ -95,6 +100,7 @@ pub fn link() {}
 /// | `poll_interval` | `250ms` | time between two `squeue` |
 /// | `command_timeout` | `30s` | time limit of each Slurm command and remote step |
 /// | `cleanup` | `true` | remove each task's directory once it is read back |
+/// | `allocation` | none | allocation mode: hold allocations and run tasks on persistent worker steps in them ([`AllocationOptions`]) |
 ///
 /// plus the [`BaseOptions`] (`time_limit`, `retries`, `log_stdout`, ...).
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -8,7 +8,6 @@
 
 covalent_test_support::isolated_home!();
 
-#[allow(dead_code)] // its SSH half serves the other test files
 mod engine;
 
 use std::path::Path;
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use covalent::executor::{ExecutorRef, JobHandle};
 use covalent::prelude::*;
-use covalent_slurm::{AllocationOptions, SlurmExecutor};
+use covalent_slurm::{AllocationOptions, SlurmExecutor, SshOptions};
 
 fn config() -> covalent::Config {
     covalent::Config::parse(
@@ -195,4 +194,117 @@ fn many_tasks_share_the_workers_of_one_allocation() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// [`allocating`] through the login node of `scripts/sshd-up.sh` (this machine's sshd, as the
+/// test user), or `None` after saying why the test is skipped.
+fn through_login_node(test: &str) -> Option<SlurmExecutor> {
+    if let Err(why) = engine::slurm() {
+        engine::skip(test, &why);
+        return None;
+    }
+    let env = match engine::sshd() {
+        Ok(env) => env,
+        Err(why) => {
+            engine::skip(test, &why);
+            return None;
+        }
+    };
+    let get = |k: &str| {
+        env.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    Some(SlurmExecutor {
+        ssh: Some(SshOptions {
+            hostname: get("COVALENT_SSH_HOST"),
+            port: get("COVALENT_SSH_PORT").parse().ok(),
+            username: Some(get("COVALENT_SSH_USER")),
+            ssh_key_file: Some(get("COVALENT_SSH_KEY").into()),
+            known_hosts: Some(get("COVALENT_SSH_KNOWN_HOSTS").into()),
+            ..Default::default()
+        }),
+        ..allocating()
+    })
+}
+
+#[electron]
+fn big_on_the_cluster(n: u32) -> Vec<u32> {
+    println!("making {n}");
+    (0..n).collect()
+}
+
+#[electron]
+fn where_am_i_anywhere(i: u32) -> (u32, String, String, u32) {
+    println!("task {i} as {}", std::env::var("USER").unwrap_or_default());
+    (
+        i,
+        std::env::var("SLURM_JOB_ID").unwrap_or_default(),
+        std::env::var("SLURM_STEP_ID").unwrap_or_default(),
+        std::process::id(),
+    )
+}
+
+/// Runs here (the lattice's default executor is not this one's): gathers the tasks' values.
+#[electron(executor = "local")]
+fn gathered(v: Vec<(u32, String, String, u32)>) -> Vec<(u32, String, String, u32)> {
+    v
+}
+
+#[lattice]
+fn remote_mix(n: u32) -> (Vec<(u32, String, String, u32)>, Vec<u32>) {
+    let tasks: Vec<Node<(u32, String, String, u32)>> = (0..8).map(where_am_i_anywhere).collect();
+    (gathered(tasks), big_on_the_cluster(n))
+}
+
+/// Through a login node over SSH: the worker steps are started there and speak over the
+/// shared connection; streams come back in the replies and a large output (1.3 MB of JSON) is
+/// fetched from the allocation's directory there.
+#[test]
+fn an_allocation_through_a_login_node_serves_tasks_and_large_outputs() {
+    let Some(exec) =
+        through_login_node("an_allocation_through_a_login_node_serves_tasks_and_large_outputs")
+    else {
+        return;
+    };
+    let n = 200_000u32;
+    let r = covalent::dispatch_sync(
+        remote_mix(n)
+            .with_executor(ExecutorRef::new(exec))
+            .with_config(config()),
+    )
+    .unwrap();
+    assert_eq!(r.status(), Status::Completed, "{r}");
+    let (tasks, big) = r.value().unwrap();
+    let jobs: std::collections::BTreeSet<&str> = tasks.iter().map(|t| t.1.as_str()).collect();
+    assert_eq!(jobs.len(), 1, "one allocation: {jobs:?}");
+    assert!(big.len() == n as usize && big.iter().enumerate().all(|(i, &x)| x as usize == i));
+    for node in r.nodes().filter(|n| n.name() == "where_am_i_anywhere") {
+        let i = node.output_as::<(u32, String, String, u32)>().unwrap().0;
+        assert_eq!(node.stdout(), format!("task {i} as covalent-ssh\n"));
+    }
+    let big_node = r
+        .nodes()
+        .find(|n| n.name() == "big_on_the_cluster")
+        .unwrap();
+    assert_eq!(big_node.stdout(), format!("making {n}\n"));
+}
+
+/// The example: 500 tasks on one allocation, one `sbatch` and two `srun`s in all.
+#[test]
+fn the_allocation_example_runs() {
+    need_slurm!("the_allocation_example_runs");
+    let out = covalent_test_support::run_example("slurm_allocation", &[]);
+    assert!(out.contains("500 tasks in allocation "), "{out}");
+    // One sbatch, or none when an allocation of an earlier run is still there to take over.
+    let calls = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Slurm calls: "))
+        .unwrap_or_else(|| panic!("no call counts in {out}"));
+    let n: Vec<u64> = calls
+        .split(", ")
+        .map(|c| c.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(n[0] <= 1 && n[1] == 2, "{out}");
 }
