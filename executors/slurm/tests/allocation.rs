@@ -308,3 +308,106 @@ fn the_allocation_example_runs() {
         .collect();
     assert!(n[0] <= 1 && n[1] == 2, "{out}");
 }
+
+#[electron(executor = &ALLOC)]
+fn nap_in_allocation(dir: String) -> u32 {
+    let me = format!(
+        "{}.{} {}",
+        std::env::var("SLURM_JOB_ID").unwrap_or_default(),
+        std::env::var("SLURM_STEP_ID").unwrap_or_default(),
+        std::process::id()
+    );
+    std::fs::write(Path::new(&dir).join("step.tmp"), me).unwrap();
+    std::fs::rename(
+        Path::new(&dir).join("step.tmp"),
+        Path::new(&dir).join("step"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+    1
+}
+
+#[lattice]
+fn napping(dir: String) -> u32 {
+    nap_in_allocation(dir)
+}
+
+/// What a child process does (`ALLOC_ROLE`): `nap` dispatches a task that sleeps in an
+/// allocation's worker step, after writing its step and pid to `ALLOC_DIR/step`.
+#[test]
+#[ignore = "run by the other tests as a child process"]
+fn role() {
+    let Ok(role) = std::env::var("ALLOC_ROLE") else {
+        return;
+    };
+    let dir = std::env::var("ALLOC_DIR").unwrap();
+    match role.as_str() {
+        "nap" => {
+            let r = covalent::dispatch_sync(napping(dir).with_config(config())).unwrap();
+            println!("done {:?}", r.status());
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// A dispatcher killed with `kill -9` while its task runs in an allocation leaves nothing
+/// running: the worker step sees its requests' pipe close and ends with its task at once.
+#[test]
+fn kill_9_of_a_dispatcher_ends_its_worker_steps() {
+    need_slurm!("kill_9_of_a_dispatcher_ends_its_worker_steps");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["role", "--exact", "--ignored", "--nocapture", "--quiet"])
+        .env("ALLOC_ROLE", "nap")
+        .env("ALLOC_DIR", dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let file = dir.path().join("step");
+    let start = Instant::now();
+    let (step, pid) = loop {
+        if let Some((s, p)) = std::fs::read_to_string(&file).ok().and_then(|t| {
+            t.split_once(' ')
+                .map(|(s, p)| (s.to_string(), p.to_string()))
+        }) {
+            break (s, p);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the task never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let alloc = step.split('.').next().unwrap().to_string();
+    let live = || sh(&format!("squeue -h -s -j {alloc} -o %i"));
+    assert!(live().lines().any(|l| l == step), "{step} runs: {}", live());
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    // SAFETY: a plain kill(2) of our own child, which we then reap.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    let _ = child.wait();
+    let start = Instant::now();
+    while (live().lines().any(|l| l == step) || Path::new(&format!("/proc/{pid}")).exists())
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !live().lines().any(|l| l == step),
+        "step {step} outlived its dispatcher: {}",
+        live()
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the task's process {pid} outlived its dispatcher"
+    );
+}

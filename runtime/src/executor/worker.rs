@@ -782,12 +782,40 @@ fn serve() -> ! {
     if said.is_err() {
         std::process::exit(0);
     }
-    let stdin = std::io::stdin();
-    for line in stdin.lock().lines() {
-        let Ok(line) = line else { break };
+    // Requests are read on a thread of their own, so that the end of stdin is seen while a
+    // task runs too: the dispatcher is gone (killed, or its link to this step lost), and the
+    // task is not left running unseen: this worker (and the process group it leads) ends at
+    // once. At the end of stdin between tasks, the worker ends after the loop.
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let watching = busy.clone();
+    let scratch = inline.as_ref().and_then(|s| s.paths.clone());
+    let reader = std::thread::Builder::new()
+        .name("covalent-serve-requests".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    return;
+                }
+            }
+            if watching.load(std::sync::atomic::Ordering::Acquire) {
+                if let Some((o, e)) = &scratch {
+                    let _ = std::fs::remove_file(o);
+                    let _ = std::fs::remove_file(e);
+                }
+                crate::executor::child::kill_own_group();
+            }
+        });
+    if reader.is_err() {
+        eprintln!("covalent worker: cannot start its request reader");
+        std::process::exit(70);
+    }
+    for line in lines {
         if line.trim().is_empty() {
             continue;
         }
+        busy.store(true, std::sync::atomic::Ordering::Release);
         let _ = std::io::stdout().flush();
         if let Some(s) = &mut inline {
             s.begin();
@@ -807,6 +835,7 @@ fn serve() -> ! {
         };
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
+        busy.store(false, std::sync::atomic::Ordering::Release);
         let streams = inline.as_mut().map(InlineStreams::end);
         let reply = match streams {
             Some(texts) => ServeReply {
