@@ -33,27 +33,7 @@ static ONE: LazyLock<ExecutorRef> = LazyLock::new(|| {
     ExecutorRef::new(one)
 });
 
-/// Live (not zombie) processes of process group `pgid`.
-fn live_in_group(pgid: i64) -> Vec<i64> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i64>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let (state, pgrp) = (fields[0], fields[2].parse::<i64>().unwrap_or(0));
-        if pgrp == pgid && state != "Z" && state != "X" {
-            out.push(pid);
-        }
-    }
-    out
-}
+use covalent_test_support::live_in_group;
 
 fn group_stopped(job: &covalent::executor::JobHandle) -> Result<(), String> {
     let pgid = job.0["pid"].as_i64().ok_or("no pid in the job handle")?;

@@ -291,3 +291,28 @@ pub fn append_line(path: impl AsRef<std::path::Path>, line: &str) {
         .unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()));
     f.write_all(format!("{line}\n").as_bytes()).unwrap();
 }
+
+/// Live (not zombie) processes of process group `pgid`, from `/proc`.
+pub fn live_in_group(pgid: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i64>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (state, pgrp) = (fields[0], fields[2].parse::<i64>().unwrap_or(0));
+        if pgrp == pgid && state != "Z" && state != "X" {
+            out.push(pid);
+        }
+    }
+    out
+}

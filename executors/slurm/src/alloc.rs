@@ -301,30 +301,7 @@ fn holder_script(ex: &SlurmExecutor, o: &AllocationOptions, name: &str) -> Resul
     sbatch("ntasks-per-node", &o.workers_per_node.max(1).to_string())?;
     sbatch("cpus-per-task", &o.cpus_per_worker.max(1).to_string())?;
     sbatch("time", &o.time)?;
-    for (flag, value) in [
-        ("partition", &ex.partition),
-        ("mem", &ex.mem),
-        ("gres", &ex.gres),
-        ("account", &ex.account),
-        ("qos", &ex.qos),
-    ] {
-        if let Some(v) = value {
-            sbatch(flag, v)?;
-        }
-    }
-    for line in &ex.extra {
-        if line.contains('\n') {
-            return Err(format!("extra must be one line each, found {line:?}"));
-        }
-        let line = line.trim();
-        if line.starts_with("#SBATCH") {
-            s.push_str(line);
-        } else {
-            s.push_str("#SBATCH ");
-            s.push_str(line);
-        }
-        s.push('\n');
-    }
+    crate::script::site_lines(ex, &mut s)?;
     s.push_str(
         "hb=\"$PWD/heartbeat\"\n\
          touch \"$hb\"\n\

@@ -66,6 +66,34 @@ fn check_line(what: &str, v: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The `#SBATCH` lines of the executor's site options (`partition`, `mem`, `gres`, `account`,
+/// `qos`, then `extra` as given), shared by task jobs and allocations.
+pub(crate) fn site_lines(e: &SlurmExecutor, s: &mut String) -> Result<(), String> {
+    let options = [
+        ("partition", &e.partition),
+        ("mem", &e.mem),
+        ("gres", &e.gres),
+        ("account", &e.account),
+        ("qos", &e.qos),
+    ];
+    for (flag, value) in options {
+        if let Some(v) = value {
+            check_line(flag, v)?;
+            s.push_str(&format!("#SBATCH --{flag}={v}\n"));
+        }
+    }
+    for line in &e.extra {
+        check_line("extra", line)?;
+        let line = line.trim();
+        if !line.starts_with("#SBATCH") {
+            s.push_str("#SBATCH ");
+        }
+        s.push_str(line);
+        s.push('\n');
+    }
+    Ok(())
+}
+
 /// The batch script.
 pub(crate) fn render(e: &SlurmExecutor, job: &JobSpec<'_>) -> Result<String, String> {
     let mut s = String::from("#!/bin/bash\n");
@@ -81,32 +109,10 @@ pub(crate) fn render(e: &SlurmExecutor, job: &JobSpec<'_>) -> Result<String, Str
     if let Some(t) = &job.time {
         sbatch("time", t)?;
     }
-    let options = [
-        ("partition", &e.partition),
-        ("mem", &e.mem),
-        ("gres", &e.gres),
-        ("account", &e.account),
-        ("qos", &e.qos),
-    ];
-    for (flag, value) in options {
-        if let Some(v) = value {
-            sbatch(flag, v)?;
-        }
-    }
     if let Some(n) = e.cpus_per_task {
         sbatch("cpus-per-task", &n.to_string())?;
     }
-    for line in &e.extra {
-        check_line("extra", line)?;
-        let line = line.trim();
-        if line.starts_with("#SBATCH") {
-            s.push_str(line);
-        } else {
-            s.push_str("#SBATCH ");
-            s.push_str(line);
-        }
-        s.push('\n');
-    }
+    site_lines(e, &mut s)?;
     // The task's directory, whatever `prerun` does to the working directory.
     s.push_str("covalent_dir=$PWD\n");
     s.push_str(&format!(

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use covalent::executor::{ExecutorRef, JobHandle};
 use covalent::prelude::*;
-use covalent_slurm::{AllocationOptions, SlurmExecutor, SshOptions};
+use covalent_slurm::{AllocationOptions, SlurmExecutor};
 
 fn config() -> covalent::Config {
     covalent::Config::parse(
@@ -199,34 +199,16 @@ fn many_tasks_share_the_workers_of_one_allocation() {
 /// [`allocating`] through the login node of `scripts/sshd-up.sh` (this machine's sshd, as the
 /// test user), or `None` after saying why the test is skipped.
 fn through_login_node(test: &str) -> Option<SlurmExecutor> {
-    if let Err(why) = engine::slurm() {
-        engine::skip(test, &why);
-        return None;
-    }
-    let env = match engine::sshd() {
-        Ok(env) => env,
+    match engine::login_node_ssh() {
+        Ok(ssh) => Some(SlurmExecutor {
+            ssh: Some(ssh),
+            ..allocating()
+        }),
         Err(why) => {
             engine::skip(test, &why);
-            return None;
+            None
         }
-    };
-    let get = |k: &str| {
-        env.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    Some(SlurmExecutor {
-        ssh: Some(SshOptions {
-            hostname: get("COVALENT_SSH_HOST"),
-            port: get("COVALENT_SSH_PORT").parse().ok(),
-            username: Some(get("COVALENT_SSH_USER")),
-            ssh_key_file: Some(get("COVALENT_SSH_KEY").into()),
-            known_hosts: Some(get("COVALENT_SSH_KNOWN_HOSTS").into()),
-            ..Default::default()
-        }),
-        ..allocating()
-    })
+    }
 }
 
 #[electron]

@@ -374,35 +374,17 @@ fn an_unreachable_login_node_fails_fast() {
 
 /// The Slurm executor through the test sshd (`None`: skipped).
 fn login_node(test: &str) -> Option<SlurmExecutor> {
-    if let Err(why) = engine::slurm() {
-        engine::skip(test, &why);
-        return None;
-    }
-    let env = match engine::sshd() {
-        Ok(env) => env,
-        Err(why) => {
-            engine::skip(test, &why);
-            return None;
-        }
-    };
-    let get = |k: &str| {
-        env.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    Some(SlurmExecutor {
-        ssh: Some(SshOptions {
-            hostname: get("COVALENT_SSH_HOST"),
-            port: get("COVALENT_SSH_PORT").parse().ok(),
-            username: Some(get("COVALENT_SSH_USER")),
-            ssh_key_file: Some(get("COVALENT_SSH_KEY").into()),
-            known_hosts: Some(get("COVALENT_SSH_KNOWN_HOSTS").into()),
+    match engine::login_node_ssh() {
+        Ok(ssh) => Some(SlurmExecutor {
+            ssh: Some(ssh),
+            poll_interval: Duration::from_millis(100),
             ..Default::default()
         }),
-        poll_interval: Duration::from_millis(100),
-        ..Default::default()
-    })
+        Err(why) => {
+            engine::skip(test, &why);
+            None
+        }
+    }
 }
 
 #[electron]

@@ -48,3 +48,25 @@ pub fn sshd() -> Result<Vec<(String, String)>, String> {
     })
     .clone()
 }
+
+/// The SSH options of the test login node (the sshd of `scripts/sshd-up.sh`, as its test
+/// user), for the Slurm executor's `ssh`; `Err` says why there is none (with Slurm's own
+/// reason first when the cluster is not up either).
+pub fn login_node_ssh() -> Result<covalent_slurm::SshOptions, String> {
+    slurm()?;
+    let env = sshd()?;
+    let get = |k: &str| {
+        env.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    Ok(covalent_slurm::SshOptions {
+        hostname: get("COVALENT_SSH_HOST"),
+        port: get("COVALENT_SSH_PORT").parse().ok(),
+        username: Some(get("COVALENT_SSH_USER")),
+        ssh_key_file: Some(get("COVALENT_SSH_KEY").into()),
+        known_hosts: Some(get("COVALENT_SSH_KNOWN_HOSTS").into()),
+        ..Default::default()
+    })
+}
