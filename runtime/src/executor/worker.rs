@@ -804,6 +804,9 @@ fn serve() -> ! {
                     let _ = std::fs::remove_file(o);
                     let _ = std::fs::remove_file(e);
                 }
+                if let Some(d) = pool_worker_dir() {
+                    let _ = std::fs::remove_dir_all(d);
+                }
                 crate::executor::child::kill_own_group();
             }
         });
@@ -889,13 +892,7 @@ fn watch_parent() {
     };
     // A serving worker's directory (its stream files) is its dispatcher's to remove; one
     // killed with no chance to is removed here.
-    let own_dir = std::env::var_os(SERVE_STDOUT_ENV)
-        .map(PathBuf::from)
-        .and_then(|f| f.parent().map(Path::to_path_buf))
-        .filter(|d| {
-            d.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("covalent-worker-"))
-        });
+    let own_dir = pool_worker_dir();
     let orphaned = move || {
         if let Some(d) = &own_dir {
             let _ = std::fs::remove_dir_all(d);
@@ -915,6 +912,18 @@ fn watch_parent() {
                 }
             }
         });
+}
+
+/// The directory of a reusable `process` worker (its stream files, named after it), which the
+/// worker removes itself when its dispatcher is gone before it could.
+fn pool_worker_dir() -> Option<PathBuf> {
+    std::env::var_os(SERVE_STDOUT_ENV)
+        .map(PathBuf::from)
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .filter(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("covalent-worker-"))
+        })
 }
 
 /// Worker mode: when the environment names a task, run it, write the result and exit.
