@@ -112,6 +112,15 @@ fn one_worker_serves_task_after_task_with_each_tasks_own_streams() {
     let again = covalent::dispatch_sync(three().with_config(no_record())).unwrap();
     assert_eq!(again.value().unwrap()[0].0, v[0].0, "the worker was kept");
 
+    // One killed from outside while idle is not handed a task: the next gets a new worker.
+    covalent_test_support::signal(v[0].0, covalent_test_support::SIGKILL);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let fresh = covalent::dispatch_sync(three().with_config(no_record())).unwrap();
+    assert_eq!(fresh.status(), Status::Completed, "{fresh}");
+    let replaced = fresh.value().unwrap()[0].0;
+    assert_ne!(replaced, v[0].0, "a new worker");
+    let v: Vec<(u32, u32, u32)> = fresh.value().unwrap().clone();
+
     // A crash fails only its task, as a lost worker, with the end of its stderr; the next
     // task gets a new worker.
     let c = covalent::dispatch_sync(crash().with_config(no_record())).unwrap();

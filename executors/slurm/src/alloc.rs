@@ -269,6 +269,14 @@ impl Pool {
         self.changed.notify_waiters();
     }
 
+    /// Gives up allocation `id` (no longer running; `scancel`ed to be sure) and wakes the tasks
+    /// waiting for a slot.
+    fn forget(&self, id: &str) {
+        self.state.lock().unwrap().retain(|a| a.id != id);
+        self.host.fire_and_forget(&format!("{} {id}", self.scancel));
+        self.changed.notify_waiters();
+    }
+
     fn touch(&self, dir: &str) {
         let hb = format!("{dir}/heartbeat");
         if self.host.is_remote() {
@@ -341,19 +349,44 @@ pub(crate) async fn run(
         )));
     }
     let envelope = TaskEnvelope::of(&task, ctx)?;
-    let (alloc_id, dir, worker) = checkout(ex, &opts, &host, &pool, need, walltime).await?;
-    let mut out = CheckedOut {
-        pool: pool.clone(),
-        alloc: alloc_id.clone(),
-        worker: None,
-        returned: false,
-    };
-    let worker = match worker {
-        Some(w) => w,
-        None => {
-            let _permit = pool.launches.acquire().await;
-            launch(ex, &opts, &host, &alloc_id, &dir).await?
-        }
+    // A slot, and its worker; tried again on another allocation when the one given turns out
+    // to run no more (cancelled from outside, ended, its node gone).
+    let mut tries = 0;
+    let (alloc_id, dir, worker, mut out) = loop {
+        tries += 1;
+        let (alloc_id, dir, worker) = checkout(ex, &opts, &host, &pool, need, walltime).await?;
+        let out = CheckedOut {
+            pool: pool.clone(),
+            alloc: alloc_id.clone(),
+            worker: None,
+            returned: false,
+        };
+        let worker = match worker {
+            Some(w) => w,
+            None => {
+                let _permit = pool.launches.acquire().await;
+                match launch(ex, &opts, &host, &alloc_id, &dir).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        let state = host
+                            .sh(
+                                &format!("{} -h -j {alloc_id} -o %T", ex.slurm_cmd("squeue")),
+                                Input::None,
+                                ex.command_timeout,
+                            )
+                            .await
+                            .map(|r| r.stdout_text().trim().to_string());
+                        if tries < 3 && state.is_ok_and(|s| s != "RUNNING") {
+                            drop(out);
+                            pool.forget(&alloc_id);
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        break (alloc_id, dir, worker, out);
     };
     ctx.set_job_handle(StepHandle {
         allocation: alloc_id.clone(),
@@ -524,6 +557,10 @@ async fn checkout(
         let request: (bool, bool) = {
             let mut allocs = pool.state.lock().unwrap();
             let fits = |a: &Alloc| need.is_none_or(|n| a.left() > n + WALLTIME_MARGIN);
+            for a in allocs.iter_mut() {
+                // Workers whose step ended while idle (cancelled from outside) free their slot.
+                a.idle.retain(|w| w.serving.is_alive());
+            }
             if let Some(a) = allocs
                 .iter_mut()
                 .find(|a| fits(a) && (!a.idle.is_empty() || a.busy + a.idle.len() < a.slots))

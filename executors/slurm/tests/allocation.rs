@@ -393,3 +393,46 @@ fn kill_9_of_a_dispatcher_ends_its_worker_steps() {
         "the task's process {pid} outlived its dispatcher"
     );
 }
+
+/// Its own allocation (other options), so that cancelling it touches no other test's.
+static OTHER: LazyLock<ExecutorRef> = LazyLock::new(|| {
+    let mut ex = allocating();
+    ex.env
+        .insert("COVALENT_TEST_ALLOCATION".into(), "other".into());
+    ExecutorRef::new(ex)
+});
+
+#[electron(executor = &OTHER)]
+fn in_other(i: u32) -> (u32, String) {
+    (i, std::env::var("SLURM_JOB_ID").unwrap_or_default())
+}
+
+#[lattice]
+fn some_in_other(n: u32) -> Vec<(u32, String)> {
+    let tasks: Vec<Node<(u32, String)>> = (0..n).map(in_other).collect();
+    tasks
+}
+
+/// An allocation cancelled from outside (an administrator's `scancel`, a lost node) is given
+/// up: its idle workers are not handed tasks, and the next tasks run on a new allocation.
+#[test]
+fn an_allocation_cancelled_from_outside_is_replaced() {
+    need_slurm!("an_allocation_cancelled_from_outside_is_replaced");
+    let r = covalent::dispatch_sync(some_in_other(4).with_config(config())).unwrap();
+    assert_eq!(r.status(), Status::Completed, "{r}");
+    let first = r.value().unwrap()[0].1.clone();
+    sh(&format!("scancel {first}"));
+    let start = Instant::now();
+    while sh(&format!("squeue -h -j {first} -o %T")) == "RUNNING" {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "scancel {first} did nothing"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let again = covalent::dispatch_sync(some_in_other(4).with_config(config())).unwrap();
+    assert_eq!(again.status(), Status::Completed, "{again}");
+    let second = &again.value().unwrap()[0].1;
+    assert_ne!(second, &first, "a new allocation");
+}

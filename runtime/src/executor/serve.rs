@@ -34,6 +34,8 @@ pub struct ServingWorker {
     pid: u32,
     jobs: mpsc::Sender<Job>,
     hello: Mutex<Option<tokio::sync::oneshot::Receiver<Result<String, String>>>>,
+    /// Cleared once its command is seen to have ended (looked at twice a second while idle).
+    alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for ServingWorker {
@@ -58,6 +60,8 @@ impl ServingWorker {
         };
         let (jobs, queue) = mpsc::channel::<Job>();
         let (said, hello) = tokio::sync::oneshot::channel();
+        let alive = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let watched = alive.clone();
         std::thread::Builder::new()
             .name("covalent-serving-worker".into())
             .spawn(move || {
@@ -77,7 +81,18 @@ impl ServingWorker {
                         return;
                     }
                 }
-                for job in queue {
+                loop {
+                    let job = match queue.recv_timeout(std::time::Duration::from_millis(500)) {
+                        Ok(job) => job,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            // Idle: has it ended (a step cancelled from outside, a host gone)?
+                            if !matches!(child.try_wait(), Ok(None)) {
+                                watched.store(false, std::sync::atomic::Ordering::Release);
+                            }
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
                     line.clear();
                     let sent = to.write_all(&job.line).and_then(|()| to.flush());
                     let read = sent.and_then(|()| from.read_line(&mut line));
@@ -87,6 +102,7 @@ impl ServingWorker {
                         }
                         _ => {
                             // It ended (or was killed) before answering.
+                            watched.store(false, std::sync::atomic::Ordering::Release);
                             let _ = job.answer.send(Err(ended(&mut child)));
                             return;
                         }
@@ -100,7 +116,15 @@ impl ServingWorker {
             pid,
             jobs,
             hello: Mutex::new(Some(hello)),
+            alive,
         })
+    }
+
+    /// Whether its command may still run: `false` once it is known to have ended (an idle
+    /// worker's end is noticed within half a second). A pool drops such a worker instead of
+    /// handing it a task.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The process id of the command started (here, on this host).

@@ -158,7 +158,11 @@ pub(crate) async fn run(
 ) -> Result<Output, ExecutorError> {
     let envelope = TaskEnvelope::of(&task, ctx)?;
     let key = pool_key(ex);
-    let idle = IDLE.lock().unwrap().get_mut(&key).and_then(Vec::pop);
+    let idle = IDLE.lock().unwrap().get_mut(&key).and_then(|list| {
+        // A worker that ended while idle (killed from outside) is dropped, not handed a task.
+        list.retain(|w| w.serving.is_alive());
+        list.pop()
+    });
     let mut worker = match idle {
         Some(w) => w,
         None => spawn(ex)?,
