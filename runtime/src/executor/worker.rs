@@ -782,43 +782,53 @@ fn serve() -> ! {
     if said.is_err() {
         std::process::exit(0);
     }
-    // Requests are read on a thread of their own, so that the end of stdin is seen while a
-    // task runs too: the dispatcher is gone (killed, or its link to this step lost), and the
-    // task is not left running unseen: this worker (and the process group it leads) ends at
-    // once. At the end of stdin between tasks, the worker ends after the loop.
+    // While a task runs, a thread watches stdin for its end (poll(2) reports the hang-up
+    // without reading): the dispatcher is gone (killed, or its link to this step lost), and
+    // the task is not left running unseen: this worker (and the process group it leads) ends
+    // at once. At the end of stdin between tasks, the loop below ends the worker.
     let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     let watching = busy.clone();
     let scratch = inline.as_ref().and_then(|s| s.paths.clone());
-    let reader = std::thread::Builder::new()
-        .name("covalent-serve-requests".into())
+    let watcher = std::thread::Builder::new()
+        .name("covalent-serve-watch".into())
         .spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if lines_tx.send(line).is_err() {
-                    return;
+            loop {
+                if !watching.load(std::sync::atomic::Ordering::Acquire) {
+                    std::thread::park_timeout(std::time::Duration::from_millis(100));
+                    continue;
                 }
-            }
-            if watching.load(std::sync::atomic::Ordering::Acquire) {
-                if let Some((o, e)) = &scratch {
-                    let _ = std::fs::remove_file(o);
-                    let _ = std::fs::remove_file(e);
+                let mut fd = libc::pollfd {
+                    fd: 0,
+                    events: 0,
+                    revents: 0,
+                };
+                // SAFETY: poll(2) on one valid `pollfd` for at most 100 ms.
+                let n = unsafe { libc::poll(&mut fd, 1, 100) };
+                let hung_up = n > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR) != 0;
+                if hung_up && watching.load(std::sync::atomic::Ordering::Acquire) {
+                    if let Some((o, e)) = &scratch {
+                        let _ = std::fs::remove_file(o);
+                        let _ = std::fs::remove_file(e);
+                    }
+                    if let Some(d) = pool_worker_dir() {
+                        let _ = std::fs::remove_dir_all(d);
+                    }
+                    crate::executor::child::kill_own_group();
                 }
-                if let Some(d) = pool_worker_dir() {
-                    let _ = std::fs::remove_dir_all(d);
-                }
-                crate::executor::child::kill_own_group();
             }
         });
-    if reader.is_err() {
-        eprintln!("covalent worker: cannot start its request reader");
+    let Ok(watcher) = watcher else {
+        eprintln!("covalent worker: cannot start its stdin watcher");
         std::process::exit(70);
-    }
-    for line in lines {
+    };
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
         if line.trim().is_empty() {
             continue;
         }
         busy.store(true, std::sync::atomic::Ordering::Release);
+        watcher.thread().unpark();
         let _ = std::io::stdout().flush();
         if let Some(s) = &mut inline {
             s.begin();
