@@ -159,7 +159,7 @@ fn write_with(
         dir,
         file: None,
         chunk: Vec::new(),
-        hasher: blake3::Hasher::new(),
+        hasher: None,
         len: 0,
     };
     let streamed = emit(&mut w).and_then(|()| w.flush());
@@ -182,7 +182,7 @@ fn write_with(
     let done = streamed.and_then(|()| {
         drop(file);
         let stored = Stored {
-            h: hasher.finalize().to_hex().to_string(),
+            h: hasher.unwrap_or_default().finalize().to_hex().to_string(),
             n: len,
         };
         std::fs::rename(&tmp, dir.join(format!("{prefix}{}.json", stored.h)))?;
@@ -221,7 +221,8 @@ struct Spill<'a> {
     dir: &'a Path,
     file: Option<(File, PathBuf)>,
     chunk: Vec<u8>,
-    hasher: blake3::Hasher,
+    /// Made when the value spills (most values never do, and a hasher is not free to set up).
+    hasher: Option<blake3::Hasher>,
     len: u64,
 }
 
@@ -245,7 +246,9 @@ impl Spill<'_> {
     fn drain(&mut self) -> io::Result<()> {
         if let Some((f, _)) = &mut self.file {
             f.write_all(&self.chunk)?;
-            self.hasher.update(&self.chunk);
+            self.hasher
+                .get_or_insert_with(blake3::Hasher::new)
+                .update(&self.chunk);
             self.len += self.chunk.len() as u64;
             self.chunk.clear();
         }
