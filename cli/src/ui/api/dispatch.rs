@@ -42,27 +42,13 @@ pub async fn dispatch(
             return summarized(s, &store, uuid, &sum, version, internal);
         }
         let r = s.record(&store, uuid)?;
-        let inputs = inputs_of(&r);
+        let mut body = head(&r, r.done_count(), r.task_count(), version);
+        if let Value::Object(m) = &mut body {
+            m.insert("node_count".into(), json!(r.nodes.len()));
+            m.insert("nodes".into(), json!(graph_nodes(&r.nodes)));
+        }
         // Serialized here, on the blocking thread: a 10,000-node graph is a few MB.
-        let body = serde_json::to_vec(&json!({
-            "id": r.id.to_string(),
-            "lattice": r.lattice,
-            "status": r.status,
-            "inputs": inputs,
-            "output": r.output,
-            "output_file": r.output_file,
-            "error": r.error,
-            "start_time": r.start_time,
-            "end_time": r.end_time,
-            "runtime_ms": runtime_ms(r.start_time, r.end_time),
-            "results_dir": r.results_dir,
-            "done": r.done_count(),
-            "total": r.task_count(),
-            "node_count": r.nodes.len(),
-            "data_version": version,
-            "nodes": graph_nodes(&r.nodes),
-        }))
-        .map_err(|e| UiError::Internal(e.to_string()))?;
+        let body = serde_json::to_vec(&body).map_err(|e| UiError::Internal(e.to_string()))?;
         Ok(body)
     })
     .await?;
@@ -80,12 +66,23 @@ fn summarized(
 ) -> Result<Vec<u8>, UiError> {
     let r = store.get_without_nodes(uuid)?;
     let g = s.graph_summary(store, uuid, internal)?;
-    let inputs = inputs_of(&r);
-    let mut body = json!({
+    let mut body = head(&r, sum.done, sum.total, version);
+    if let Value::Object(m) = &mut body {
+        m.insert("internal".into(), json!(internal));
+    }
+    if let Value::Object(m) = &mut body {
+        m.extend(summary_fields(&g));
+    }
+    serde_json::to_vec(&body).map_err(|e| UiError::Internal(e.to_string()))
+}
+
+/// What the dispatch page shows of a dispatch above its graph (both answers start with it).
+fn head(r: &covalent::store::DispatchRecord, done: usize, total: usize, version: i64) -> Value {
+    json!({
         "id": r.id.to_string(),
         "lattice": r.lattice,
         "status": r.status,
-        "inputs": inputs,
+        "inputs": inputs_of(r),
         "output": r.output,
         "output_file": r.output_file,
         "error": r.error,
@@ -93,15 +90,10 @@ fn summarized(
         "end_time": r.end_time,
         "runtime_ms": runtime_ms(r.start_time, r.end_time),
         "results_dir": r.results_dir,
-        "done": sum.done,
-        "total": sum.total,
+        "done": done,
+        "total": total,
         "data_version": version,
-        "internal": internal,
-    });
-    if let Value::Object(m) = &mut body {
-        m.extend(summary_fields(&g));
-    }
-    serde_json::to_vec(&body).map_err(|e| UiError::Internal(e.to_string()))
+    })
 }
 
 /// `GET /api/dispatches/{id}/record`.
