@@ -584,3 +584,61 @@ fn a_panicking_executor_fails_its_node_not_the_dispatcher() {
         Some(2)
     );
 }
+
+/// Lets two of its nodes run at once, through the runtime's in-flight limit.
+#[derive(Default, Serialize, Deserialize)]
+struct Narrow {}
+
+static NARROW_RUNNING: AtomicU32 = AtomicU32::new(0);
+static NARROW_MOST: AtomicU32 = AtomicU32::new(0);
+
+static NARROW_SLOTS: LazyLock<Arc<tokio::sync::Semaphore>> =
+    LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(2)));
+
+#[covalent::executor::async_trait]
+impl Executor for Narrow {
+    fn short_name(&self) -> &str {
+        "narrow"
+    }
+    fn in_flight_limit(&self) -> Option<Arc<tokio::sync::Semaphore>> {
+        Some(NARROW_SLOTS.clone())
+    }
+    async fn run(&self, task: Task, _ctx: &TaskContext) -> Result<Output, ExecutorError> {
+        let now = NARROW_RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+        NARROW_MOST.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        NARROW_RUNNING.fetch_sub(1, Ordering::SeqCst);
+        Ok(task.call().await?)
+    }
+}
+
+static NARROW: LazyLock<ExecutorRef> = LazyLock::new(|| ExecutorRef::new(Narrow::default()));
+
+#[electron(executor = &NARROW)]
+fn narrow(x: i64) -> i64 {
+    x * 10
+}
+
+#[lattice]
+fn narrow_fan(n: i64) -> Vec<i64> {
+    (0..n).map(narrow).collect::<Vec<_>>()
+}
+
+#[test]
+fn an_in_flight_limit_keeps_the_other_nodes_pending() {
+    let r = covalent::dispatch_sync(narrow_fan(6)).unwrap();
+    assert_eq!(r.value(), Some(&(0..6).map(|x| x * 10).collect::<Vec<_>>()));
+    let most = NARROW_MOST.load(Ordering::SeqCst);
+    assert_eq!(most, 2, "the executor ran {most} tasks at once");
+    // A node's start is recorded when it leaves PENDING: never more than two ran at once.
+    let spans: Vec<_> = r
+        .nodes()
+        .filter(|n| n.name() == "narrow")
+        .map(|n| (n.start_time().unwrap(), n.end_time().unwrap()))
+        .collect();
+    assert_eq!(spans.len(), 6);
+    for (s, _) in &spans {
+        let overlapping = spans.iter().filter(|(a, b)| a <= s && s < b).count();
+        assert!(overlapping <= 2, "{overlapping} nodes were running at {s}");
+    }
+}

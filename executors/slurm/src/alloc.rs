@@ -50,6 +50,9 @@ pub struct AllocationOptions {
     pub nodes: u32,
     /// Workers per node (`--ntasks-per-node`): tasks running at once on a node.
     pub workers_per_node: u32,
+    /// Worker steps in one allocation at most (default: `nodes × workers_per_node`; fewer
+    /// leaves room in the allocation for steps of your own).
+    pub max_workers: Option<u32>,
     /// CPUs of each worker (`--cpus-per-task`, and the step's `--cpus-per-task`).
     pub cpus_per_worker: u32,
     /// Memory of each worker step (`srun --mem`), for clusters that track memory.
@@ -65,11 +68,20 @@ pub struct AllocationOptions {
     pub max_step_launches: u32,
 }
 
+impl AllocationOptions {
+    /// The worker steps one allocation runs at once.
+    pub(crate) fn workers(&self) -> u32 {
+        let all = self.nodes.max(1) * self.workers_per_node.max(1);
+        self.max_workers.map_or(all, |m| m.clamp(1, all))
+    }
+}
+
 impl Default for AllocationOptions {
     fn default() -> Self {
         AllocationOptions {
             nodes: 1,
             workers_per_node: 1,
+            max_workers: None,
             cpus_per_worker: 1,
             mem_per_worker: None,
             time: "1:00:00".into(),
@@ -177,7 +189,7 @@ extern "C" fn release_all() {
 
 impl SlurmExecutor {
     /// What makes two executors' allocations interchangeable.
-    fn allocation_key(&self) -> String {
+    pub(crate) fn allocation_key(&self) -> String {
         let key = serde_json::to_string(&(
             &self.ssh,
             &self.slurm_path,
@@ -650,7 +662,7 @@ async fn request_allocation(
                 .await
                 .map_err(failed)?;
             pool.touch(&dir);
-            let id = match ex.submit(host, &dir, script).await {
+            let id = match ex.submit(host, &dir, script, "").await {
                 Ok(id) => id,
                 Err(crate::job::Submit::Refused(m) | crate::job::Submit::Unknown(m)) => {
                     return Err(failed(m));
@@ -660,7 +672,7 @@ async fn request_allocation(
             (id, left)
         }
     };
-    let slots = (opts.nodes.max(1) * opts.workers_per_node.max(1)) as usize;
+    let slots = opts.workers() as usize;
     pool.state.lock().unwrap().push(Alloc {
         id,
         dir,

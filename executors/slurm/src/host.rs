@@ -248,6 +248,21 @@ impl Host {
         Ok(out.ok())
     }
 
+    /// Removes a directory there if it is empty (best effort).
+    pub async fn remove_if_empty(&self, dir: &str, timeout: Duration) {
+        if !self.is_remote() {
+            let _ = std::fs::remove_dir(dir);
+            return;
+        }
+        let _ = self
+            .sh(
+                &format!("rmdir {} 2>/dev/null; true", shell_quote(dir)),
+                Input::None,
+                timeout,
+            )
+            .await;
+    }
+
     /// Removes a directory tree there (best effort).
     pub async fn remove(&self, dir: &str, timeout: Duration) {
         if !self.is_remote() {

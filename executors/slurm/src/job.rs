@@ -23,6 +23,10 @@ pub(crate) struct Handle {
     pub job_name: String,
     pub dir: String,
     pub host: String,
+    /// The task's index in a job array (`job_name` is then the array's, and `job_id`, once
+    /// known, the element's: `<array>_<index>`, or a plain id for an array of one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_index: Option<u32>,
 }
 
 impl Handle {
@@ -92,17 +96,19 @@ impl Drop for Leftover {
 }
 
 impl SlurmExecutor {
-    /// `sbatch --parsable` in the task's directory, the script on stdin; the job id.
+    /// `sbatch --parsable FLAGS` in the task's (or array's) directory, the script on stdin;
+    /// the job id.
     pub(crate) async fn submit(
         &self,
         host: &Host,
         dir: &str,
         script: String,
+        flags: &str,
     ) -> Result<String, Submit> {
         let out = host
             .sh(
                 &format!(
-                    "cd {} && {} --parsable",
+                    "cd {} && {} --parsable {flags}",
                     shell_quote(dir),
                     self.slurm_cmd("sbatch")
                 ),
@@ -145,28 +151,18 @@ impl SlurmExecutor {
 
     /// Polls until the job has ended (or squeue no longer knows it).
     pub(crate) async fn wait_for_end(&self, host: &Host, id: &str) -> Result<Seen, ExecutorError> {
-        // Short jobs end within a second: look early, then back off to `poll_interval`.
-        let mut delay = self.poll_interval.min(Duration::from_millis(50));
-        let mut failures = 0;
-        let prefix = self.slurm_prefix();
-        let poller = self.poller();
-        loop {
-            tokio::time::sleep(delay).await;
-            let seen = poller
-                .state(host, &prefix, id, delay / 2, self.command_timeout)
-                .await;
-            delay = (delay * 2).min(self.poll_interval);
-            match seen {
-                Ok(Seen::State(s)) if poll::is_final(&s) => return Ok(Seen::State(s)),
-                Ok(Seen::Gone) => return Ok(Seen::Gone),
-                Ok(_) => failures = 0,
-                Err(e) => {
-                    failures += 1;
-                    if failures >= 5 {
-                        return Err(failed(format!("lost track of Slurm job {id}: {e}")));
-                    }
-                }
-            }
+        self.poller()
+            .wait_for_end(host, &self.slurm_prefix(), id, self.cadence())
+            .await
+            .map_err(|e| failed(format!("lost track of Slurm job {id}: {e}")))
+    }
+
+    /// How often this executor's jobs are polled.
+    pub(crate) fn cadence(&self) -> poll::Cadence {
+        poll::Cadence {
+            base: self.poll_interval,
+            max: self.max_poll_interval,
+            timeout: self.command_timeout,
         }
     }
 

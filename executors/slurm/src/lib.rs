@@ -51,6 +51,7 @@
 #![deny(unsafe_code)]
 
 mod alloc;
+mod array;
 mod host;
 mod job;
 mod poll;
@@ -97,10 +98,15 @@ pub fn link() {}
 /// | `env` | `{}` | environment variables for the job |
 /// | `workdir` | `<cache_dir>/slurm` here, `.cache/covalent/slurm` over SSH | where binaries and task directories go (relative: to the login home) |
 /// | `slurm_path` | the `PATH` | the directory of `sbatch`, `squeue`, `sacct`, `scontrol`, `scancel` |
-/// | `poll_interval` | `250ms` | time between two `squeue` |
+/// | `poll_interval` | `250ms` | the shortest time between two `squeue` (one for every job submitted to the same place, whatever their number) |
+/// | `max_poll_interval` | `5s` | the longest: the gap doubles while no job changes state |
 /// | `command_timeout` | `30s` | time limit of each Slurm command and remote step |
 /// | `cleanup` | `true` | remove each task's directory once it is read back |
 /// | `allocation` | none | allocation mode: hold allocations and run tasks on persistent worker steps in them ([`AllocationOptions`]) |
+/// | `array` | `true` | job-per-task mode: tasks ready together with the same script go out as one job array (one `sbatch`), split at the cluster's `MaxArraySize` |
+/// | `array_window` | `20ms` | how long an array's first task waits for others to join |
+/// | `max_array_size` | the cluster's `MaxArraySize` | elements of one array at most |
+/// | `max_jobs` | none | jobs (array elements included) submitted and not ended at once, for every slurm executor with this limit submitting to the same place; the other tasks wait PENDING |
 ///
 /// plus the [`BaseOptions`] (`time_limit`, `retries`, `log_stdout`, ...).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -141,9 +147,12 @@ pub struct SlurmExecutor {
     pub workdir: Option<String>,
     /// Directory of the Slurm commands (default: found on `PATH`).
     pub slurm_path: Option<String>,
-    /// Time between two `squeue`.
+    /// The shortest time between two `squeue`.
     #[serde(with = "covalent::executor::serde_duration")]
     pub poll_interval: Duration,
+    /// The longest time between two `squeue`, reached by doubling while no job changes state.
+    #[serde(with = "covalent::executor::serde_duration")]
+    pub max_poll_interval: Duration,
     /// Time limit of each Slurm command and remote step.
     #[serde(with = "covalent::executor::serde_duration")]
     pub command_timeout: Duration,
@@ -152,6 +161,44 @@ pub struct SlurmExecutor {
     /// Allocation mode: hold allocations and run the tasks on persistent workers in them
     /// instead of one batch job each (see [`AllocationOptions`]).
     pub allocation: Option<AllocationOptions>,
+    /// Job-per-task mode: send tasks that are ready together with the same script as one job
+    /// array.
+    pub array: bool,
+    /// How long the first task of an array waits for others to join it.
+    #[serde(with = "covalent::executor::serde_duration")]
+    pub array_window: Duration,
+    /// Elements of one array at most (below the cluster's `MaxArraySize`, which is always
+    /// respected).
+    pub max_array_size: Option<u32>,
+    /// Jobs (array elements included) submitted and not ended at once at most, for every
+    /// slurm executor with this limit submitting to the same place; further tasks wait in
+    /// the dispatcher as PENDING.
+    pub max_jobs: Option<u32>,
+}
+
+/// The job of `squeue -r --name=... -o %i` output that is the task's: for an array's task
+/// (`index`), its element or the plain job its array of one went out as.
+fn pick_job(text: &str, index: Option<u32>) -> Option<String> {
+    let mut ids = text.split_whitespace();
+    match index {
+        None => ids.next().map(str::to_string),
+        Some(i) => {
+            let element = format!("_{i}");
+            ids.find(|id| id.ends_with(&element) || !id.contains('_'))
+                .map(str::to_string)
+        }
+    }
+}
+
+/// The in-flight limits: one semaphore per place and limit.
+fn limit_for(key: String, n: u32) -> Arc<tokio::sync::Semaphore> {
+    static ALL: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>> =
+        LazyLock::new(Default::default);
+    ALL.lock()
+        .unwrap()
+        .entry(format!("{key}\n{n}"))
+        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(n.max(1) as usize)))
+        .clone()
 }
 
 /// The job watcher of a submission place (this host or a login node, and the Slurm commands'
@@ -183,9 +230,14 @@ impl Default for SlurmExecutor {
             workdir: None,
             slurm_path: None,
             poll_interval: Duration::from_millis(250),
+            max_poll_interval: Duration::from_secs(5),
             command_timeout: Duration::from_secs(30),
             cleanup: true,
             allocation: None,
+            array: true,
+            array_window: array::DEFAULT_WINDOW,
+            max_array_size: None,
+            max_jobs: None,
         }
     }
 }
@@ -345,12 +397,19 @@ impl SlurmExecutor {
         Err(self.job_error(id, &record, worker_status.as_deref(), &stderr, slurm_limit))
     }
 
-    /// The id of the job named `name` (the attempt's name), if Slurm knows one.
-    async fn find_by_name(&self, host: &Host, name: &str) -> Result<Option<String>, ExecutorError> {
+    /// The id of the job named `name` (the attempt's name, or its array's), if Slurm knows
+    /// one: for an array's task, its element (`<array>_<index>`, or the plain job an array
+    /// of one went out as).
+    async fn find_by_name(
+        &self,
+        host: &Host,
+        name: &str,
+        index: Option<u32>,
+    ) -> Result<Option<String>, ExecutorError> {
         let out = host
             .sh(
                 &format!(
-                    "{} -h -t all --name={} -o %i",
+                    "{} -h -r -t all --name={} -o %i",
                     self.slurm_cmd("squeue"),
                     shell_quote(name)
                 ),
@@ -359,11 +418,7 @@ impl SlurmExecutor {
             )
             .await
             .map_err(|e| failed(format!("squeue --name={name}: {e}")))?;
-        Ok(out
-            .stdout_text()
-            .split_whitespace()
-            .next()
-            .map(str::to_string))
+        Ok(pick_job(&out.stdout_text(), index))
     }
 
     /// Puts this program's binary in `<root>/bin/` (once per content hash, process and place)
@@ -391,6 +446,19 @@ impl Executor for SlurmExecutor {
         &self.base
     }
 
+    fn in_flight_limit(&self) -> Option<Arc<tokio::sync::Semaphore>> {
+        match &self.allocation {
+            // As many tasks as the allocations have workers: the rest wait PENDING.
+            Some(a) => Some(limit_for(
+                format!("allocation {}", self.allocation_key()),
+                a.max_allocations.max(1) * a.workers(),
+            )),
+            None => self
+                .max_jobs
+                .map(|n| limit_for(format!("jobs {}", self.place()), n)),
+        }
+    }
+
     async fn run(&self, task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError> {
         if self.allocation.is_some() {
             return alloc::run(self, task, ctx).await;
@@ -405,54 +473,107 @@ impl Executor for SlurmExecutor {
             .map(script::slurm_minutes)
             .or_else(|| self.time.clone());
         let slurm_limit = time.as_deref().and_then(script::parse_slurm_time);
-        let name = covalent::executor::worker::attempt_name(&task, ctx);
         let root = self.root(&host)?;
-        let dir = format!("{root}/{name}");
         let binary = self.stage_binary(&host, &root).await?;
-        let script = script::render(
-            self,
-            &script::JobSpec {
-                name: &name,
-                time,
-                binary: &script::script_path(&binary),
-            },
-        )
-        .map_err(config)?;
-        let envelope = TaskEnvelope::of(&task, ctx)?.to_json().into_bytes();
-        let mut handle = Handle {
-            job_id: None,
-            job_name: name.clone(),
-            dir: dir.clone(),
-            host: host.label(),
+        let binary = script::script_path(&binary);
+        let spec = |name: &'_ str, array: bool| {
+            let job = script::JobSpec {
+                name,
+                time: time.clone(),
+                binary: &binary,
+                array,
+            };
+            script::render(self, &job)
         };
-        ctx.set_job_handle(&handle);
-        if let Err(e) = host.put(&dir, "task.json", envelope, t).await {
-            host.remove(&dir, t).await;
-            return Err(failed(e));
-        }
-
+        let envelope = TaskEnvelope::of(&task, ctx)?.to_json().into_bytes();
         let poller = self.poller();
+        // Kept to the end: the last task of an array removes the array's directory.
+        let mut _membership = None;
+        let (mut handle, id) = if self.array {
+            // Tasks ready together with the same script go out as one job array.
+            let key = format!(
+                "{}\n{}",
+                ctx.dispatch_id(),
+                spec("covalent-array", false).map_err(config)?
+            );
+            let attempt = covalent::executor::worker::attempt_name(&task, ctx);
+            let mut m = array::join(self, &host, &root, &key, &attempt, |name| {
+                Ok(array::Scripts {
+                    array: spec(name, true)?,
+                    plain: spec(name, false)?,
+                })
+            })
+            .await?;
+            let dir = format!("{}/{}", m.batch.dir, m.index);
+            let handle = Handle {
+                job_id: None,
+                job_name: m.batch.name.clone(),
+                dir: dir.clone(),
+                host: host.label(),
+                array_index: Some(m.index),
+            };
+            ctx.set_job_handle(&handle);
+            if let Err(e) = host.put(&dir, "task.json", envelope, t).await {
+                host.remove(&dir, t).await;
+                return Err(failed(e));
+            }
+            m.batch.ready(m.index);
+            let submitted = m.batch.submitted().await;
+            let Some(id) = array::Batch::element(&submitted, m.index) else {
+                host.remove(&dir, t).await;
+                return Err(array::not_submitted(&submitted));
+            };
+            m.keep();
+            _membership = Some(m);
+            (handle, id)
+        } else {
+            let name = covalent::executor::worker::attempt_name(&task, ctx);
+            let dir = format!("{root}/{name}");
+            let script = spec(&name, false).map_err(config)?;
+            let handle = Handle {
+                job_id: None,
+                job_name: name.clone(),
+                dir: dir.clone(),
+                host: host.label(),
+                array_index: None,
+            };
+            ctx.set_job_handle(&handle);
+            if let Err(e) = host.put(&dir, "task.json", envelope, t).await {
+                host.remove(&dir, t).await;
+                return Err(failed(e));
+            }
+            let mut leftover = Leftover {
+                host: host.clone(),
+                poller: poller.clone(),
+                scancel: self.slurm_cmd("scancel"),
+                job: None,
+                name: name.clone(),
+                armed: true,
+            };
+            let id = match self.submit(&host, &dir, script, "").await {
+                Ok(id) => id,
+                Err(Submit::Refused(msg)) => {
+                    leftover.disarm();
+                    host.remove(&dir, t).await;
+                    return Err(failed(msg));
+                }
+                Err(Submit::Unknown(msg)) => return Err(failed(msg)), // `leftover` cancels by name
+            };
+            leftover.disarm();
+            (handle, id)
+        };
+        let dir = handle.dir.clone();
+        handle.job_id = Some(id.clone());
+        ctx.set_job_handle(&handle);
+        poller.watch(&id, self.cadence());
         let mut leftover = Leftover {
             host: host.clone(),
             poller: poller.clone(),
             scancel: self.slurm_cmd("scancel"),
-            job: None,
-            name: name.clone(),
+            job: Some(id.clone()),
+            name: handle.job_name.clone(),
             armed: true,
         };
-        let id = match self.submit(&host, &dir, script).await {
-            Ok(id) => id,
-            Err(Submit::Refused(msg)) => {
-                leftover.disarm();
-                host.remove(&dir, t).await;
-                return Err(failed(msg));
-            }
-            Err(Submit::Unknown(msg)) => return Err(failed(msg)), // `leftover` cancels by name
-        };
-        handle.job_id = Some(id.clone());
-        ctx.set_job_handle(&handle);
-        poller.watch(&id);
-        leftover.job = Some(id.clone());
 
         let seen = match self.wait_for_end(&host, &id).await {
             Ok(seen) => seen,
@@ -484,7 +605,10 @@ impl Executor for SlurmExecutor {
         // A crash between sbatch and its answer left only the job's name: find it by that.
         let id = match &handle.job_id {
             Some(id) => Some(id.clone()),
-            None => self.find_by_name(&host, &handle.job_name).await?,
+            None => {
+                self.find_by_name(&host, &handle.job_name, handle.array_index)
+                    .await?
+            }
         };
         let has_result = host.has(&handle.dir, "result.json", t).await.map_err(|e| {
             failed(format!(
@@ -512,6 +636,11 @@ impl Executor for SlurmExecutor {
         // Ended without a result, or never submitted: nothing to follow.
         if self.cleanup {
             host.remove(&handle.dir, t).await;
+            if handle.array_index.is_some()
+                && let Some((parent, _)) = handle.dir.rsplit_once('/')
+            {
+                host.remove_if_empty(parent, t).await;
+            }
         }
         Ok(Probe::Gone)
     }
@@ -522,7 +651,10 @@ impl Executor for SlurmExecutor {
         let host = self.host()?;
         let id = match &handle.job_id {
             Some(id) => Some(id.clone()),
-            None => self.find_by_name(&host, &handle.job_name).await?,
+            None => {
+                self.find_by_name(&host, &handle.job_name, handle.array_index)
+                    .await?
+            }
         };
         let Some(id) = id else {
             // Never submitted, yet its result is there: a job whose id was lost and that
@@ -536,7 +668,7 @@ impl Executor for SlurmExecutor {
             ctx.set_job_handle(&handle);
         }
         let poller = self.poller();
-        poller.watch(&id);
+        poller.watch(&id, self.cadence());
         let mut leftover = Leftover {
             host: host.clone(),
             poller: poller.clone(),
@@ -549,7 +681,14 @@ impl Executor for SlurmExecutor {
         leftover.disarm();
         drop(leftover);
         let seen = seen?;
-        self.finish(&host, &id, &handle.dir, &seen, None, ctx).await
+        let out = self.finish(&host, &id, &handle.dir, &seen, None, ctx).await;
+        if handle.array_index.is_some() && self.cleanup {
+            // No other task of this process holds the array: its directory goes once empty.
+            if let Some((parent, _)) = handle.dir.rsplit_once('/') {
+                host.remove_if_empty(parent, self.command_timeout).await;
+            }
+        }
+        out
     }
 
     async fn cancel(
@@ -589,6 +728,13 @@ impl Executor for SlurmExecutor {
                 ctx.record_streams(out, err);
             }
         }
+        if handle.array_index.is_some()
+            && self.cleanup
+            && let Some((parent, _)) = handle.dir.rsplit_once('/')
+        {
+            // The array's directory goes with its last task.
+            host.remove_if_empty(parent, self.command_timeout).await;
+        }
         Ok(cancelled)
     }
 }
@@ -623,6 +769,18 @@ cleanup = true
 "#;
         let config = covalent::Config::parse(text, Path::new("README.md")).unwrap();
         assert!(config.executor("slurm").is_ok());
+    }
+
+    #[test]
+    fn an_array_task_finds_its_own_element_by_name() {
+        assert_eq!(pick_job("41\n", None).as_deref(), Some("41"));
+        assert_eq!(
+            pick_job("40_0\n40_1\n40_2\n", Some(1)).as_deref(),
+            Some("40_1")
+        );
+        assert_eq!(pick_job("40_0\n40_2\n", Some(1)), None);
+        assert_eq!(pick_job("43\n", Some(0)).as_deref(), Some("43"));
+        assert_eq!(pick_job("", None), None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Watching jobs: one `squeue -h -t all -j ID,ID,... -o '%i %T'` per poll interval for every
-//! job an executor instance waits on (not one per task), and the final record of a job that
+//! Watching jobs: one `squeue -h -r -t all -j ID,ID,... -o '%i %T'` at a time for every job
+//! the executors submitting to one place wait on (not one per task), at most one per
+//! `poll_interval`, backing off (doubling, up to `max_poll_interval`) while nothing changes;
+//! and the final record of a job that
 //! did not complete from `sacct -X -n -P -o State,ExitCode` (which lags the controller by a
 //! second or two, and is absent when accounting is off) or `scontrol show job`.
 //!
@@ -52,86 +54,167 @@ pub(crate) fn state_word(s: &str) -> String {
         .to_string()
 }
 
-/// The jobs one executor instance waits on, and one squeue at a time for all of them.
+/// The jobs every executor submitting to one place (this host or a login node) waits on,
+/// and the schedule of the one `squeue` that looks at all of them.
 #[derive(Debug, Default)]
 pub(crate) struct Poller {
-    jobs: Mutex<HashMap<String, Seen>>,
-    last: tokio::sync::Mutex<Option<Instant>>,
+    inner: Mutex<Schedule>,
+    /// Held while a squeue runs: one at a time.
+    running: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Schedule {
+    jobs: HashMap<String, Seen>,
+    /// When the last squeue started.
+    last: Option<Instant>,
+    /// When the next one is due.
+    next: Option<Instant>,
+    /// The gap after the last one: `poll_interval`, doubled after each squeue that saw no
+    /// change, up to `max_poll_interval`.
+    gap: Duration,
+}
+
+/// The poll cadence an executor asks for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cadence {
+    /// The shortest time between two squeues (`poll_interval`).
+    pub base: Duration,
+    /// The longest, reached while nothing changes (`max_poll_interval`).
+    pub max: Duration,
+    /// The time limit of each squeue.
+    pub timeout: Duration,
+}
+
+/// The `-j` list of a squeue for these jobs: an array element (`123_4`) is asked for by its
+/// array (`123`, listed one element per line with `-r`).
+fn squeue_ids<'a>(jobs: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut ids: Vec<String> = jobs
+        .map(|j| j.split('_').next().unwrap_or(j).to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 impl Poller {
-    /// Starts watching a job.
-    pub fn watch(&self, id: &str) {
-        self.jobs
-            .lock()
-            .unwrap()
-            .insert(id.to_string(), Seen::NotYet);
+    /// Starts watching a job: it is in the next squeue, which comes no sooner than
+    /// `poll_interval` after the last one, and at once after a short first wait (a job that
+    /// has just been submitted is still pending) when the last one is long ago.
+    pub fn watch(&self, id: &str, cadence: Cadence) {
+        let mut s = self.inner.lock().unwrap();
+        s.jobs.insert(id.to_string(), Seen::NotYet);
+        s.gap = cadence.base;
+        let now = Instant::now();
+        let first = now + cadence.base.min(Duration::from_millis(50));
+        let earliest = s.last.map_or(first, |l| (l + cadence.base).max(first));
+        s.next = Some(s.next.map_or(earliest, |n| n.min(earliest)));
     }
 
     /// Stops watching a job.
     pub fn unwatch(&self, id: &str) {
-        self.jobs.lock().unwrap().remove(id);
+        self.inner.lock().unwrap().jobs.remove(id);
     }
 
-    /// The job's state as of at most `fresh` ago: when the last squeue is older (or has not
-    /// seen this job yet), one squeue asks for every watched job.
-    pub async fn state(
+    /// Waits until the job has ended or squeue no longer lists it, and returns what the
+    /// last squeue said of it. A squeue runs when one is due, for every watched job; the
+    /// other waiters read its answer.
+    pub async fn wait_for_end(
         &self,
         host: &Host,
         prefix: &str,
         id: &str,
-        fresh: Duration,
-        timeout: Duration,
+        cadence: Cadence,
     ) -> Result<Seen, String> {
-        let mut last = self.last.lock().await;
-        let seen = self.jobs.lock().unwrap().get(id).cloned();
-        let stale = last.is_none_or(|t| t.elapsed() >= fresh);
-        if stale || matches!(seen, Some(Seen::NotYet)) {
-            let ids: Vec<String> = self.jobs.lock().unwrap().keys().cloned().collect();
-            let ids = if ids.is_empty() {
-                vec![id.to_string()]
-            } else {
-                ids
+        let mut failures = 0;
+        loop {
+            let (seen, due) = {
+                let s = self.inner.lock().unwrap();
+                (s.jobs.get(id).cloned(), s.next)
             };
-            let out = host
-                .sh(
-                    &format!("{prefix}squeue -h -t all -j {} -o '%i %T'", ids.join(",")),
-                    Input::None,
-                    timeout,
-                )
-                .await
-                .map_err(|e| format!("squeue: {e}"))?;
-            let mut listed: HashMap<String, String> = HashMap::new();
-            if out.ok() {
-                for line in out.stdout_text().lines() {
-                    if let Some((job, state)) = line.trim().split_once(' ') {
-                        listed.insert(job.to_string(), state_word(state));
+            match seen {
+                Some(Seen::State(st)) if is_final(&st) => return Ok(Seen::State(st)),
+                Some(Seen::Gone) | None => return Ok(Seen::Gone),
+                _ => {}
+            }
+            let now = Instant::now();
+            let due = due.unwrap_or(now);
+            if due > now {
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let _one = self.running.lock().await;
+            // Another waiter may have polled while this one slept or queued.
+            let still_due = self
+                .inner
+                .lock()
+                .unwrap()
+                .next
+                .is_none_or(|n| n <= Instant::now());
+            if !still_due {
+                continue;
+            }
+            match self.poll_once(host, prefix, cadence).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    if failures >= 5 {
+                        return Err(e);
                     }
                 }
-            } else if !out.stderr.contains("Invalid job id") {
-                return Err(format!("squeue failed: {}", out.stderr));
-            }
-            let mut jobs = self.jobs.lock().unwrap();
-            for job in &ids {
-                if let Some(s) = jobs.get_mut(job) {
-                    *s = match listed.remove(job) {
-                        Some(state) => Seen::State(state),
-                        None => Seen::Gone,
-                    };
-                }
-            }
-            *last = Some(Instant::now());
-            if !jobs.contains_key(id) {
-                return Ok(Seen::Gone);
             }
         }
-        Ok(self
-            .jobs
-            .lock()
-            .unwrap()
-            .get(id)
-            .cloned()
-            .unwrap_or(Seen::Gone))
+    }
+
+    /// One squeue for every watched job; the next one is scheduled after it.
+    async fn poll_once(&self, host: &Host, prefix: &str, cadence: Cadence) -> Result<(), String> {
+        let ids = {
+            let mut s = self.inner.lock().unwrap();
+            s.last = Some(Instant::now());
+            // Scheduled now, in case this one fails: a retry after the usual gap.
+            s.next = Some(Instant::now() + s.gap.max(cadence.base));
+            squeue_ids(s.jobs.keys())
+        };
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let out = host
+            .sh(
+                &format!(
+                    "{prefix}squeue -h -r -t all -j {} -o '%i %T'",
+                    ids.join(",")
+                ),
+                Input::None,
+                cadence.timeout,
+            )
+            .await
+            .map_err(|e| format!("squeue: {e}"))?;
+        let mut listed: HashMap<String, String> = HashMap::new();
+        if out.ok() {
+            for line in out.stdout_text().lines() {
+                if let Some((job, state)) = line.trim().split_once(' ') {
+                    listed.insert(job.to_string(), state_word(state));
+                }
+            }
+        } else if !out.stderr.contains("Invalid job id") {
+            return Err(format!("squeue failed: {}", out.stderr));
+        }
+        let mut s = self.inner.lock().unwrap();
+        let mut changed = false;
+        for (job, seen) in s.jobs.iter_mut() {
+            let now = match listed.remove(job) {
+                Some(state) => Seen::State(state),
+                None => Seen::Gone,
+            };
+            changed |= *seen != now;
+            *seen = now;
+        }
+        s.gap = if changed {
+            cadence.base
+        } else {
+            (s.gap * 2).clamp(cadence.base, cadence.max.max(cadence.base))
+        };
+        s.next = Some(s.last.unwrap_or_else(Instant::now) + s.gap);
+        Ok(())
     }
 }
 

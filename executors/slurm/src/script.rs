@@ -18,6 +18,9 @@ pub(crate) struct JobSpec<'a> {
     pub time: Option<String>,
     /// The worker binary as a shell word (quoted, `"$HOME"/...` for home-relative paths).
     pub binary: &'a str,
+    /// A job array's script: submitted from the array's directory, each index running the
+    /// task in `<index>/` and writing its streams there.
+    pub array: bool,
 }
 
 /// A path as a shell word in the job script: home-relative paths are resolved against
@@ -103,9 +106,10 @@ pub(crate) fn render(e: &SlurmExecutor, job: &JobSpec<'_>) -> Result<String, Str
         Ok(())
     };
     sbatch("job-name", job.name)?;
-    // Relative to the job's working directory, which is the task's directory.
-    sbatch("output", "stdout")?;
-    sbatch("error", "stderr")?;
+    // Relative to the job's working directory: the task's directory, or the array's.
+    let streams = if job.array { "%a/" } else { "" };
+    sbatch("output", &format!("{streams}stdout"))?;
+    sbatch("error", &format!("{streams}stderr"))?;
     if let Some(t) = &job.time {
         sbatch("time", t)?;
     }
@@ -114,7 +118,11 @@ pub(crate) fn render(e: &SlurmExecutor, job: &JobSpec<'_>) -> Result<String, Str
     }
     site_lines(e, &mut s)?;
     // The task's directory, whatever `prerun` does to the working directory.
-    s.push_str("covalent_dir=$PWD\n");
+    if job.array {
+        s.push_str("covalent_dir=$PWD/$SLURM_ARRAY_TASK_ID\ncd \"$covalent_dir\" || exit 1\n");
+    } else {
+        s.push_str("covalent_dir=$PWD\n");
+    }
     s.push_str(&format!(
         "export {TASK_ENV}=\"$covalent_dir/task.json\" {RESULT_ENV}=\"$covalent_dir/result.json\"\n"
     ));
@@ -201,6 +209,7 @@ mod tests {
                 name: "covalent-add",
                 time: Some("2".into()),
                 binary: "/opt/bin/app",
+                array: false,
             },
         )
         .unwrap();
@@ -235,6 +244,28 @@ mod tests {
     }
 
     #[test]
+    fn an_array_script_runs_each_index_in_its_directory() {
+        let s = render(
+            &SlurmExecutor::default(),
+            &JobSpec {
+                name: "covalent-array-1",
+                time: None,
+                binary: "/opt/bin/app",
+                array: true,
+            },
+        )
+        .unwrap();
+        for line in [
+            "#SBATCH --output=%a/stdout",
+            "#SBATCH --error=%a/stderr",
+            "covalent_dir=$PWD/$SLURM_ARRAY_TASK_ID",
+            "cd \"$covalent_dir\" || exit 1",
+        ] {
+            assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         let e = SlurmExecutor {
             partition: Some("a\nb".into()),
@@ -244,6 +275,7 @@ mod tests {
             name: "x",
             time: None,
             binary: "b",
+            array: false,
         };
         assert!(render(&e, &job).unwrap_err().contains("one line"));
         let e = SlurmExecutor {

@@ -123,6 +123,12 @@ fn a_resume_follows_the_jobs_a_killed_dispatcher_left_running() {
     });
     let running = Instant::now();
     let launched = job_ids(&before);
+    // Ready together with the same options: one job array, an element each.
+    let arrays: std::collections::BTreeSet<&str> = launched
+        .iter()
+        .map(|j| j.split_once('_').expect("an array element's id").0)
+        .collect();
+    assert_eq!(arrays.len(), 1, "{launched:?}");
     let killed = Instant::now();
     kill_dispatcher(id);
     // Slurm jobs outlive their dispatcher; the record keeps their ids.
@@ -147,6 +153,9 @@ fn a_resume_follows_the_jobs_a_killed_dispatcher_left_running() {
     }
     for d in job_dirs_of(&r) {
         assert!(!d.exists(), "{} is left", d.display());
+        // The array's own directory goes with its last task.
+        let array_dir = d.parent().unwrap();
+        assert!(!array_dir.exists(), "{} is left", array_dir.display());
     }
     eprintln!(
         "3 Slurm jobs of 4 s: kill -9 to the resumed result {:.2} s; `resume` returned in {:.0} ms; all three seen RUNNING to the result {:.2} s (the jobs' 4 s included); sbatch calls after the crash: 0 (job ids {launched:?} before and after)",

@@ -135,6 +135,16 @@ impl Run {
             unreachable!("internal nodes always run on the pool")
         };
         let def = *def;
+        let resolved = self.exec_of(i as usize);
+        // An executor's in-flight limit: the node stays PENDING until a permit is free.
+        let limit = match (&def.body, &resolved.exec) {
+            (Body::Sublattice(_), _) | (_, Err(_)) => None,
+            (_, Ok(e)) => e.exec.in_flight_limit(),
+        };
+        let _permit = match limit {
+            Some(sem) => sem.acquire_owned().await.ok(),
+            None => None,
+        };
         if !self.claim(i, 0) {
             return;
         }
@@ -143,7 +153,6 @@ impl Run {
             self.start_sublattice(i, build, args);
             return;
         }
-        let resolved = self.exec_of(i as usize);
         let exec = match &resolved.exec {
             Ok(e) => e.clone(),
             Err(e) => {

@@ -77,6 +77,15 @@ pub trait Executor: ToDict + std::any::Any + Send + Sync + 'static {
         Err(cannot_reattach(self.short_name()))
     }
 
+    /// A limit on how many nodes of this executor run at once, shared by whoever holds the
+    /// same semaphore (e.g. every executor submitting to one cluster with the same
+    /// `max_jobs`). A node waits for a permit before it starts and holds it until it has
+    /// ended, retries included; while it waits it stays PENDING. `None` (the default): no
+    /// limit beyond the executor's own.
+    fn in_flight_limit(&self) -> Option<Arc<tokio::sync::Semaphore>> {
+        None
+    }
+
     #[doc(hidden)]
     /// Whether sync electrons on this executor may run directly on the runtime's worker pool.
     fn runs_inline(&self) -> bool {
