@@ -22,8 +22,13 @@
 //! envelope goes to a
 //! directory of its own, `<workdir>/<job name>/`, and a batch script (the `#SBATCH` lines of
 //! the options, `env`, `prerun`, the worker directly or through `srun`, `postrun`) is
-//! submitted from there with `sbatch --parsable`. The job id is the node's job handle. One
-//! `squeue` per `poll_interval` watches every job of the executor; when the job has ended its
+//! submitted from there with `sbatch --parsable`. Tasks of a dispatch ready together with the
+//! same script go out as one job array instead (`array`, the default; see the `array`
+//! module's docs), each in `<workdir>/<array name>/<index>/`. The job id (an array element's:
+//! `<array>_<index>`) is the node's job handle. One `squeue` at a time watches every job
+//! submitted to the same place, at most one per `poll_interval` and backing off to
+//! `max_poll_interval` while nothing changes; `max_jobs` keeps further tasks PENDING in the
+//! dispatcher ([`Executor::in_flight_limit`]). When the job has ended its
 //! result, stdout and stderr are read back and the directory is removed (`cleanup`). A job
 //! that failed, ran out of time or was cancelled ends its node that way, with the job's stderr;
 //! its final state comes from `sacct` (or `scontrol show job` when accounting is off).
@@ -764,11 +769,31 @@ env = { OMP_NUM_THREADS = "4" }
 workdir = ".cache/covalent/slurm"
 slurm_path = "/opt/slurm/bin"
 poll_interval = "250ms"
+max_poll_interval = "5s"
 command_timeout = "30s"
 cleanup = true
+array = true
+array_window = "20ms"
+max_array_size = 1000
+max_jobs = 200
+
+[executors.slurm.allocation]
+nodes = 1
+workers_per_node = 2
+cpus_per_worker = 1
+mem_per_worker = "4G"
+time = "1:00:00"
+idle_timeout = "60s"
+max_workers = 2
+max_allocations = 1
+max_step_launches = 4
 "#;
         let config = covalent::Config::parse(text, Path::new("README.md")).unwrap();
-        assert!(config.executor("slurm").is_ok());
+        let e = config.executor("slurm").unwrap();
+        let e = e.downcast_ref::<SlurmExecutor>().expect("a slurm executor");
+        assert_eq!(e.max_jobs, Some(200));
+        assert_eq!(e.max_array_size, Some(1000));
+        assert_eq!(e.allocation.as_ref().unwrap().max_workers, Some(2));
     }
 
     #[test]

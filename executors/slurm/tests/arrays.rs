@@ -6,7 +6,6 @@
 
 covalent_test_support::isolated_home!();
 
-#[allow(dead_code)] // the login-node helpers are `slurm.rs`'s
 mod engine;
 
 use std::collections::BTreeMap;
@@ -185,7 +184,7 @@ fn arrays_are_split_at_max_array_size() {
 }
 
 /// Element 1 outlives its time limit, element 2 exits, element 3 panics; the others return.
-#[electron(executor = &UNEVEN.0, time_limit = "4s")]
+#[electron(executor = &UNEVEN.0, time_limit = "15s")]
 fn uneven(x: u32) -> u32 {
     match x {
         1 => std::thread::sleep(Duration::from_secs(120)),
@@ -274,4 +273,70 @@ fn max_jobs_keeps_the_other_tasks_pending() {
     assert!(per_job.values().all(|&n| n <= 2), "{per_job:?}");
     assert_nothing_left(&r.dispatch_id());
     assert_only_binaries_left(&TWO_AT_ONCE.1);
+}
+
+#[electron]
+fn remote_square(x: u32) -> u32 {
+    println!("square of {x}");
+    x * x
+}
+
+#[lattice]
+fn remote_squares(n: u32) -> Vec<u32> {
+    (0..n).map(remote_square).collect::<Vec<_>>()
+}
+
+#[test]
+fn an_array_goes_out_through_a_login_node() {
+    let ssh = match engine::login_node_ssh() {
+        Ok(ssh) => ssh,
+        Err(why) => {
+            engine::skip("an_array_goes_out_through_a_login_node", &why);
+            return;
+        }
+    };
+    let user = ssh.username.clone().unwrap();
+    let exec = SlurmExecutor {
+        ssh: Some(ssh),
+        poll_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let r = covalent::dispatch_sync(
+        remote_squares(6)
+            .with_executor(ExecutorRef::new(exec))
+            .with_config(config()),
+    )
+    .unwrap();
+    assert_eq!(r.status(), Status::Completed, "{r}");
+    assert_eq!(r.value(), Some(&vec![0, 1, 4, 9, 16, 25]));
+    let arrays = by_array(&elements(&r, "remote_square"));
+    assert_eq!(arrays.len(), 1, "{arrays:?}");
+    for n in r.nodes().filter(|n| n.name() == "remote_square") {
+        let x = (n.output_as::<u32>().unwrap() as f64).sqrt() as u32;
+        assert!(
+            n.stdout().contains(&format!("square of {x}")),
+            "{:?}",
+            n.stdout()
+        );
+    }
+    // The tasks' directories and the array's (relative to the login home) are gone.
+    let home = sh(&format!("getent passwd {user} | cut -d: -f6"));
+    let dir = r
+        .nodes()
+        .find(|n| n.name() == "remote_square")
+        .unwrap()
+        .job_handle()
+        .unwrap()
+        .0["dir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let array_dir = Path::new(&home).join(&dir).parent().unwrap().to_path_buf();
+    // The last task's `rmdir` is sent without waiting for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while array_dir.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!array_dir.exists(), "{} is left", array_dir.display());
+    assert_nothing_left(&r.dispatch_id());
 }
