@@ -64,8 +64,7 @@ StrictModes no
 PrintMotd no
 PrintLastLog no
 X11Forwarding no
-MaxStartups 100:30:200
-MaxSessions 100
+# OpenSSH's own limits, as users' servers have them: MaxSessions 10, MaxStartups 10:30:100.
 LogLevel INFO
 CONF
 cat > "$DIR/ssh_config" <<CONF

@@ -28,9 +28,15 @@ pub(crate) fn ssh_args(o: &SshOptions, control_path: &Path) -> Vec<OsString> {
     opt("BatchMode=yes".into());
     opt(format!("ConnectTimeout={}", connect.max(1)));
     opt(format!("StrictHostKeyChecking={strict}"));
-    opt("ControlMaster=auto".into());
-    opt(format!("ControlPath={}", control_path.display()));
-    opt(format!("ControlPersist={CONTROL_PERSIST_SECS}"));
+    if o.control_path.is_some() {
+        // The user's own master: ridden on, never started or kept open by us.
+        opt("ControlMaster=no".into());
+        opt(format!("ControlPath={}", control_path.display()));
+    } else {
+        opt("ControlMaster=auto".into());
+        opt(format!("ControlPath={}", control_path.display()));
+        opt(format!("ControlPersist={CONTROL_PERSIST_SECS}"));
+    }
     opt("ServerAliveInterval=5".into());
     opt("ServerAliveCountMax=3".into());
     opt("LogLevel=ERROR".into());
@@ -169,6 +175,24 @@ mod tests {
         }
         let ours = joined.find("ControlPersist=120").unwrap();
         assert!(ours < joined.find("ControlPersist=1 ").unwrap(), "ours win");
+    }
+
+    #[test]
+    fn the_users_own_master_is_ridden_on_not_started() {
+        let o = SshOptions {
+            control_path: Some("~/.ssh/cm-%C".into()),
+            ..SshOptions::new("h")
+        };
+        let a = ssh_args(&o, Path::new("~/.ssh/cm-%C"))
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            a.contains("-o ControlMaster=no -o ControlPath=~/.ssh/cm-%C"),
+            "{a}"
+        );
+        assert!(!a.contains("ControlPersist"), "{a}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub use covalent::executor::worker::shell_quote;
 pub use error::RemoteError;
 pub use exec::{Input, Reply, fire_and_forget_local, run_local};
 pub use options::{ALIASES, SshOptions};
-pub use session::{Retry, Session};
+pub use session::{Retry, Session, SessionHold};
 pub use stage::{stage_binary_locally, staged_name, staged_path};
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// | `strict_host_key_checking` | `true` | refuse unknown or changed host keys; `false` accepts the key of a host seen for the first time and still refuses changed ones (`accept-new`) |
 /// | `connect_timeout` | `10s` | time to establish a connection (`"30s"` or a number of seconds) |
 /// | `options` | `[]` | more `-o` options, e.g. `"ProxyJump=bastion"` (they cannot override the ones covalent sets) |
+/// | `max_sessions` | `8` | sessions open at once on the shared connection (keep it below the server's `MaxSessions`, 10 by default); more commands wait their turn |
+/// | `control_path` | ours | use your own `ControlMaster` socket (as in your ssh config's `ControlPath`, `%` tokens and `~` as ssh reads them) instead of one of ours: log in once yourself (multi-factor included) and every task rides on that connection |
 ///
 /// `~/` at the start of a path is the local home. Deprecated aliases, the first names of the
 /// `slurm` executor's `ssh` table (each still works there, with a warning on stderr the first
@@ -52,7 +54,15 @@ pub struct SshOptions {
     pub connect_timeout: Duration,
     /// Extra `-o` options, e.g. `"ProxyJump=bastion"`.
     pub options: Vec<String>,
+    /// Sessions open at once on the shared connection (below the server's `MaxSessions`).
+    pub max_sessions: u32,
+    /// Your own `ControlMaster` socket to ride on, instead of a connection of ours.
+    pub control_path: Option<String>,
 }
+
+/// Sessions at once on one connection by default: OpenSSH's `MaxSessions` is 10, and a
+/// master connection's own session counts.
+pub const DEFAULT_MAX_SESSIONS: u32 = 8;
 
 impl Default for SshOptions {
     fn default() -> Self {
@@ -66,6 +76,8 @@ impl Default for SshOptions {
             strict_host_key_checking: true,
             connect_timeout: Duration::from_secs(10),
             options: Vec::new(),
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            control_path: None,
         }
     }
 }
@@ -98,6 +110,7 @@ impl SshOptions {
     pub(crate) fn connection_key(&self) -> String {
         let identity = SshOptions {
             connect_timeout: Duration::ZERO,
+            max_sessions: 0,
             ..self.clone()
         };
         let text = serde_json::to_string(&identity).unwrap_or_default();
@@ -126,6 +139,8 @@ const KEYS: &[&str] = &[
     "strict_host_key_checking",
     "connect_timeout",
     "options",
+    "max_sessions",
+    "control_path",
     "host",
     "user",
     "key",
@@ -222,6 +237,15 @@ impl<'de> Visitor<'de> for OptionsVisitor {
                 "known_hosts" => o.known_hosts = map.next_value()?,
                 "strict_host_key_checking" => o.strict_host_key_checking = map.next_value()?,
                 "connect_timeout" => o.connect_timeout = map.next_value::<Dur>()?.0,
+                "max_sessions" => {
+                    o.max_sessions = map.next_value()?;
+                    if o.max_sessions == 0 {
+                        return Err(de::Error::custom(
+                            "ssh option `max_sessions` must be at least 1",
+                        ));
+                    }
+                }
+                "control_path" => o.control_path = map.next_value()?,
                 _ => o.options = map.next_value()?,
             }
         }
@@ -243,9 +267,12 @@ mod tests {
             "hostname": "login", "username": "me", "port": 2222,
             "ssh_key_file": "~/.ssh/id_ed25519", "ssh_config": "cfg", "known_hosts": "kh",
             "strict_host_key_checking": false, "connect_timeout": "30s",
-            "options": ["ProxyJump=bastion"],
+            "options": ["ProxyJump=bastion"], "max_sessions": 4,
+            "control_path": "~/.ssh/cm-%C",
         }))
         .unwrap();
+        assert_eq!(o.max_sessions, 4);
+        assert_eq!(o.control_path.as_deref(), Some("~/.ssh/cm-%C"));
         assert_eq!(o.hostname, "login");
         assert_eq!(o.username.as_deref(), Some("me"));
         assert_eq!(o.port, Some(2222));

@@ -2,15 +2,26 @@
 //! a time limit (killed on time-out and on drop; through `sh -c` unless the login shell is a
 //! POSIX one), reading ssh's own failures, retrying failed connections, and fire-and-forget
 //! commands for clean-up.
+//!
+//! Sessions are counted per connection (control socket): at most `max_sessions` at once, the
+//! others wait; long-lived ones (a task's waiting session, a persistent worker) may take all
+//! but two, so short commands always get through. A session the server refuses (its
+//! `MaxSessions`, or a master still starting) is tried again with back-off, and reported as the
+//! server's session limit if it keeps being refused. When no master runs yet, one command at a
+//! time goes out (and becomes the master): a burst of tasks makes one login, not one each
+//! (which the server's `MaxStartups` would throttle).
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::command_line::{control_dir, ssh_args};
 use crate::error::{Wording, classify, first_line};
-use crate::exec::{ExecError, exec, exec_to_file, forget};
+use crate::exec::{ExecError, exec, exec_to_file};
 use crate::login_shell;
 use crate::{Input, RemoteError, Reply, SshOptions, shell_quote};
 
@@ -31,6 +42,66 @@ impl Retry {
     };
 }
 
+/// The sessions of one connection: all of them, the long-lived ones (all but two), and the
+/// start of a master.
+#[derive(Debug)]
+struct Limits {
+    all: Arc<Semaphore>,
+    long: Arc<Semaphore>,
+    connecting: tokio::sync::Mutex<()>,
+    max: u32,
+}
+
+fn limits_of(control_path: &Path, max: u32) -> Arc<Limits> {
+    static ALL: LazyLock<Mutex<HashMap<PathBuf, Arc<Limits>>>> = LazyLock::new(Default::default);
+    let max = max.max(1);
+    ALL.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(control_path.to_path_buf())
+        .or_insert_with(|| {
+            Arc::new(Limits {
+                all: Arc::new(Semaphore::new(max as usize)),
+                long: Arc::new(Semaphore::new(max.saturating_sub(2).max(1) as usize)),
+                connecting: tokio::sync::Mutex::new(()),
+                max,
+            })
+        })
+        .clone()
+}
+
+/// A session kept open for long (see [`Session::hold`]): its place among the connection's
+/// sessions, given back when dropped.
+#[derive(Debug)]
+pub struct SessionHold {
+    _all: OwnedSemaphorePermit,
+    _long: OwnedSemaphorePermit,
+}
+
+/// Tries of a session the server refuses, and the first wait between two (doubling).
+const REFUSED_TRIES: u32 = 8;
+const REFUSED_WAIT: Duration = Duration::from_millis(50);
+
+/// Whether ssh's stderr says the server refused a session on the shared connection (its
+/// `MaxSessions`), or the connection's start was throttled (its `MaxStartups`): worth a retry
+/// after a moment.
+pub(crate) fn refused_session(code: Option<i32>, stderr: &str) -> bool {
+    if code != Some(255) {
+        return false;
+    }
+    let l = stderr.to_lowercase();
+    [
+        "session open refused",
+        "session request failed",
+        "open failed: administratively prohibited",
+        "mux_client_request_session",
+        "kex_exchange_identification",
+        "connection reset by peer",
+        "exceeded maxstartups",
+    ]
+    .iter()
+    .any(|m| l.contains(m))
+}
+
 /// A target reached through the system `ssh`; cheap to clone. Every [`Session`] of the same
 /// options (but `connect_timeout`) shares one master connection, also with other processes of
 /// this user, through `ControlMaster=auto`; ssh starts a new master when the old one is gone.
@@ -47,6 +118,7 @@ struct Inner {
     control_path: PathBuf,
     target: String,
     prefix: String,
+    limits: Arc<Limits>,
 }
 
 impl Session {
@@ -58,12 +130,16 @@ impl Session {
             ));
         }
         let key = options.connection_key();
-        let control_path = control_dir()?.join(&key);
+        let control_path = match &options.control_path {
+            Some(p) => PathBuf::from(p),
+            None => control_dir()?.join(&key),
+        };
         Ok(Session {
             inner: Arc::new(Inner {
                 args: ssh_args(options, &control_path),
                 options: options.clone(),
                 key,
+                limits: limits_of(&control_path, options.max_sessions),
                 control_path,
                 target: options.label(),
                 prefix: String::new(),
@@ -127,13 +203,20 @@ impl Session {
         if login_shell::known(self.key()).is_some() {
             return Ok(());
         }
-        let mut c = tokio::process::Command::new("ssh");
-        c.args(&self.inner.args)
-            .arg(login_shell::PROBE)
-            .kill_on_drop(true);
-        let reply = exec(c, Input::None, timeout)
-            .await
-            .map_err(|e| self.exec_error(e, script, timeout))?;
+        let reply = self
+            .exec_guarded(
+                || {
+                    let mut c = tokio::process::Command::new("ssh");
+                    c.args(&self.inner.args)
+                        .arg(login_shell::PROBE)
+                        .kill_on_drop(true);
+                    c
+                },
+                Input::None,
+                script,
+                timeout,
+            )
+            .await?;
         if let Some(e) = self.classify(reply.code(), &reply.stderr) {
             return Err(e);
         }
@@ -176,13 +259,109 @@ impl Session {
         timeout: Duration,
     ) -> Result<Reply, RemoteError> {
         self.learn_login_shell(script, timeout).await?;
-        let reply = exec(self.command(script), input, timeout)
-            .await
-            .map_err(|e| self.exec_error(e, script, timeout))?;
+        let reply = self
+            .exec_guarded(|| self.command(script), input, script, timeout)
+            .await?;
         match self.classify(reply.code(), &reply.stderr) {
             Some(e) => Err(e),
             None => Ok(reply),
         }
+    }
+
+    /// Whether the connection's master is known to run (its socket is there); `true` for a
+    /// socket path ssh expands itself (the user's own, with `%` tokens), which is not looked at.
+    fn master_up(&self) -> bool {
+        let p = &self.inner.control_path;
+        p.to_string_lossy().contains(['%', '~']) || p.exists()
+    }
+
+    /// Runs one ssh command as a session of the connection: waits for a place among its
+    /// sessions, makes it the only one out while no master runs (it becomes the master), and
+    /// tries again with back-off while the server refuses the session.
+    async fn exec_guarded(
+        &self,
+        make: impl Fn() -> tokio::process::Command,
+        input: Input,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<Reply, RemoteError> {
+        let limits = &self.inner.limits;
+        let _place = limits.all.acquire().await;
+        let mut wait = REFUSED_WAIT;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let reply = if self.master_up() {
+                exec(make(), input.clone(), timeout).await
+            } else {
+                let _first = limits.connecting.lock().await;
+                exec(make(), input.clone(), timeout).await
+            }
+            .map_err(|e| self.exec_error(e, script, timeout))?;
+            if !refused_session(reply.code(), &reply.stderr) {
+                return Ok(reply);
+            }
+            if tries >= REFUSED_TRIES {
+                return Err(self.session_limit(&reply.stderr));
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// The error of sessions the server kept refusing.
+    fn session_limit(&self, stderr: &str) -> RemoteError {
+        RemoteError::Remote {
+            target: self.inner.target.clone(),
+            step: "opening a session".into(),
+            reason: format!(
+                "the server kept refusing new sessions on the shared connection ({}): its MaxSessions (10 by default) is below `{}max_sessions` ({}), or other programs use the same connection; lower `{}max_sessions`, or ask for a higher MaxSessions",
+                first_line(stderr),
+                self.inner.prefix,
+                self.inner.limits.max,
+                self.inner.prefix
+            ),
+        }
+    }
+
+    /// A place for a long-lived session (a task's waiting session, a persistent worker's
+    /// pipe) among the connection's sessions, held until the [`SessionHold`] is dropped: at
+    /// most `max_sessions` − 2 at once, so short commands still get through.
+    pub async fn hold(&self) -> SessionHold {
+        let l = &self.inner.limits;
+        let long = l.long.clone().acquire_owned().await.expect("never closed");
+        let all = l.all.clone().acquire_owned().await.expect("never closed");
+        SessionHold {
+            _all: all,
+            _long: long,
+        }
+    }
+
+    /// [`hold`](Self::hold) if a place is free now.
+    pub fn try_hold(&self) -> Option<SessionHold> {
+        let l = &self.inner.limits;
+        let long = l.long.clone().try_acquire_owned().ok()?;
+        let all = l.all.clone().try_acquire_owned().ok()?;
+        Some(SessionHold {
+            _all: all,
+            _long: long,
+        })
+    }
+
+    /// Makes sure the connection's master runs before a long-lived session of
+    /// [`command`](Self::command) goes out (one login for a burst of them), and says what is
+    /// wrong when it cannot.
+    pub async fn ensure_master(&self, timeout: Duration) -> Result<(), RemoteError> {
+        if self.master_up() {
+            return Ok(());
+        }
+        self.run("true", Input::None, timeout).await.map(|_| ())
+    }
+
+    /// Whether a command's ssh status and stderr say the server refused its session (worth
+    /// another try after a moment; [`run`](Self::run) does that itself).
+    pub fn refused(&self, code: Option<i32>, stderr: &str) -> bool {
+        refused_session(code, stderr)
     }
 
     /// Copies the file at `path` there into the file `dest` here, streamed (never held in
@@ -197,9 +376,23 @@ impl Session {
     ) -> Result<u64, RemoteError> {
         let script = format!("cat {}", shell_quote(path));
         self.learn_login_shell(&script, timeout).await?;
-        let (status, n, stderr) = exec_to_file(self.command(&script), dest, timeout)
-            .await
-            .map_err(|e| self.exec_error(e, &script, timeout))?;
+        let _place = self.inner.limits.all.acquire().await;
+        let mut wait = REFUSED_WAIT;
+        let mut tries = 0;
+        let (status, n, stderr) = loop {
+            tries += 1;
+            let got = exec_to_file(self.command(&script), dest, timeout)
+                .await
+                .map_err(|e| self.exec_error(e, &script, timeout))?;
+            if !refused_session(got.0.code(), &got.2) {
+                break got;
+            }
+            if tries >= REFUSED_TRIES {
+                return Err(self.session_limit(&got.2));
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        };
         if let Some(e) = self.classify(status.code(), &stderr) {
             return Err(e);
         }
@@ -241,11 +434,36 @@ impl Session {
         c
     }
 
-    /// Starts `script` there and forgets it (reaped by a thread): for clean-up from `Drop`.
+    /// Starts `script` there and forgets it (reaped by a thread, which tries again a few
+    /// times while the server refuses the session): for clean-up from `Drop`.
     pub fn fire_and_forget(&self, script: &str) {
-        let mut c = std::process::Command::new("ssh");
-        c.args(self.argv(script));
-        forget(c);
+        let args = self.argv(script);
+        let run = move || {
+            let mut wait = REFUSED_WAIT;
+            for _ in 0..REFUSED_TRIES {
+                let out = std::process::Command::new("ssh")
+                    .args(&args)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .output();
+                match out {
+                    Ok(o)
+                        if refused_session(
+                            o.status.code(),
+                            &String::from_utf8_lossy(&o.stderr),
+                        ) =>
+                    {
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(Duration::from_secs(2));
+                    }
+                    _ => return,
+                }
+            }
+        };
+        let _ = std::thread::Builder::new()
+            .name("covalent-ssh-forget".into())
+            .spawn(run);
     }
 
     fn exec_error(&self, e: ExecError, script: &str, limit: Duration) -> RemoteError {

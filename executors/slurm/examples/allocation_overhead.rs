@@ -142,8 +142,10 @@ fn bare(n: u64, dir: &Path, cmd: &str) -> Duration {
     while sh(&format!("squeue -h -j {id} -o %T")) != "RUNNING" {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let each = |k: u64| {
-        for _ in 0..k {
+    // Each step its own result file (a pid can come back over thousands of steps).
+    let each = |from: u64, k: u64| {
+        for i in from..from + k {
+            let step = cmd.replace("$$", &format!("step-{i}"));
             let status = Command::new("srun")
                 .args([
                     &format!("--jobid={id}"),
@@ -153,7 +155,7 @@ fn bare(n: u64, dir: &Path, cmd: &str) -> Duration {
                     "--quiet",
                     "sh",
                     "-c",
-                    cmd,
+                    &step,
                 ])
                 .stdin(Stdio::null())
                 .status()
@@ -162,8 +164,8 @@ fn bare(n: u64, dir: &Path, cmd: &str) -> Duration {
         }
     };
     std::thread::scope(|s| {
-        s.spawn(|| each(n / 2));
-        s.spawn(|| each(n - n / 2));
+        s.spawn(|| each(0, n / 2));
+        s.spawn(|| each(n / 2, n - n / 2));
     });
     let took = t0.elapsed();
     sh(&format!("scancel {id}"));

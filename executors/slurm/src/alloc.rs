@@ -130,6 +130,8 @@ struct StepWorker {
     streams: Option<(PathBuf, PathBuf)>,
     /// The allocation's directory as the worker sees it (absolute).
     dir: PathBuf,
+    /// Over SSH: the worker's place among the login node connection's sessions.
+    _hold: Option<covalent_remote::SessionHold>,
 }
 
 /// One held allocation.
@@ -780,6 +782,18 @@ async fn launch(
     ));
     let stderr = std::fs::File::create(&stderr_path)
         .map_err(|e| failed(format!("cannot create {}: {e}", stderr_path.display())))?;
+    // Over SSH the worker's pipe is a long-lived session of the login node's connection.
+    let hold = match host.session() {
+        Some(s) => {
+            s.ensure_master(ex.command_timeout).await.map_err(|e| {
+                failed(format!(
+                    "cannot start a worker step through the login node: {e}"
+                ))
+            })?;
+            Some(s.hold().await)
+        }
+        None => None,
+    };
     let mut cmd = match host.session() {
         Some(s) => s.std_command(&script),
         None => {
@@ -827,6 +841,7 @@ async fn launch(
         stderr: stderr_path,
         streams: hello.streams,
         dir: hello.cwd.unwrap_or_else(|| PathBuf::from(dir)),
+        _hold: hold,
     })
 }
 

@@ -104,7 +104,7 @@ pub fn link() {}
 /// | `workdir` | `<cache_dir>/slurm` here, `.cache/covalent/slurm` over SSH | where binaries and task directories go (relative: to the login home) |
 /// | `slurm_path` | the `PATH` | the directory of `sbatch`, `squeue`, `sacct`, `scontrol`, `scancel` |
 /// | `poll_interval` | `250ms` | the shortest time between two `squeue` (one for every job submitted to the same place, whatever their number) |
-/// | `max_poll_interval` | `5s` | the longest: the gap doubles while no job changes state |
+/// | `max_poll_interval` | `5s` | the longest: the gap doubles once ten squeues in a row saw no job change state |
 /// | `command_timeout` | `30s` | time limit of each Slurm command and remote step |
 /// | `cleanup` | `true` | remove each task's directory once it is read back |
 /// | `allocation` | none | allocation mode: hold allocations and run tasks on persistent worker steps in them ([`AllocationOptions`]) |
@@ -155,7 +155,8 @@ pub struct SlurmExecutor {
     /// The shortest time between two `squeue`.
     #[serde(with = "covalent::executor::serde_duration")]
     pub poll_interval: Duration,
-    /// The longest time between two `squeue`, reached by doubling while no job changes state.
+    /// The longest time between two `squeue`, reached by doubling once ten in a row saw no job
+    /// change state.
     #[serde(with = "covalent::executor::serde_duration")]
     pub max_poll_interval: Duration,
     /// Time limit of each Slurm command and remote step.
@@ -453,11 +454,18 @@ impl Executor for SlurmExecutor {
 
     fn in_flight_limit(&self) -> Option<Arc<tokio::sync::Semaphore>> {
         match &self.allocation {
-            // As many tasks as the allocations have workers: the rest wait PENDING.
-            Some(a) => Some(limit_for(
-                format!("allocation {}", self.allocation_key()),
-                a.max_allocations.max(1) * a.workers(),
-            )),
+            // As many tasks as the allocations have workers (over SSH, as the login node's
+            // connection has room for their pipes): the rest wait PENDING.
+            Some(a) => {
+                let mut n = a.max_allocations.max(1) * a.workers();
+                if let Some(ssh) = &self.ssh {
+                    n = n.min(ssh.max_sessions.saturating_sub(2).max(1));
+                }
+                Some(limit_for(
+                    format!("allocation {}", self.allocation_key()),
+                    n,
+                ))
+            }
             None => self
                 .max_jobs
                 .map(|n| limit_for(format!("jobs {}", self.place()), n)),

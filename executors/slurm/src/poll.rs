@@ -1,6 +1,7 @@
 //! Watching jobs: one `squeue -h -r -t all -j ID,ID,... -o '%i %T'` at a time for every job
 //! the executors submitting to one place wait on (not one per task), at most one per
-//! `poll_interval`, backing off (doubling, up to `max_poll_interval`) while nothing changes;
+//! `poll_interval`, backing off (doubling, up to `max_poll_interval`) once ten in a row saw no
+//! change;
 //! and the final record of a job that
 //! did not complete from `sacct -X -n -P -o State,ExitCode` (which lags the controller by a
 //! second or two, and is absent when accounting is off) or `scontrol show job`.
@@ -71,9 +72,16 @@ struct Schedule {
     /// When the next one is due.
     next: Option<Instant>,
     /// The gap after the last one: `poll_interval`, doubled after each squeue that saw no
-    /// change, up to `max_poll_interval`.
+    /// change once [`QUIET_POLLS`] in a row saw none, up to `max_poll_interval`.
     gap: Duration,
+    /// Squeues in a row that saw no change.
+    unchanged: u32,
 }
+
+/// Squeues in a row without a change before the gap starts doubling: jobs that end in a
+/// steady stream (the controller starts array elements in batches about a second apart) are
+/// seen at `poll_interval`; only a quiet spell backs off.
+const QUIET_POLLS: u32 = 10;
 
 /// The poll cadence an executor asks for.
 #[derive(Clone, Copy, Debug)]
@@ -105,6 +113,7 @@ impl Poller {
         let mut s = self.inner.lock().unwrap();
         s.jobs.insert(id.to_string(), Seen::NotYet);
         s.gap = cadence.base;
+        s.unchanged = 0;
         let now = Instant::now();
         let first = now + cadence.base.min(Duration::from_millis(50));
         let earliest = s.last.map_or(first, |l| (l + cadence.base).max(first));
@@ -208,7 +217,8 @@ impl Poller {
             changed |= *seen != now;
             *seen = now;
         }
-        s.gap = if changed {
+        s.unchanged = if changed { 0 } else { s.unchanged + 1 };
+        s.gap = if s.unchanged <= QUIET_POLLS {
             cadence.base
         } else {
             (s.gap * 2).clamp(cadence.base, cadence.max.max(cadence.base))

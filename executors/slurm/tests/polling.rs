@@ -53,7 +53,7 @@ fn many_jobs_share_one_squeue_that_backs_off_while_nothing_changes() {
     .unwrap();
     let before = slurm_calls();
     let t0 = Instant::now();
-    let r = covalent::dispatch_sync(naps(30, 12_000).with_config(config)).unwrap();
+    let r = covalent::dispatch_sync(naps(30, 20_000).with_config(config)).unwrap();
     let took = t0.elapsed();
     let after = slurm_calls();
     assert_eq!(r.status(), Status::Completed, "{r}");

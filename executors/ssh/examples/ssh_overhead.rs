@@ -1,6 +1,8 @@
 //! Per-task overhead of the out-of-process executors against the bare engine doing the same
 //! work: the `process` executor vs starting this binary as a worker directly, and the `ssh`
-//! executor vs `ssh host BIN` on a shared connection. Prints medians; no assertions.
+//! executor (a remote process per task, and persistent workers) vs `ssh host BIN` on a shared
+//! connection, the three interleaved run by run; then 1,000 trivial tasks in one dispatch on
+//! persistent workers. Prints medians; no assertions.
 //!
 //! `cargo run --release -p covalent-ssh --example ssh_overhead [RUNS]` (the ssh part needs the
 //! server of `scripts/sshd-up.sh`; it is skipped without one).
@@ -126,19 +128,17 @@ fn main() {
         .with_username(&s["COVALENT_SSH_USER"])
         .with_key_file(&s["COVALENT_SSH_KEY"])
         .with_known_hosts(&s["COVALENT_SSH_KNOWN_HOSTS"]);
+    let mut reusing = ssh.clone();
+    reusing.reuse_workers = true;
     let remote = ExecutorRef::new(ssh);
-    let ours = time(runs, || {
-        let r = covalent::dispatch_sync(one(41).with_config(cfg.clone()).with_executor(&remote))
-            .unwrap();
-        assert_eq!(r.value(), Some(&42), "{r}");
-    });
+    let persistent = ExecutorRef::new(reusing);
     // The bare engine: the same worker run with `ssh host BIN` on a shared connection.
     let hash = covalent::executor::worker::binary_hash().unwrap();
     let remote_bin = format!(".cache/covalent/covalent-worker-{hash}");
     let ctl = std::env::temp_dir().join(format!("ovh-{}", std::process::id()));
     std::fs::create_dir_all(&ctl).unwrap();
     let env_json = envelope().to_json();
-    let bare = time(runs, || {
+    let bare = || {
         let out = Command::new("ssh")
             .args(["-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", "ControlPersist=30"])
             .arg("-o")
@@ -162,11 +162,62 @@ fn main() {
             })
             .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("42"));
-    });
+    };
+    let on = |e: &ExecutorRef| {
+        let r = covalent::dispatch_sync(one(41).with_config(cfg.clone()).with_executor(e)).unwrap();
+        assert_eq!(r.value(), Some(&42), "{r}");
+    };
+    // Warm up each (the binary shipped, the connections and a worker up), then interleave.
+    on(&remote);
+    on(&persistent);
+    bare();
+    let (mut per_task, mut workers, mut bares) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        on(&remote);
+        per_task.push(t.elapsed());
+        let t = Instant::now();
+        bare();
+        bares.push(t.elapsed());
+        let t = Instant::now();
+        on(&persistent);
+        workers.push(t.elapsed());
+    }
+    let (ours, bare_t, reuse) = (median(per_task), median(bares), median(workers));
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "ssh executor: {:.2} ms vs `ssh host BIN` on a shared connection {:.2} ms = {:.2}x",
-        ours.as_secs_f64() * 1e3,
-        bare.as_secs_f64() * 1e3,
-        ours.as_secs_f64() / bare.as_secs_f64()
+        "ssh executor, a process per task: {:.2} ms vs `ssh host BIN` on a shared connection {:.2} ms = {:.2}x",
+        ms(ours),
+        ms(bare_t),
+        ours.as_secs_f64() / bare_t.as_secs_f64()
     );
+    println!(
+        "ssh executor, persistent workers: {:.2} ms = {:.2}x of `ssh host BIN`",
+        ms(reuse),
+        reuse.as_secs_f64() / bare_t.as_secs_f64()
+    );
+    #[lattice]
+    fn many(n: u64) -> u64 {
+        let xs: Vec<Node<u64>> = (0..n).map(inc).collect();
+        count(xs)
+    }
+    let t = Instant::now();
+    let r = covalent::dispatch_sync(
+        many(1000)
+            .with_config(cfg.clone())
+            .with_executor(&persistent),
+    )
+    .unwrap();
+    let took = t.elapsed();
+    assert_eq!(r.value(), Some(&1000), "{r}");
+    println!(
+        "1,000 trivial tasks on persistent workers in one dispatch: {:.3} s, {:.3} ms per task",
+        took.as_secs_f64(),
+        took.as_secs_f64() * 1e3 / 1000.0
+    );
+}
+
+#[electron(executor = "local")]
+fn count(xs: Vec<u64>) -> u64 {
+    xs.len() as u64
 }

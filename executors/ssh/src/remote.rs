@@ -32,19 +32,19 @@ impl SshExecutor {
         }
     }
 
-    fn step_timeout(&self) -> Duration {
+    pub(crate) fn step_timeout(&self) -> Duration {
         Self::secs(self.command_timeout)
     }
 
     /// Runs a remote step, retrying connection failures; a non-zero exit of the command
     /// itself is returned as is.
-    async fn call(&self, s: &Session, script: &str) -> Result<Reply, SshError> {
+    pub(crate) async fn call(&self, s: &Session, script: &str) -> Result<Reply, SshError> {
         s.run_retrying(script, Input::None, self.step_timeout(), self.retry())
             .await
     }
 
     /// The binary on the host: `remote_binary`, or ours shipped once per content hash.
-    async fn ensure_binary(&self, s: &Session) -> Result<String, SshError> {
+    pub(crate) async fn ensure_binary(&self, s: &Session) -> Result<String, SshError> {
         match &self.remote_binary {
             Some(b) => Ok(b.clone()),
             None => {
@@ -79,7 +79,9 @@ fn task_script(ex: &SshExecutor, wd: &str, bin: &str) -> String {
         "bin={}\ncase \"$bin\" in /*) ;; *) bin=\"$PWD/$bin\" ;; esac\n",
         shell_quote(bin)
     );
-    s += &format!("mkdir -p {wdq} && cd {wdq}\ncat > task.json\nrm -f result.json exitcode\n");
+    s += &format!(
+        "mkdir -p {wdq} && cd {wdq}\ncovalent_wd=$PWD\ncat > task.json\nrm -f result.json exitcode\n"
+    );
     for cmd in &ex.pre_launch {
         s += &format!("{cmd} >&2\n");
     }
@@ -97,7 +99,25 @@ fn task_script(ex: &SshExecutor, wd: &str, bin: &str) -> String {
     if ex.do_cleanup && ex.create_unique_workdir {
         // Unless the output is in a file of its own: the dispatcher fetches it, then removes
         // the directory.
-        s += &format!("ls value-*.json >/dev/null 2>&1 || {{ cd / && rm -rf {wdq}; }}\n");
+        // `$covalent_wd` is absolute (the task's directory may be relative to the login
+        // home); the dispatch's directory above it goes too once it is empty.
+        s += "ls value-*.json >/dev/null 2>&1 || { cd / && rm -rf \"$covalent_wd\"; rmdir \"${covalent_wd%/*}\" 2>/dev/null; true; }\n";
+    }
+    s
+}
+
+/// Removes a task's work directory (relative paths: to the login home, where a session
+/// starts), and the dispatch's directory above it once that is empty.
+fn remove_script(wd: &str) -> String {
+    let wd = wd.trim_end_matches('/');
+    let mut s = format!("rm -rf {}", shell_quote(wd));
+    if let Some((parent, _)) = wd.rsplit_once('/')
+        && !parent.is_empty()
+    {
+        s.push_str(&format!(
+            "; rmdir {} 2>/dev/null; true",
+            shell_quote(parent)
+        ));
     }
     s
 }
@@ -218,7 +238,7 @@ async fn fetch_output(
         }
     };
     let clean = if ex.do_cleanup && ex.create_unique_workdir {
-        format!("rm -rf {}", shell_quote(wd))
+        remove_script(wd)
     } else {
         format!("rm -f {}", shell_quote(&path))
     };
@@ -247,6 +267,12 @@ async fn launch(
     use tokio::io::AsyncBufReadExt;
     let attempts = ex.max_connection_attempts.max(1);
     let mut attempt = 0;
+    let mut refused = 0;
+    let mut wait = Duration::from_millis(50);
+    // The waiting session is a long-lived one: at most `max_sessions` − 2 at once per
+    // connection, the other tasks queue here.
+    s.ensure_master(ex.step_timeout()).await?;
+    let _hold = s.hold().await;
     loop {
         attempt += 1;
         let mut child = s
@@ -303,6 +329,14 @@ async fn launch(
             code: status.ok().and_then(|st| st.code()),
             stderr: err,
         };
+        if done.c.pid.is_none() && s.refused(done.code, &done.stderr) && refused < 8 {
+            // The server refused the session (its MaxSessions): a moment, then again.
+            refused += 1;
+            attempt -= 1;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+            continue;
+        }
         if done.c.pid.is_none()
             && let Some(e) = s.classify(done.code, &done.stderr)
         {
@@ -366,7 +400,7 @@ async fn follow(
         if c2.exit.is_some() {
             let out = finish(ex, s, ctx, wd, Collected { pid, ..c2 }).await;
             if ex.do_cleanup && ex.create_unique_workdir {
-                let _ = ex.call(s, &format!("rm -rf {wdq}")).await;
+                let _ = ex.call(s, &remove_script(wd)).await;
             }
             return out;
         }
@@ -414,7 +448,7 @@ pub(crate) async fn probe(
         "finished" => Probe::Finished,
         _ => {
             if ex.do_cleanup && ex.create_unique_workdir {
-                let _ = ex.call(&s, &format!("rm -rf {}", shell_quote(wd))).await;
+                let _ = ex.call(&s, &remove_script(wd)).await;
             }
             Probe::Gone
         }
@@ -454,7 +488,8 @@ pub(crate) async fn cancel(ex: &SshExecutor, job: &serde_json::Value) -> Result<
         && ex.do_cleanup
         && ex.create_unique_workdir
     {
-        cmd.push_str(&format!("; rm -rf {}", shell_quote(wd)));
+        cmd.push_str("; ");
+        cmd.push_str(&remove_script(wd));
     }
     let s = ex.session()?;
     ex.call(&s, &cmd).await.map(|_| true)

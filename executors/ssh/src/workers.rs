@@ -1,0 +1,361 @@
+//! Persistent remote workers (`reuse_workers = true`): the program's binary, shipped once,
+//! started on the host in serving mode over one SSH session's stdin and stdout, and handed
+//! task after task, so a task costs one request and one reply on an open channel instead of a
+//! remote process start.
+//!
+//! A host has at most `max_workers` of them (default: the connection's `max_sessions` − 2,
+//! since each worker's pipe is a session of the shared connection); tasks beyond wait for one
+//! to be free. A worker is checked out for one task at a time and given back after its reply.
+//! One that dies mid-task (a crash, its session dropped) fails only that task, as "worker
+//! lost", with what the task had printed; a task's time limit or cancel kills its worker (the
+//! ssh process here, and the worker there by pid). A worker whose session closes (the
+//! dispatcher exited or was killed) sees its stdin end and stops, with the task it runs; the
+//! shell that started it then removes its directory.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use covalent::executor::serve::ServingWorker;
+use covalent::executor::worker::{
+    SERVE_ENV, SERVE_STREAMS_DIR_ENV, ServeRequest, TaskEnvelope, adopt_value_file, signal_name,
+    value_download_path, with_stderr_tail,
+};
+use covalent::executor::{ExecutorError, Output, Task, TaskContext};
+use covalent_remote::{Session, SessionHold, shell_quote};
+
+use crate::SshExecutor;
+
+/// One worker on the host.
+struct Worker {
+    serving: ServingWorker,
+    /// Its pid there.
+    pid: u32,
+    /// Its directory there (absolute).
+    dir: String,
+    /// Where the ssh process's own stderr goes (here).
+    stderr: PathBuf,
+    _hold: SessionHold,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.stderr);
+    }
+}
+
+/// The workers of one host, binary and set of options.
+struct Pool {
+    /// The connection its workers' sessions belong to.
+    path: PathBuf,
+    idle: Mutex<Vec<Worker>>,
+    /// A place per worker that may run.
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+static POOLS: LazyLock<Mutex<HashMap<String, Arc<Pool>>>> = LazyLock::new(Default::default);
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl SshExecutor {
+    /// Workers per host at most.
+    fn worker_cap(&self) -> u32 {
+        self.max_workers
+            .unwrap_or(self.ssh.max_sessions.saturating_sub(2))
+            .max(1)
+    }
+
+    fn pool(&self, s: &Session, bin: &str) -> Arc<Pool> {
+        let key = serde_json::to_string(&(
+            s.control_path(),
+            bin,
+            &self.remote_workdir,
+            &self.env,
+            &self.pre_launch,
+            self.worker_cap(),
+        ))
+        .unwrap_or_default();
+        POOLS
+            .lock()
+            .unwrap()
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Pool {
+                    path: s.control_path().to_path_buf(),
+                    idle: Mutex::new(Vec::new()),
+                    slots: Arc::new(tokio::sync::Semaphore::new(self.worker_cap() as usize)),
+                })
+            })
+            .clone()
+    }
+}
+
+/// The script that starts a worker in a directory of its own under `remote_workdir`, and
+/// removes the directory when the worker ends.
+fn start_script(ex: &SshExecutor, bin: &str) -> String {
+    let dir = format!(
+        "{}/workers/{}-{}-{}",
+        ex.remote_workdir.trim_end_matches('/'),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    );
+    let mut s = format!(
+        "bin={}\ncase \"$bin\" in /*) ;; *) bin=\"$PWD/$bin\" ;; esac\n",
+        shell_quote(bin)
+    );
+    s += &format!(
+        "mkdir -p {d}/values && cd {d} || exit 1\nd=$PWD\n",
+        d = shell_quote(&dir)
+    );
+    for cmd in &ex.pre_launch {
+        s += &format!("{cmd} >&2\n");
+    }
+    for (k, v) in &ex.env {
+        s += &format!("export {}={}\n", shell_quote(k), shell_quote(v));
+    }
+    // A worker that ended otherwise than by its request pipe closing leaves what its task
+    // wrote to stderr in its scratch file: passed on to ssh's stderr, so the dispatcher
+    // shows it with the lost worker.
+    s += &format!(
+        "{SERVE_ENV}=1 {SERVE_STREAMS_DIR_ENV}=\"$d\" \"$bin\"\nst=$?\n[ $st = 0 ] || cat \"$d\"/worker-*.err >&2 2>/dev/null\ncd / && rm -rf \"$d\"\nexit $st\n"
+    );
+    s
+}
+
+/// A place for a new worker's session: idle workers of other pools on the same connection
+/// are stopped to make room (they would otherwise hold their sessions for good).
+async fn place_for_worker(s: &Session) -> SessionHold {
+    if let Some(h) = s.try_hold() {
+        return h;
+    }
+    let pools: Vec<Arc<Pool>> = POOLS
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|p| p.path == s.control_path())
+        .cloned()
+        .collect();
+    for p in pools {
+        let idle: Vec<Worker> = std::mem::take(&mut *p.idle.lock().unwrap());
+        drop(idle);
+    }
+    s.hold().await
+}
+
+async fn start(ex: &SshExecutor, s: &Session, bin: &str) -> Result<Worker, ExecutorError> {
+    s.ensure_master(ex.step_timeout()).await?;
+    let hold = place_for_worker(s).await;
+    let stderr = std::env::temp_dir().join(format!(
+        "covalent-ssh-worker-{}-{}.stderr",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = std::fs::File::create(&stderr)
+        .map_err(|e| ExecutorError::Failed(format!("cannot create {}: {e}", stderr.display())))?;
+    let mut cmd = s.std_command(&start_script(ex, bin));
+    cmd.stderr(file);
+    let serving = ServingWorker::start(cmd).map_err(|e| {
+        ExecutorError::Failed(format!(
+            "cannot run `ssh` (is OpenSSH's client installed?): {e}"
+        ))
+    })?;
+    let hello = tokio::time::timeout(ex.step_timeout(), serving.hello()).await;
+    let said = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    let hello = match hello {
+        Ok(Ok(h)) => h,
+        Ok(Err(how)) => {
+            let text = said();
+            let _ = std::fs::remove_file(&stderr);
+            if let Some(e) = s.classify(Some(255), &text).filter(|_| how.contains("255")) {
+                return Err(e.into());
+            }
+            return Err(ExecutorError::Failed(with_stderr_tail(
+                format!("the worker on {} did not start: ssh {how}", s.target()),
+                &text,
+            )));
+        }
+        Err(_) => {
+            let text = said();
+            let _ = std::fs::remove_file(&stderr);
+            return Err(ExecutorError::Failed(with_stderr_tail(
+                format!(
+                    "the worker on {} did not start within {:?} (command_timeout)",
+                    s.target(),
+                    ex.step_timeout()
+                ),
+                &text,
+            )));
+        }
+    };
+    Ok(Worker {
+        serving,
+        pid: hello.pid,
+        dir: hello
+            .cwd
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        stderr,
+        _hold: hold,
+    })
+}
+
+/// A worker checked out for one task: given back after a reply, else killed (there by pid,
+/// and here with its ssh process).
+struct CheckedOut {
+    pool: Arc<Pool>,
+    session: Session,
+    worker: Option<Worker>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl CheckedOut {
+    fn give_back(&mut self) {
+        if let Some(w) = self.worker.take() {
+            self.pool.idle.lock().unwrap().push(w);
+        }
+    }
+}
+
+impl Drop for CheckedOut {
+    fn drop(&mut self) {
+        if let Some(w) = self.worker.take() {
+            self.session
+                .fire_and_forget(&kill_script(i64::from(w.pid), &w.dir));
+        }
+    }
+}
+
+/// Kills the worker of pid `pid` there, if that process is still the worker of directory `dir`
+/// (its environment names it: a pid reused since is left alone).
+fn kill_script(pid: i64, dir: &str) -> String {
+    format!(
+        "p={pid}; tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -qxF {} && kill -9 $p; true",
+        shell_quote(&format!("{SERVE_STREAMS_DIR_ENV}={dir}"))
+    )
+}
+
+/// The remote shell passes a worker killed by signal N on as its exit code 128+N, which ssh
+/// reports as its own: said as the signal.
+fn as_worker_exit(how: &str) -> String {
+    match how
+        .strip_prefix("exited with code ")
+        .and_then(|c| c.trim().parse::<i32>().ok())
+    {
+        Some(code) if code > 128 && code < 255 => {
+            format!("was killed by {}", signal_name(code - 128))
+        }
+        _ => how.to_string(),
+    }
+}
+
+/// Runs `task` on a persistent worker of the host (see the module docs).
+pub(crate) async fn run(
+    ex: &SshExecutor,
+    task: Task,
+    ctx: &TaskContext,
+) -> Result<Output, ExecutorError> {
+    let s = ex.session()?;
+    let bin = ex.ensure_binary(&s).await?;
+    let envelope = TaskEnvelope::of(&task, ctx)?;
+    let pool = ex.pool(&s, &bin);
+    let slot = pool
+        .slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ExecutorError::Failed("the worker pool is closed".into()))?;
+    let idle = {
+        let mut idle = pool.idle.lock().unwrap();
+        // A worker that ended while idle (its session dropped) is not handed a task.
+        idle.retain(|w| w.serving.is_alive());
+        idle.pop()
+    };
+    let worker = match idle {
+        Some(w) => w,
+        None => start(ex, &s, &bin).await?,
+    };
+    ctx.set_job_handle(serde_json::json!({
+        "host": s.label(), "worker": worker.pid, "workdir": worker.dir,
+    }));
+    let request = ServeRequest {
+        task: envelope,
+        dir: PathBuf::from(format!("{}/values", worker.dir)),
+    };
+    let mut out = CheckedOut {
+        pool: pool.clone(),
+        session: s.clone(),
+        worker: Some(worker),
+        _slot: slot,
+    };
+    let w = out.worker.as_ref().expect("just set");
+    // Dropped while waiting (a time limit, a cancel): `out` kills the worker.
+    let reply = match w.serving.request(&request).await {
+        Ok(r) => r,
+        Err(how) => {
+            // The task's stderr, passed on by the shell that ran the worker (after ssh's
+            // own words, if the session itself was lost).
+            let said = std::fs::read_to_string(&w.stderr).unwrap_or_default();
+            ctx.record_streams(String::new(), said.clone());
+            let lost = format!(
+                "the persistent worker (pid {}) on {} {}",
+                w.pid,
+                s.target(),
+                as_worker_exit(&how)
+            );
+            return Err(ExecutorError::WorkerLost(with_stderr_tail(lost, &said)));
+        }
+    };
+    if let Some((o, e)) = &reply.streams {
+        ctx.record_streams(o.clone(), e.clone());
+    }
+    let output = match reply.result.output_file().cloned() {
+        None => reply.result.into_output(),
+        Some(file) => {
+            let tmp = value_download_path(ctx)?;
+            let path = format!("{}/values/{}", w.dir, file.name());
+            let limit = ex.step_timeout() + Duration::from_secs(file.n / 1_000_000);
+            let got = match s.download(&path, &tmp, limit).await {
+                Ok(_) => adopt_value_file(&tmp, &file, ctx),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(ExecutorError::Failed(format!(
+                        "reading back the task's output ({} bytes) from {}: {e}",
+                        file.n,
+                        s.target()
+                    )))
+                }
+            };
+            s.fire_and_forget(&format!("rm -f {}", shell_quote(&path)));
+            got
+        }
+    };
+    out.give_back();
+    output
+}
+
+/// Whether a job handle is a persistent worker's.
+pub(crate) fn is_worker_handle(job: &serde_json::Value) -> bool {
+    job.get("worker").is_some()
+}
+
+/// Stops the worker a handle names (a task of a dispatcher that is gone: its worker went with
+/// its session, but is killed for sure) and says whether one was named.
+pub(crate) async fn kill(ex: &SshExecutor, job: &serde_json::Value) -> Result<bool, ExecutorError> {
+    let (Some(pid), Some(dir)) = (
+        job.get("worker")
+            .and_then(|p| p.as_i64())
+            .filter(|p| *p > 1),
+        job.get("workdir").and_then(|d| d.as_str()),
+    ) else {
+        return Ok(false);
+    };
+    let s = ex.session()?;
+    ex.call(&s, &kill_script(pid, dir)).await?;
+    Ok(true)
+}
