@@ -69,6 +69,7 @@ fn envelope_for_shout() -> TaskEnvelope {
         attempt: 1,
         deps_bash: vec![],
         hooks: vec![],
+        build: None,
     }
 }
 

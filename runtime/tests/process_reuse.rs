@@ -167,6 +167,7 @@ fn a_worker_without_stream_files_sends_the_streams_in_its_replies() {
             attempt: 1,
             deps_bash: vec![],
             hooks: vec![],
+            build: None,
         },
         dir: std::env::temp_dir(),
     };

@@ -111,6 +111,7 @@ fn main() {
         attempt: 1,
         deps_bash: vec![],
         hooks: vec![],
+        build: None,
     }
     .write(&dir.path().join("task.json"))
     .expect("envelope");

@@ -236,6 +236,39 @@ impl Session {
     /// ssh's own failure (its exit status 255) read from the command's status and stderr;
     /// `None` for the remote command's own statuses.
     pub fn classify(&self, code: Option<i32>, stderr: &str) -> Option<RemoteError> {
+        let e = self.classify_plain(code, stderr)?;
+        // Riding on the user's own master: a login of ours means that master is not up.
+        let Some(path) = &self.inner.options.control_path else {
+            return Some(e);
+        };
+        let master = format!(
+            "; no master connection was found at `{}control_path` = {path}: log in once yourself (`ssh -M -S {path} {}`, or `ControlMaster auto` with that ControlPath in your ~/.ssh/config) and keep it open",
+            self.inner.prefix, self.inner.options.hostname
+        );
+        Some(match e {
+            RemoteError::Auth {
+                target,
+                reason,
+                fix,
+            } => RemoteError::Auth {
+                target,
+                reason,
+                fix: format!("{fix}{master}"),
+            },
+            RemoteError::Connect {
+                target,
+                reason,
+                hint,
+            } => RemoteError::Connect {
+                target,
+                reason,
+                hint: format!("{hint}{master}"),
+            },
+            e => e,
+        })
+    }
+
+    fn classify_plain(&self, code: Option<i32>, stderr: &str) -> Option<RemoteError> {
         let o = &self.inner.options;
         classify(
             code,

@@ -64,6 +64,7 @@ fn worker_command(dir: &Path) -> String {
         attempt: 1,
         deps_bash: vec![],
         hooks: vec![],
+        build: None,
     };
     env.write(&dir.join("task.json")).expect("envelope");
     let bin = std::env::current_exe().expect("binary");

@@ -498,3 +498,62 @@ fn the_slurm_example_runs() {
     );
     assert!(out.contains("square: Slurm job "), "{out}");
 }
+
+/// Set in the child process of `a_deep_home_does_not_break_the_login_node_connection`.
+const DEEP_CHILD: &str = "COVALENT_TEST_DEEP_HOME_CHILD";
+
+#[test]
+fn a_deep_home_does_not_break_the_login_node_connection() {
+    if login_node("a_deep_home_does_not_break_the_login_node_connection").is_none() {
+        return;
+    }
+    // A home and a temporary directory of 100 characters each, as on many HPC file systems.
+    let base = tempfile::tempdir().unwrap();
+    let deep = |tag: &str| {
+        let prefix = base.path().join(tag).display().to_string();
+        let p = format!("{prefix}/{}", "d".repeat(100 - prefix.len() - 1));
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let (home, tmp) = (deep("h"), deep("t"));
+    let env = engine::sshd().unwrap();
+    let key = &env.iter().find(|(k, _)| k == "COVALENT_SSH_KEY").unwrap().1;
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "deep_home_child", "--ignored", "--nocapture"])
+        .env(DEEP_CHILD, "1")
+        .env("HOME", &home)
+        .env("TMPDIR", &tmp)
+        .env("COVALENT_SSHD_DIR", Path::new(key).parent().unwrap())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by a_deep_home_does_not_break_the_login_node_connection with a deep HOME"]
+fn deep_home_child() {
+    if std::env::var_os(DEEP_CHILD).is_none() {
+        return;
+    }
+    assert_eq!(std::env::var("HOME").unwrap().len(), 100);
+    let mut exec = login_node("deep_home_child").expect("the parent checked the login node");
+    // A fresh connection: its socket is made here.
+    exec.ssh
+        .as_mut()
+        .unwrap()
+        .options
+        .push("ServerAliveCountMax=4".into());
+    let r = covalent::dispatch_sync(
+        remote()
+            .with_executor(covalent::executor::ExecutorRef::new(exec))
+            .with_config(config()),
+    )
+    .unwrap();
+    assert_eq!(r.status(), Status::Completed, "{r}");
+}

@@ -60,6 +60,7 @@ fn envelope() -> TaskEnvelope {
         attempt: 1,
         deps_bash: vec![],
         hooks: vec![],
+        build: None,
     }
 }
 

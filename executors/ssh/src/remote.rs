@@ -54,6 +54,21 @@ impl SshExecutor {
         }
     }
 
+    /// The task's envelope; with `remote_binary`, it names this program's build, which the
+    /// worker there must be.
+    pub(crate) fn envelope(
+        &self,
+        task: &Task,
+        ctx: &TaskContext,
+    ) -> Result<TaskEnvelope, ExecutorError> {
+        let mut envelope = TaskEnvelope::of(task, ctx)?;
+        if self.remote_binary.is_some() {
+            envelope.build =
+                Some(covalent::executor::worker::binary_hash().map_err(ExecutorError::Failed)?);
+        }
+        Ok(envelope)
+    }
+
     fn workdir(&self, ctx: &TaskContext) -> String {
         let base = self.remote_workdir.trim_end_matches('/');
         if self.create_unique_workdir {
@@ -358,7 +373,7 @@ pub(crate) async fn run(
     let s = ex.session()?;
     let bin = ex.ensure_binary(&s).await?;
     let wd = ex.workdir(ctx);
-    let envelope = TaskEnvelope::of(&task, ctx)?.to_json();
+    let envelope = ex.envelope(&task, ctx)?.to_json();
     let script = task_script(ex, &wd, &bin);
     // Recorded before the launch: a crash before the pid comes back is found by the work
     // directory (its `pid` file).

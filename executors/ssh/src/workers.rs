@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use covalent::executor::serve::ServingWorker;
 use covalent::executor::worker::{
-    SERVE_ENV, SERVE_STREAMS_DIR_ENV, ServeRequest, TaskEnvelope, adopt_value_file, signal_name,
+    SERVE_ENV, SERVE_STREAMS_DIR_ENV, ServeRequest, adopt_value_file, signal_name,
     value_download_path, with_stderr_tail,
 };
 use covalent::executor::{ExecutorError, Output, Task, TaskContext};
@@ -262,7 +262,7 @@ pub(crate) async fn run(
 ) -> Result<Output, ExecutorError> {
     let s = ex.session()?;
     let bin = ex.ensure_binary(&s).await?;
-    let envelope = TaskEnvelope::of(&task, ctx)?;
+    let envelope = ex.envelope(&task, ctx)?;
     let pool = ex.pool(&s, &bin);
     let slot = pool
         .slots

@@ -196,3 +196,178 @@ fn bad_hosts_keys_and_host_keys_fail_clearly_without_hanging() {
     let e = error_with(gone);
     assert!(e.contains("cannot connect to") && e.contains(":1"), "{e}");
 }
+
+#[test]
+fn a_remote_binary_of_another_build_is_refused() {
+    let Some(s) = server() else { return };
+    let home = Path::new(&s["COVALENT_SSH_HOME"]);
+    let me = covalent::executor::worker::current_binary().unwrap();
+    let name = format!("covalent-build-test-{}", covalent::Uuid::now_v7().simple());
+    let same = home.join(format!("{name}-same"));
+    let other = home.join(format!("{name}-other"));
+    std::fs::copy(&me, &same).unwrap();
+    std::fs::copy(&me, &other).unwrap();
+    // The same program with one byte more: another build (its electrons' sources are equal).
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&other)
+        .unwrap()
+        .write_all(b"\n")
+        .unwrap();
+    for p in [&same, &other] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let with_binary = |p: &Path| {
+        let mut e = executor(s);
+        e.remote_binary = Some(p.display().to_string());
+        e
+    };
+    let e = error_with(with_binary(&other));
+    assert!(
+        e.contains("is build") && e.contains("the very binary that dispatches"),
+        "{e}"
+    );
+    assert_eq!(error_with(with_binary(&same)), "", "the same build runs");
+    let mut reusing = with_binary(&other);
+    reusing.reuse_workers = true;
+    let e = error_with(reusing);
+    assert!(
+        e.contains("is build"),
+        "persistent workers check it too: {e}"
+    );
+    let _ = std::fs::remove_file(&same);
+    let _ = std::fs::remove_file(&other);
+}
+
+#[electron]
+fn relative_home_task() -> String {
+    std::env::current_dir().unwrap().display().to_string()
+}
+
+#[test]
+fn cleanup_removes_the_task_directory_under_the_login_home() {
+    let Some(s) = server() else { return };
+    #[lattice]
+    fn three() -> Vec<String> {
+        vec![
+            relative_home_task(),
+            relative_home_task(),
+            relative_home_task(),
+        ]
+    }
+    let r = covalent::dispatch_sync(three().with_executor(executor(s)).with_config(no_record()))
+        .unwrap();
+    assert_eq!(r.status(), Status::Completed, "{r}");
+    let home = Path::new(&s["COVALENT_SSH_HOME"]);
+    for dir in r.value().unwrap() {
+        assert!(dir.starts_with(home.to_str().unwrap()), "{dir}");
+        assert!(!Path::new(dir).exists(), "{dir} is left");
+    }
+    let dispatch_dir = home
+        .join("covalent-workdir")
+        .join(r.dispatch_id().to_string());
+    assert!(!dispatch_dir.exists(), "{} is left", dispatch_dir.display());
+}
+
+/// Set in the child process of `a_deep_home_does_not_break_the_shared_connection`.
+const DEEP_CHILD: &str = "COVALENT_TEST_DEEP_HOME_CHILD";
+
+#[test]
+fn a_deep_home_does_not_break_the_shared_connection() {
+    let Some(s) = server() else { return };
+    // A home and a temporary directory of 100 characters each, as on many HPC file systems.
+    let base = tempfile::tempdir().unwrap();
+    let deep = |tag: &str| {
+        let prefix = base.path().join(tag).display().to_string();
+        let p = format!("{prefix}/{}", "d".repeat(100 - prefix.len() - 1));
+        assert_eq!(p.len(), 100);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let (home, tmp) = (deep("h"), deep("t"));
+    let sshd_dir = Path::new(&s["COVALENT_SSH_KEY"]).parent().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "deep_home_child", "--ignored", "--nocapture"])
+        .env(DEEP_CHILD, "1")
+        .env("HOME", &home)
+        .env("TMPDIR", &tmp)
+        .env("COVALENT_SSHD_DIR", sshd_dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by a_deep_home_does_not_break_the_shared_connection with a deep HOME"]
+fn deep_home_child() {
+    if std::env::var_os(DEEP_CHILD).is_none() {
+        return;
+    }
+    let s = server().expect("the parent checked the server");
+    let home = std::env::var("HOME").unwrap();
+    assert_eq!(home.len(), 100);
+    let mut per_task = executor(s);
+    // A fresh connection (not one the parent's tests made): its socket is made here.
+    per_task.ssh.options.push("ServerAliveCountMax=4".into());
+    let mut reusing = per_task.clone();
+    reusing.reuse_workers = true;
+    for e in [per_task, reusing] {
+        assert_eq!(error_with(e), "");
+    }
+}
+
+#[test]
+fn tasks_ride_on_the_users_own_master_connection() {
+    let Some(s) = server() else { return };
+    // The user's master, opened by hand (as after a multi-factor login): `ssh -M -N -f`.
+    let dir = tempfile::Builder::new()
+        .prefix("cm")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let socket = dir.path().join("m");
+    let status = std::process::Command::new("ssh")
+        .args(["-M", "-N", "-f", "-o", "BatchMode=yes", "-S"])
+        .arg(&socket)
+        .args(["-i", &s["COVALENT_SSH_KEY"]])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            s["COVALENT_SSH_KNOWN_HOSTS"]
+        ))
+        .args(["-p", &s["COVALENT_SSH_PORT"], "-l", &s["COVALENT_SSH_USER"]])
+        .arg(&s["COVALENT_SSH_HOST"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // No key of its own: only the user's connection can get it in.
+    let mut e = SshExecutor::new(&s["COVALENT_SSH_HOST"])
+        .with_port(s["COVALENT_SSH_PORT"].parse().unwrap())
+        .with_username(&s["COVALENT_SSH_USER"])
+        .with_key_file("/nonexistent/key")
+        .with_known_hosts(&s["COVALENT_SSH_KNOWN_HOSTS"]);
+    e.ssh.control_path = Some(socket.display().to_string());
+    let e2 = e.clone();
+    assert_eq!(error_with(e), "", "the task ran through the user's master");
+    let stop = std::process::Command::new("ssh")
+        .args(["-O", "exit", "-S"])
+        .arg(&socket)
+        .arg(&s["COVALENT_SSH_HOST"])
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{stop:?}");
+    // Without it, the login is the executor's own, and here it has no key that works.
+    let err = error_with(e2);
+    assert!(err.contains("refused the login"), "{err}");
+    assert!(
+        err.contains("no master connection was found at `control_path`"),
+        "{err}"
+    );
+}

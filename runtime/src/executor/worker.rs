@@ -97,6 +97,12 @@ pub struct TaskEnvelope {
     pub deps_bash: Vec<String>,
     /// `call_before` / `call_after` hooks, by name (run from the worker's own definition).
     pub hooks: Vec<String>,
+    /// The dispatching program's build ([`binary_hash`]), when the worker binary is not known
+    /// to be the same file (a `remote_binary` the user put there): a worker of another build
+    /// refuses the task, since code the electron calls may differ even where its own source
+    /// does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
 }
 
 /// Why a worker did not produce a value.
@@ -182,6 +188,7 @@ impl TaskEnvelope {
                 .chain(task.def.call_after)
                 .map(|h| h.name.to_string())
                 .collect(),
+            build: None,
         })
     }
 
@@ -494,6 +501,23 @@ fn run_task(env: &TaskEnvelope) -> Ran {
                 env.electron, env.digest, def.digest
             ),
         );
+    }
+    if let Some(want) = &env.build {
+        match binary_hash() {
+            Ok(have) if &have == want => {}
+            have => {
+                let have = have.unwrap_or_else(|e| format!("unknown ({e})"));
+                return fail(
+                    WorkerErrorKind::Build,
+                    format!(
+                        "this worker binary ({}) is build {have}, the dispatching program is build {want}: a worker must be the very binary that dispatches (code the electron calls may differ even where its own source does not); copy the dispatching binary there, or let the executor ship it",
+                        current_binary()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    ),
+                );
+            }
+        }
     }
     let args = Args::new(env.inputs.iter().cloned().map(Output::new).collect());
     let task = Task { def, args };
