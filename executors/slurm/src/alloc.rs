@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use covalent::executor::serve::ServingWorker;
+use covalent::executor::serve::{ServingWorker, StderrCapture};
 use covalent::executor::worker::{
     SERVE_ENV, SERVE_STREAMS_DIR_ENV, ServeRequest, TaskEnvelope, adopt_value_file, signal_name,
     value_download_path, with_stderr_tail,
@@ -124,8 +124,8 @@ struct StepWorker {
     step: String,
     node: String,
     pid: u32,
-    /// Where `srun`'s own stderr goes (this host).
-    stderr: PathBuf,
+    /// What `srun` (and ssh) said on stderr.
+    stderr: StderrCapture,
     /// The worker's scratch stream files (on the submit host's file system).
     streams: Option<(PathBuf, PathBuf)>,
     /// The allocation's directory as the worker sees it (absolute).
@@ -427,7 +427,7 @@ pub(crate) async fn run(
                 ),
                 None => (String::new(), String::new()),
             };
-            let srun = std::fs::read_to_string(&out_worker.stderr).unwrap_or_default();
+            let srun = out_worker.stderr.text();
             ctx.record_streams(task_out, task_err.clone());
             return Err(ExecutorError::WorkerLost(with_stderr_tail(
                 format!(
@@ -774,14 +774,8 @@ async fn launch(
         shell_quote(dir),
         srun.join(" ")
     );
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let stderr_path = std::env::temp_dir().join(format!(
-        "covalent-step-{}-{}.stderr",
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let stderr = std::fs::File::create(&stderr_path)
-        .map_err(|e| failed(format!("cannot create {}: {e}", stderr_path.display())))?;
+    let (stderr_capture, stderr) =
+        StderrCapture::new().map_err(|e| failed(format!("cannot capture srun's stderr: {e}")))?;
     // Over SSH the worker's pipe is a long-lived session of the login node's connection.
     let hold = match host.session() {
         Some(s) => {
@@ -807,11 +801,10 @@ async fn launch(
     let serving = ServingWorker::start(cmd)
         .map_err(|e| failed(format!("cannot start `srun` for a worker step: {e}")))?;
     let hello = tokio::time::timeout(STEP_START.max(ex.command_timeout), serving.hello()).await;
-    let stderr_text = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let stderr_text = || stderr_capture.text();
     let hello = match hello {
         Ok(Ok(h)) => h,
         Ok(Err(how)) => {
-            let _ = std::fs::remove_file(&stderr_path);
             return Err(failed(with_stderr_tail(
                 format!("the worker step in allocation {id} did not start: `srun` {how}"),
                 &stderr_text(),
@@ -819,7 +812,6 @@ async fn launch(
         }
         Err(_) => {
             let text = stderr_text();
-            let _ = std::fs::remove_file(&stderr_path);
             return Err(failed(with_stderr_tail(
                 format!(
                     "the worker step in allocation {id} did not start within {:?}",
@@ -838,7 +830,7 @@ async fn launch(
         step,
         node: hello.host,
         pid: hello.pid,
-        stderr: stderr_path,
+        stderr: stderr_capture,
         streams: hello.streams,
         dir: hello.cwd.unwrap_or_else(|| PathBuf::from(dir)),
         _hold: hold,
@@ -877,12 +869,6 @@ pub(crate) async fn cancel_step(ex: &SlurmExecutor, h: &StepHandle) -> Result<bo
         tokio::time::sleep(ex.poll_interval).await;
     }
     Ok(out.ok())
-}
-
-impl Drop for StepWorker {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.stderr);
-    }
 }
 
 #[cfg(test)]

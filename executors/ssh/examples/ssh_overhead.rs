@@ -202,20 +202,55 @@ fn main() {
         let xs: Vec<Node<u64>> = (0..n).map(inc).collect();
         count(xs)
     }
-    let t = Instant::now();
-    let r = covalent::dispatch_sync(
-        many(1000)
-            .with_config(cfg.clone())
-            .with_executor(&persistent),
-    )
-    .unwrap();
-    let took = t.elapsed();
-    assert_eq!(r.value(), Some(&1000), "{r}");
-    println!(
-        "1,000 trivial tasks on persistent workers in one dispatch: {:.3} s, {:.3} ms per task",
-        took.as_secs_f64(),
-        took.as_secs_f64() * 1e3 / 1000.0
-    );
+    // 1,000 tasks in one dispatch each way, against the server's stock limits: failures,
+    // logins (from the server's log, on this machine) and files left in the work directory.
+    let log = Path::new(&s["COVALENT_SSH_KEY"])
+        .parent()
+        .unwrap()
+        .join("sshd.log");
+    let logins = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("Accepted publickey")
+            .count()
+    };
+    let workdir = Path::new(&s["COVALENT_SSH_HOME"]).join("covalent-workdir");
+    let files_left = |id: &covalent::Uuid| {
+        fn count(p: &Path) -> usize {
+            std::fs::read_dir(p).map_or(0, |d| {
+                d.flatten()
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            1 + count(&e.path())
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+        }
+        let d = workdir.join(id.to_string());
+        if d.exists() { 1 + count(&d) } else { 0 }
+    };
+    for (what, e) in [
+        ("persistent workers", &persistent),
+        ("a process per task", &remote),
+    ] {
+        let before = logins();
+        let t = Instant::now();
+        let r =
+            covalent::dispatch_sync(many(1000).with_config(cfg.clone()).with_executor(e)).unwrap();
+        let took = t.elapsed();
+        let failed = r.nodes().filter(|n| n.error().is_some()).count();
+        assert_eq!(r.value(), Some(&1000), "{r}");
+        println!(
+            "1,000 trivial tasks, {what}, one dispatch: {:.3} s ({:.3} ms per task), {failed} failed, {} logins, {} remote files left",
+            took.as_secs_f64(),
+            took.as_secs_f64() * 1e3 / 1000.0,
+            logins() - before,
+            files_left(&r.dispatch_id())
+        );
+    }
 }
 
 #[electron(executor = "local")]

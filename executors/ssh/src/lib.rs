@@ -41,6 +41,7 @@
 
 #![deny(unsafe_code)]
 
+mod pools;
 mod remote;
 mod workers;
 
@@ -84,6 +85,15 @@ pub use covalent_remote::SshOptions;
 /// | `max_sessions`, `control_path` | `8`, ours | sessions at once on the shared connection; your own `ControlMaster` socket ([`SshOptions`]) |
 /// | `reuse_workers` | `false` | run tasks on persistent workers, each serving task after task over one SSH session (see below) |
 /// | `max_workers` | `max_sessions` − 2 | persistent workers per host |
+/// | `hosts` | `[]` | more hosts (`"gpu2"`, `"me@gpu3:2222"`) sharing the other options: a pool (see below) |
+/// | `slots_per_host` | `max_workers`, or `max_sessions` − 2 | tasks at once on each host of a pool |
+/// | `host_down_for` | `60s` | how long a host of the pool that could not be reached is left out |
+///
+/// With `hosts`, the executor is a pool: `hostname` (if set) and the `hosts`, each task placed on
+/// the live host running the fewest of this process's tasks (up to `slots_per_host`; the others
+/// wait). A host that cannot be reached before the task starts is left out for
+/// `host_down_for` and the task goes to another; when none can be reached the task fails with
+/// what each host said. A started task stays with its host (its job handle names it).
 ///
 /// With `reuse_workers`, a task costs a request and a reply on an open channel instead of a
 /// remote process start (about 1 ms on a LAN instead of tens). The trade-off, as for the
@@ -132,6 +142,15 @@ pub struct SshExecutor {
     pub reuse_workers: bool,
     /// Persistent workers per host at most (default: `max_sessions` − 2).
     pub max_workers: Option<u32>,
+    /// More hosts (`host`, `user@host`, `host:port`, `user@host:port`), sharing the other
+    /// options: tasks go to the least loaded live one.
+    pub hosts: Vec<String>,
+    /// Tasks at once per host of a pool (default: `max_workers` with persistent workers, else
+    /// `max_sessions` − 2).
+    pub slots_per_host: Option<u32>,
+    /// How long a host of a pool that could not be reached is left out.
+    #[serde(with = "covalent::executor::serde_duration")]
+    pub host_down_for: Duration,
 }
 
 impl Default for SshExecutor {
@@ -153,6 +172,9 @@ impl Default for SshExecutor {
             remote_binary: None,
             reuse_workers: false,
             max_workers: None,
+            hosts: Vec::new(),
+            slots_per_host: None,
+            host_down_for: Duration::from_secs(60),
         }
     }
 }
@@ -197,6 +219,19 @@ impl SshExecutor {
         self
     }
 
+    /// Runs a task's envelope on this executor's one host.
+    pub(crate) async fn on_host(
+        &self,
+        envelope: &covalent::executor::worker::TaskEnvelope,
+        ctx: &TaskContext,
+    ) -> Result<Output, remote::Failure> {
+        if self.reuse_workers {
+            workers::run(self, envelope, ctx).await
+        } else {
+            remote::run(self, envelope, ctx).await
+        }
+    }
+
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s.max(0.0))
     }
@@ -213,15 +248,19 @@ impl Executor for SshExecutor {
     }
 
     async fn run(&self, task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError> {
-        if self.ssh.hostname.is_empty() {
+        if self.ssh.hostname.is_empty() && self.hosts.is_empty() {
             return Err(ExecutorError::Failed(
-                "the ssh executor needs a hostname: set `hostname` in [executors.ssh] or use SshExecutor::new(host)".into(),
+                "the ssh executor needs a hostname: set `hostname` (or `hosts`) in [executors.ssh] or use SshExecutor::new(host)".into(),
             ));
         }
-        if self.reuse_workers {
-            return workers::run(self, task, ctx).await;
+        let envelope = self.envelope(&task, ctx)?;
+        if self.hosts.is_empty() {
+            return self
+                .on_host(&envelope, ctx)
+                .await
+                .map_err(remote::Failure::into_error);
         }
-        remote::run(self, task, ctx).await
+        pools::run(self, &envelope, ctx).await
     }
 
     async fn cancel(
@@ -230,26 +269,28 @@ impl Executor for SshExecutor {
         job: Option<&JobHandle>,
     ) -> Result<bool, ExecutorError> {
         let Some(job) = job else { return Ok(false) };
+        let ex = self.at_handle(&job.0);
         if workers::is_worker_handle(&job.0) {
-            return workers::kill(self, &job.0).await;
+            return workers::kill(&ex, &job.0).await;
         }
-        remote::cancel(self, &job.0)
+        remote::cancel(&ex, &job.0)
             .await
             .map_err(ExecutorError::from)
     }
 
     async fn probe(&self, job: &JobHandle) -> Result<Probe, ExecutorError> {
+        let ex = self.at_handle(&job.0);
         if workers::is_worker_handle(&job.0) {
             // Its answer was to come down the session of a dispatcher that is gone: its worker
             // is stopped (never left running beside a new attempt) and the task runs again.
-            workers::kill(self, &job.0).await?;
+            workers::kill(&ex, &job.0).await?;
             return Ok(Probe::Gone);
         }
-        remote::probe(self, &job.0).await
+        remote::probe(&ex, &job.0).await
     }
 
     async fn reattach(&self, job: &JobHandle, ctx: &TaskContext) -> Result<Output, ExecutorError> {
-        remote::reattach(self, &job.0, ctx).await
+        remote::reattach(&self.at_handle(&job.0), &job.0, ctx).await
     }
 }
 

@@ -14,6 +14,7 @@ use covalent::executor::worker::{
     value_download_path, with_stderr_tail,
 };
 use covalent::executor::{ExecutorError, Output, Task, TaskContext};
+
 use covalent_remote::{Input, Reply, Retry, Session, shell_quote};
 use tokio::io::AsyncWriteExt;
 
@@ -365,35 +366,70 @@ async fn launch(
     }
 }
 
+/// Why a task did not run to an end on a host.
+pub(crate) enum Failure {
+    /// The host could not be reached before the task started: another host may take it.
+    Unreachable(SshError),
+    /// Anything else: the node's outcome.
+    Other(ExecutorError),
+}
+
+impl From<ExecutorError> for Failure {
+    fn from(e: ExecutorError) -> Self {
+        Failure::Other(e)
+    }
+}
+
+impl Failure {
+    /// A failure of a step before the task started.
+    pub(crate) fn before_start(e: SshError) -> Failure {
+        if e.is_retryable() {
+            Failure::Unreachable(e)
+        } else {
+            Failure::Other(e.into())
+        }
+    }
+
+    pub(crate) fn into_error(self) -> ExecutorError {
+        match self {
+            Failure::Unreachable(e) => e.into(),
+            Failure::Other(e) => e,
+        }
+    }
+}
+
 pub(crate) async fn run(
     ex: &SshExecutor,
-    task: Task,
+    envelope: &TaskEnvelope,
     ctx: &TaskContext,
-) -> Result<Output, ExecutorError> {
-    let s = ex.session()?;
-    let bin = ex.ensure_binary(&s).await?;
+) -> Result<Output, Failure> {
+    let s = ex.session().map_err(Failure::before_start)?;
+    let bin = ex.ensure_binary(&s).await.map_err(Failure::before_start)?;
     let wd = ex.workdir(ctx);
-    let envelope = ex.envelope(&task, ctx)?.to_json();
+    let envelope = envelope.to_json();
     let script = task_script(ex, &wd, &bin);
     // Recorded before the launch: a crash before the pid comes back is found by the work
     // directory (its `pid` file).
     ctx.set_job_handle(serde_json::json!({ "host": s.label(), "pid": null, "workdir": wd }));
     // The waiting session has no time limit of its own: the runtime's time_limit applies.
-    let Launched { c, code, stderr } =
-        launch(ex, &s, &script, envelope.as_bytes(), ctx, &wd).await?;
+    let Launched { c, code, stderr } = launch(ex, &s, &script, envelope.as_bytes(), ctx, &wd)
+        .await
+        .map_err(Failure::before_start)?;
     if c.exit.is_some() {
-        return finish(ex, &s, ctx, &wd, c).await;
+        return Ok(finish(ex, &s, ctx, &wd, c).await?);
     }
     if c.pid.is_none() {
-        return Err(SshError::Remote {
-            target: s.target().to_string(),
-            step: "starting the task".into(),
-            reason: format!("{} (exit {code:?})", tail(stderr.trim(), 20)),
-        }
-        .into());
+        return Err(Failure::Other(
+            SshError::Remote {
+                target: s.target().to_string(),
+                step: "starting the task".into(),
+                reason: format!("{} (exit {code:?})", tail(stderr.trim(), 20)),
+            }
+            .into(),
+        ));
     }
     // The waiting session was lost after the start: poll until the task ends.
-    follow(ex, &s, ctx, &wd, c.pid).await
+    Ok(follow(ex, &s, ctx, &wd, c.pid).await?)
 }
 
 /// Polls a started task's work directory until it ends, then collects it (and removes the

@@ -18,15 +18,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use covalent::executor::serve::ServingWorker;
+use covalent::executor::serve::{ServingWorker, StderrCapture};
+use covalent::executor::worker::TaskEnvelope;
 use covalent::executor::worker::{
     SERVE_ENV, SERVE_STREAMS_DIR_ENV, ServeRequest, adopt_value_file, signal_name,
     value_download_path, with_stderr_tail,
 };
-use covalent::executor::{ExecutorError, Output, Task, TaskContext};
+use covalent::executor::{ExecutorError, Output, TaskContext};
 use covalent_remote::{Session, SessionHold, shell_quote};
 
 use crate::SshExecutor;
+use crate::remote::Failure;
 
 /// One worker on the host.
 struct Worker {
@@ -35,15 +37,9 @@ struct Worker {
     pid: u32,
     /// Its directory there (absolute).
     dir: String,
-    /// Where the ssh process's own stderr goes (here).
-    stderr: PathBuf,
+    /// What the ssh process (and the shell that ran the worker) said on stderr.
+    stderr: StderrCapture,
     _hold: SessionHold,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.stderr);
-    }
 }
 
 /// The workers of one host, binary and set of options.
@@ -148,16 +144,13 @@ async fn place_for_worker(s: &Session) -> SessionHold {
     s.hold().await
 }
 
-async fn start(ex: &SshExecutor, s: &Session, bin: &str) -> Result<Worker, ExecutorError> {
-    s.ensure_master(ex.step_timeout()).await?;
+async fn start(ex: &SshExecutor, s: &Session, bin: &str) -> Result<Worker, Failure> {
+    s.ensure_master(ex.step_timeout())
+        .await
+        .map_err(Failure::before_start)?;
     let hold = place_for_worker(s).await;
-    let stderr = std::env::temp_dir().join(format!(
-        "covalent-ssh-worker-{}-{}.stderr",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let file = std::fs::File::create(&stderr)
-        .map_err(|e| ExecutorError::Failed(format!("cannot create {}: {e}", stderr.display())))?;
+    let (stderr, file) = StderrCapture::new()
+        .map_err(|e| ExecutorError::Failed(format!("cannot capture ssh's stderr: {e}")))?;
     let mut cmd = s.std_command(&start_script(ex, bin));
     cmd.stderr(file);
     let serving = ServingWorker::start(cmd).map_err(|e| {
@@ -166,23 +159,22 @@ async fn start(ex: &SshExecutor, s: &Session, bin: &str) -> Result<Worker, Execu
         ))
     })?;
     let hello = tokio::time::timeout(ex.step_timeout(), serving.hello()).await;
-    let said = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    let said = || stderr.text();
     let hello = match hello {
         Ok(Ok(h)) => h,
         Ok(Err(how)) => {
             let text = said();
-            let _ = std::fs::remove_file(&stderr);
             if let Some(e) = s.classify(Some(255), &text).filter(|_| how.contains("255")) {
-                return Err(e.into());
+                return Err(Failure::before_start(e));
             }
             return Err(ExecutorError::Failed(with_stderr_tail(
                 format!("the worker on {} did not start: ssh {how}", s.target()),
                 &text,
-            )));
+            ))
+            .into());
         }
         Err(_) => {
             let text = said();
-            let _ = std::fs::remove_file(&stderr);
             return Err(ExecutorError::Failed(with_stderr_tail(
                 format!(
                     "the worker on {} did not start within {:?} (command_timeout)",
@@ -190,7 +182,8 @@ async fn start(ex: &SshExecutor, s: &Session, bin: &str) -> Result<Worker, Execu
                     ex.step_timeout()
                 ),
                 &text,
-            )));
+            ))
+            .into());
         }
     };
     Ok(Worker {
@@ -257,12 +250,12 @@ fn as_worker_exit(how: &str) -> String {
 /// Runs `task` on a persistent worker of the host (see the module docs).
 pub(crate) async fn run(
     ex: &SshExecutor,
-    task: Task,
+    envelope: &TaskEnvelope,
     ctx: &TaskContext,
-) -> Result<Output, ExecutorError> {
-    let s = ex.session()?;
-    let bin = ex.ensure_binary(&s).await?;
-    let envelope = ex.envelope(&task, ctx)?;
+) -> Result<Output, Failure> {
+    let s = ex.session().map_err(Failure::before_start)?;
+    let bin = ex.ensure_binary(&s).await.map_err(Failure::before_start)?;
+    let envelope = envelope.clone();
     let pool = ex.pool(&s, &bin);
     let slot = pool
         .slots
@@ -280,6 +273,20 @@ pub(crate) async fn run(
         Some(w) => w,
         None => start(ex, &s, &bin).await?,
     };
+    run_on(ex, &s, pool, worker, slot, envelope, ctx)
+        .await
+        .map_err(Failure::Other)
+}
+
+async fn run_on(
+    ex: &SshExecutor,
+    s: &Session,
+    pool: Arc<Pool>,
+    worker: Worker,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    envelope: TaskEnvelope,
+    ctx: &TaskContext,
+) -> Result<Output, ExecutorError> {
     ctx.set_job_handle(serde_json::json!({
         "host": s.label(), "worker": worker.pid, "workdir": worker.dir,
     }));
@@ -288,7 +295,7 @@ pub(crate) async fn run(
         dir: PathBuf::from(format!("{}/values", worker.dir)),
     };
     let mut out = CheckedOut {
-        pool: pool.clone(),
+        pool,
         session: s.clone(),
         worker: Some(worker),
         _slot: slot,
@@ -300,7 +307,7 @@ pub(crate) async fn run(
         Err(how) => {
             // The task's stderr, passed on by the shell that ran the worker (after ssh's
             // own words, if the session itself was lost).
-            let said = std::fs::read_to_string(&w.stderr).unwrap_or_default();
+            let said = w.stderr.text();
             ctx.record_streams(String::new(), said.clone());
             let lost = format!(
                 "the persistent worker (pid {}) on {} {}",

@@ -15,6 +15,45 @@ use std::sync::{Mutex, mpsc};
 use super::child::describe_exit;
 use super::worker::{ServeHello, ServeReply, ServeRequest};
 
+/// A worker command's own stderr (what `ssh` or `srun` says), captured in a temporary file
+/// that is unlinked as soon as it is open: nothing is left behind, whatever happens to this
+/// process. Give [`StderrCapture::new`]'s second value to the command as its stderr.
+#[derive(Debug)]
+pub struct StderrCapture {
+    file: std::fs::File,
+}
+
+impl StderrCapture {
+    /// The capture, and the file handle for the command's stderr.
+    pub fn new() -> std::io::Result<(StderrCapture, std::fs::File)> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            ".covalent-stderr-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        std::fs::remove_file(&path)?;
+        let child = file.try_clone()?;
+        Ok((StderrCapture { file }, child))
+    }
+
+    /// What the command has written so far.
+    pub fn text(&self) -> String {
+        use std::os::unix::fs::FileExt;
+        let len = self.file.metadata().map(|m| m.len()).unwrap_or(0) as usize;
+        let mut buf = vec![0; len];
+        let n = self.file.read_at(&mut buf, 0).unwrap_or(0);
+        buf.truncate(n);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
 /// How a worker's command ended, once it has.
 fn ended(child: &mut std::process::Child) -> String {
     match child.wait() {
