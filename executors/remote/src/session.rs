@@ -44,12 +44,19 @@ impl Retry {
 
 /// The sessions of one connection: all of them, the long-lived ones (all but two), and the
 /// start of a master.
-#[derive(Debug)]
 struct Limits {
     all: Arc<Semaphore>,
     long: Arc<Semaphore>,
     connecting: tokio::sync::Mutex<()>,
     max: u32,
+    /// Called when a long-lived session finds no place: each frees what it holds idle.
+    crowded: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits").field("max", &self.max).finish()
+    }
 }
 
 fn limits_of(control_path: &Path, max: u32) -> Arc<Limits> {
@@ -64,6 +71,7 @@ fn limits_of(control_path: &Path, max: u32) -> Arc<Limits> {
                 long: Arc::new(Semaphore::new(max.saturating_sub(2).max(1) as usize)),
                 connecting: tokio::sync::Mutex::new(()),
                 max,
+                crowded: Mutex::new(Vec::new()),
             })
         })
         .clone()
@@ -361,6 +369,20 @@ impl Session {
     /// pipe) among the connection's sessions, held until the [`SessionHold`] is dropped: at
     /// most `max_sessions` − 2 at once, so short commands still get through.
     pub async fn hold(&self) -> SessionHold {
+        if let Some(h) = self.try_hold() {
+            return h;
+        }
+        // Crowded: whoever keeps sessions open while idle (persistent workers) lets go.
+        for free in self
+            .inner
+            .limits
+            .crowded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            free();
+        }
         let l = &self.inner.limits;
         let long = l.long.clone().acquire_owned().await.expect("never closed");
         let all = l.all.clone().acquire_owned().await.expect("never closed");
@@ -368,6 +390,17 @@ impl Session {
             _all: all,
             _long: long,
         }
+    }
+
+    /// Registers `free`, called when a long-lived session of this connection finds no place:
+    /// it should drop the sessions its owner keeps open while idle (persistent workers).
+    pub fn when_crowded(&self, free: impl Fn() + Send + Sync + 'static) {
+        self.inner
+            .limits
+            .crowded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(free));
     }
 
     /// [`hold`](Self::hold) if a place is free now.

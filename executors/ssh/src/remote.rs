@@ -95,8 +95,12 @@ fn task_script(ex: &SshExecutor, wd: &str, bin: &str) -> String {
         "bin={}\ncase \"$bin\" in /*) ;; *) bin=\"$PWD/$bin\" ;; esac\n",
         shell_quote(bin)
     );
+    // The directory is made and entered, or the script ends: nothing may run (and nothing be
+    // removed) anywhere else. Tried a few times: the last task of a dispatch removes the
+    // dispatch's directory once it is empty, maybe just as this one makes it.
     s += &format!(
-        "mkdir -p {wdq} && cd {wdq}\ncovalent_wd=$PWD\ncat > task.json\nrm -f result.json exitcode\n"
+        "n=0\nuntil mkdir -p {wdq} 2>/dev/null && cd {wdq}; do\n  n=$((n+1)); [ $n -lt 5 ] || {{ echo \"cannot make the task's work directory {}\" >&2; exit 1; }}\ndone\ncovalent_wd=$PWD\ncat > task.json\nrm -f result.json exitcode\n",
+        wd.replace(['"', '$', '`', '\\'], "_")
     );
     for cmd in &ex.pre_launch {
         s += &format!("{cmd} >&2\n");
@@ -117,7 +121,17 @@ fn task_script(ex: &SshExecutor, wd: &str, bin: &str) -> String {
         // the directory.
         // `$covalent_wd` is absolute (the task's directory may be relative to the login
         // home); the dispatch's directory above it goes too once it is empty.
-        s += "ls value-*.json >/dev/null 2>&1 || { cd / && rm -rf \"$covalent_wd\"; rmdir \"${covalent_wd%/*}\" 2>/dev/null; true; }\n";
+        // Removed only if it is the task's directory (its path ends with the work directory
+        // asked for): a script that ended up elsewhere removes nothing.
+        let rel = wd.trim_start_matches("./").trim_end_matches('/');
+        let pattern = if rel.starts_with('/') {
+            shell_quote(rel)
+        } else {
+            format!("*/{}", shell_quote(rel))
+        };
+        s += &format!(
+            "ls value-*.json >/dev/null 2>&1 || case \"$covalent_wd\" in {pattern}) cd / && rm -rf \"$covalent_wd\"; rmdir \"${{covalent_wd%/*}}\" 2>/dev/null ;; esac; true\n"
+        );
     }
     s
 }
@@ -544,4 +558,54 @@ pub(crate) async fn cancel(ex: &SshExecutor, job: &serde_json::Value) -> Result<
     }
     let s = ex.session()?;
     ex.call(&s, &cmd).await.map(|_| true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a task script with `sh` in `home` as the login directory, the worker a shell line.
+    fn run_in(home: &std::path::Path, wd: &str) -> std::process::Output {
+        let ex = SshExecutor::default();
+        let bin = home.join("worker.sh");
+        std::fs::write(&bin, "#!/bin/sh\necho '{}' > \"$COVALENT_WORKER_RESULT\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(task_script(&ex, wd, "worker.sh"))
+            .current_dir(home)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_task_removes_its_own_directory_and_nothing_else() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("precious"), "keep").unwrap();
+        let out = run_in(home.path(), "covalent-workdir/d1/3-1");
+        assert!(out.status.success(), "{out:?}");
+        assert!(home.path().join("precious").exists());
+        assert!(
+            !home.path().join("covalent-workdir/d1").exists(),
+            "removed once empty"
+        );
+        // A directory that cannot be made (a file is in the way): the script stops there,
+        // and the login directory keeps everything.
+        std::fs::write(home.path().join("blocker"), "a file").unwrap();
+        let out = run_in(home.path(), "blocker/d2/1-1");
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot make the task's work directory"),
+            "{out:?}"
+        );
+        for f in ["precious", "blocker", "worker.sh"] {
+            assert!(home.path().join(f).exists(), "{f} was removed");
+        }
+        assert!(
+            !home.path().join("task.json").exists(),
+            "nothing ran in the home"
+        );
+    }
 }

@@ -44,8 +44,6 @@ struct Worker {
 
 /// The workers of one host, binary and set of options.
 struct Pool {
-    /// The connection its workers' sessions belong to.
-    path: PathBuf,
     idle: Mutex<Vec<Worker>>,
     /// A place per worker that may run.
     slots: Arc<tokio::sync::Semaphore>,
@@ -78,11 +76,19 @@ impl SshExecutor {
             .unwrap()
             .entry(key)
             .or_insert_with(|| {
-                Arc::new(Pool {
-                    path: s.control_path().to_path_buf(),
+                let pool = Arc::new(Pool {
                     idle: Mutex::new(Vec::new()),
                     slots: Arc::new(tokio::sync::Semaphore::new(self.worker_cap() as usize)),
-                })
+                });
+                // Idle workers hold sessions: they go when another session needs the room.
+                let weak = Arc::downgrade(&pool);
+                s.when_crowded(move || {
+                    if let Some(p) = weak.upgrade() {
+                        let idle: Vec<Worker> = std::mem::take(&mut *p.idle.lock().unwrap());
+                        drop(idle);
+                    }
+                });
+                pool
             })
             .clone()
     }
@@ -124,31 +130,11 @@ fn start_script(ex: &SshExecutor, bin: &str) -> String {
     s
 }
 
-/// A place for a new worker's session: idle workers of other pools on the same connection
-/// are stopped to make room (they would otherwise hold their sessions for good).
-async fn place_for_worker(s: &Session) -> SessionHold {
-    if let Some(h) = s.try_hold() {
-        return h;
-    }
-    let pools: Vec<Arc<Pool>> = POOLS
-        .lock()
-        .unwrap()
-        .values()
-        .filter(|p| p.path == s.control_path())
-        .cloned()
-        .collect();
-    for p in pools {
-        let idle: Vec<Worker> = std::mem::take(&mut *p.idle.lock().unwrap());
-        drop(idle);
-    }
-    s.hold().await
-}
-
 async fn start(ex: &SshExecutor, s: &Session, bin: &str) -> Result<Worker, Failure> {
     s.ensure_master(ex.step_timeout())
         .await
         .map_err(Failure::before_start)?;
-    let hold = place_for_worker(s).await;
+    let hold = s.hold().await;
     let (stderr, file) = StderrCapture::new()
         .map_err(|e| ExecutorError::Failed(format!("cannot capture ssh's stderr: {e}")))?;
     let mut cmd = s.std_command(&start_script(ex, bin));

@@ -178,3 +178,61 @@ fn a_worker_killed_mid_task_fails_only_that_task() {
     let fine = r.nodes().find(|n| n.name() == "fine").unwrap();
     assert_eq!(fine.output_as::<u32>(), Some(2));
 }
+
+/// The same host and options, a remote process per task.
+static PER_TASK: LazyLock<ExecutorRef> = LazyLock::new(|| {
+    let mut e = executor(SERVER.as_ref().expect("checked before use"));
+    e.reuse_workers = false;
+    e.env.insert("COVALENT_TEST_POOL".into(), "crowded".into());
+    ExecutorRef::new(e)
+});
+
+/// Workers of their own that stay idle after their dispatch.
+static CROWD: LazyLock<ExecutorRef> = LazyLock::new(|| {
+    let mut e = executor(SERVER.as_ref().expect("checked before use"));
+    e.env.insert("COVALENT_TEST_POOL".into(), "crowd".into());
+    ExecutorRef::new(e)
+});
+
+#[electron(executor = &CROWD)]
+fn crowd(i: u32) -> u32 {
+    std::thread::sleep(Duration::from_millis(100));
+    i
+}
+
+#[lattice]
+fn crowds(n: u32) -> Vec<u32> {
+    (0..n).map(crowd).collect::<Vec<_>>()
+}
+
+#[electron(executor = &PER_TASK)]
+fn after_the_crowd(i: u32) -> u32 {
+    i * 2
+}
+
+#[lattice]
+fn afters(n: u32) -> Vec<u32> {
+    (0..n).map(after_the_crowd).collect::<Vec<_>>()
+}
+
+#[test]
+fn idle_workers_make_room_for_other_sessions_of_their_connection() {
+    if let Err(e) = &*SERVER {
+        covalent_test_support::skip("ssh reuse", &format!("no SSH server: {e}"));
+        return;
+    }
+    // Enough tasks at once to start every worker the connection has room for; they stay idle.
+    let r = covalent::dispatch_sync(crowds(24).with_config(no_record())).unwrap();
+    assert_eq!(r.status(), Status::Completed, "{r}");
+    // Tasks that each need a long-lived session of the same connection still get one.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(covalent::dispatch_sync(afters(3).with_config(no_record())));
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the tasks waited for sessions the idle workers held")
+        .unwrap();
+    assert_eq!(r.status(), Status::Completed, "{r}");
+    assert_eq!(r.value(), Some(&vec![0, 2, 4]));
+}
