@@ -104,6 +104,39 @@ pub fn skip(test: &str, why: &str) {
     );
 }
 
+/// A directory of exactly `len` characters under `base` (made), for a test of deep homes and
+/// temporary directories, as on many HPC file systems.
+pub fn deep_dir(base: &std::path::Path, tag: &str, len: usize) -> String {
+    let prefix = base.join(tag).display().to_string();
+    let p = format!("{prefix}/{}", "d".repeat(len - prefix.len() - 1));
+    assert_eq!(
+        p.len(),
+        len,
+        "{base:?} is too deep for a {len}-character path"
+    );
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// Runs the ignored test `test` of the running test binary in a child process with `envs`
+/// set, and fails the calling test (with the child's output) unless it passed.
+pub fn run_ignored_test(test: &str, envs: &[(&str, &std::ffi::OsStr)]) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--ignored", "--nocapture"])
+        .stdin(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
 /// Whether this process runs as root (engines are only started then).
 pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;

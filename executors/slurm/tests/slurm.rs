@@ -509,30 +509,22 @@ fn a_deep_home_does_not_break_the_login_node_connection() {
     }
     // A home and a temporary directory of 100 characters each, as on many HPC file systems.
     let base = tempfile::tempdir().unwrap();
-    let deep = |tag: &str| {
-        let prefix = base.path().join(tag).display().to_string();
-        let p = format!("{prefix}/{}", "d".repeat(100 - prefix.len() - 1));
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    };
-    let (home, tmp) = (deep("h"), deep("t"));
+    let home = covalent_test_support::deep_dir(base.path(), "h", 100);
+    let tmp = covalent_test_support::deep_dir(base.path(), "t", 100);
     let env = engine::sshd().unwrap();
     let key = &env.iter().find(|(k, _)| k == "COVALENT_SSH_KEY").unwrap().1;
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "deep_home_child", "--ignored", "--nocapture"])
-        .env(DEEP_CHILD, "1")
-        .env("HOME", &home)
-        .env("TMPDIR", &tmp)
-        .env("COVALENT_SSHD_DIR", Path::new(key).parent().unwrap())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    covalent_test_support::run_ignored_test(
+        "deep_home_child",
+        &[
+            (DEEP_CHILD, "1".as_ref()),
+            ("HOME", home.as_ref()),
+            ("TMPDIR", tmp.as_ref()),
+            (
+                "COVALENT_SSHD_DIR",
+                Path::new(key).parent().unwrap().as_os_str(),
+            ),
+        ],
     );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 passed"), "{text}");
 }
 
 #[test]

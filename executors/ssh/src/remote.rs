@@ -85,16 +85,33 @@ impl SshExecutor {
     }
 }
 
+/// `bin=...`: the worker binary's absolute path there (relative paths are relative to the
+/// login directory, where the session starts).
+pub(crate) fn binary_line(bin: &str) -> String {
+    format!(
+        "bin={}\ncase \"$bin\" in /*) ;; *) bin=\"$PWD/$bin\" ;; esac\n",
+        shell_quote(bin)
+    )
+}
+
+/// `pre_launch` (its output to stderr) and `env`, before the worker starts.
+pub(crate) fn launch_lines(ex: &SshExecutor) -> String {
+    let mut s = String::new();
+    for cmd in &ex.pre_launch {
+        s += &format!("{cmd} >&2\n");
+    }
+    for (k, v) in &ex.env {
+        s += &format!("export {}={}\n", shell_quote(k), shell_quote(v));
+    }
+    s
+}
+
 /// The remote script: write the envelope, start the worker in its own session, report its
 /// pid, wait for it, print the result and the streams, run `post_launch`, clean up.
 fn task_script(ex: &SshExecutor, wd: &str, bin: &str) -> String {
     let wdq = shell_quote(wd);
     let mut s = String::from("set -e\n");
-    // Relative paths are relative to the login directory, where the session starts.
-    s += &format!(
-        "bin={}\ncase \"$bin\" in /*) ;; *) bin=\"$PWD/$bin\" ;; esac\n",
-        shell_quote(bin)
-    );
+    s += &binary_line(bin);
     // The directory is made and entered, or the script ends: nothing may run (and nothing be
     // removed) anywhere else. Tried a few times: the last task of a dispatch removes the
     // dispatch's directory once it is empty, maybe just as this one makes it.
@@ -102,12 +119,7 @@ fn task_script(ex: &SshExecutor, wd: &str, bin: &str) -> String {
         "n=0\nuntil mkdir -p {wdq} 2>/dev/null && cd {wdq}; do\n  n=$((n+1)); [ $n -lt 5 ] || {{ echo \"cannot make the task's work directory {}\" >&2; exit 1; }}\ndone\ncovalent_wd=$PWD\ncat > task.json\nrm -f result.json exitcode\n",
         wd.replace(['"', '$', '`', '\\'], "_")
     );
-    for cmd in &ex.pre_launch {
-        s += &format!("{cmd} >&2\n");
-    }
-    for (k, v) in &ex.env {
-        s += &format!("export {}={}\n", shell_quote(k), shell_quote(v));
-    }
+    s += &launch_lines(ex);
     s += &format!(
         "setsid sh -c '{TASK_ENV}=\"$PWD/task.json\" {RESULT_ENV}=\"$PWD/result.json\" \"$0\" >stdout 2>stderr </dev/null; echo $? > exitcode' \"$bin\" &\n"
     );

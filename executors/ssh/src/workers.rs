@@ -107,20 +107,12 @@ fn start_script(ex: &SshExecutor, bin: &str) -> String {
             .map(|d| d.as_millis())
             .unwrap_or(0)
     );
-    let mut s = format!(
-        "bin={}\ncase \"$bin\" in /*) ;; *) bin=\"$PWD/$bin\" ;; esac\n",
-        shell_quote(bin)
-    );
+    let mut s = crate::remote::binary_line(bin);
     s += &format!(
         "mkdir -p {d}/values && cd {d} || exit 1\nd=$PWD\n",
         d = shell_quote(&dir)
     );
-    for cmd in &ex.pre_launch {
-        s += &format!("{cmd} >&2\n");
-    }
-    for (k, v) in &ex.env {
-        s += &format!("export {}={}\n", shell_quote(k), shell_quote(v));
-    }
+    s += &crate::remote::launch_lines(ex);
     // A worker that ended otherwise than by its request pipe closing leaves what its task
     // wrote to stderr in its scratch file: passed on to ssh's stderr, so the dispatcher
     // shows it with the lost worker.

@@ -279,30 +279,18 @@ fn a_deep_home_does_not_break_the_shared_connection() {
     let Some(s) = server() else { return };
     // A home and a temporary directory of 100 characters each, as on many HPC file systems.
     let base = tempfile::tempdir().unwrap();
-    let deep = |tag: &str| {
-        let prefix = base.path().join(tag).display().to_string();
-        let p = format!("{prefix}/{}", "d".repeat(100 - prefix.len() - 1));
-        assert_eq!(p.len(), 100);
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    };
-    let (home, tmp) = (deep("h"), deep("t"));
+    let home = covalent_test_support::deep_dir(base.path(), "h", 100);
+    let tmp = covalent_test_support::deep_dir(base.path(), "t", 100);
     let sshd_dir = Path::new(&s["COVALENT_SSH_KEY"]).parent().unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "deep_home_child", "--ignored", "--nocapture"])
-        .env(DEEP_CHILD, "1")
-        .env("HOME", &home)
-        .env("TMPDIR", &tmp)
-        .env("COVALENT_SSHD_DIR", sshd_dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    covalent_test_support::run_ignored_test(
+        "deep_home_child",
+        &[
+            (DEEP_CHILD, "1".as_ref()),
+            ("HOME", home.as_ref()),
+            ("TMPDIR", tmp.as_ref()),
+            ("COVALENT_SSHD_DIR", sshd_dir.as_os_str()),
+        ],
     );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 passed"), "{text}");
 }
 
 #[test]
