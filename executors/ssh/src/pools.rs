@@ -198,8 +198,7 @@ impl SshExecutor {
     fn slots_per_host(&self) -> u32 {
         self.slots_per_host
             .unwrap_or(if self.reuse_workers {
-                self.max_workers
-                    .unwrap_or(self.ssh.max_sessions.saturating_sub(2))
+                self.worker_cap()
             } else {
                 self.ssh.max_sessions.saturating_sub(2)
             })

@@ -265,10 +265,29 @@ async fn fetch_output(
     wd: &str,
     file: &OutputFile,
 ) -> Result<Output, ExecutorError> {
+    let path = format!("{}/{}", wd.trim_end_matches('/'), file.name());
+    let out = download_output(ex, s, ctx, &path, file).await;
+    let clean = if ex.do_cleanup && ex.create_unique_workdir {
+        remove_script(wd)
+    } else {
+        format!("rm -f {}", shell_quote(&path))
+    };
+    let _ = ex.call(s, &clean).await;
+    out
+}
+
+/// Brings the output file at `path` there to this side (streamed; at least a second per
+/// megabyte on top of the step time limit), checks it and makes it the node's value.
+pub(crate) async fn download_output(
+    ex: &SshExecutor,
+    s: &Session,
+    ctx: &TaskContext,
+    path: &str,
+    file: &OutputFile,
+) -> Result<Output, ExecutorError> {
     let tmp = value_download_path(ctx)?;
     let limit = ex.step_timeout() + Duration::from_secs(file.n / 1_000_000);
-    let path = format!("{}/{}", wd.trim_end_matches('/'), file.name());
-    let out = match s.download(&path, &tmp, limit).await {
+    match s.download(path, &tmp, limit).await {
         Ok(_) => adopt_value_file(&tmp, file, ctx),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -278,14 +297,7 @@ async fn fetch_output(
                 s.target()
             )))
         }
-    };
-    let clean = if ex.do_cleanup && ex.create_unique_workdir {
-        remove_script(wd)
-    } else {
-        format!("rm -f {}", shell_quote(&path))
-    };
-    let _ = ex.call(s, &clean).await;
-    out
+    }
 }
 
 /// What the waiting session saw: the collected output, ssh's exit code and stderr.

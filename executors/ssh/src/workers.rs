@@ -16,13 +16,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
 
 use covalent::executor::serve::{ServingWorker, StderrCapture};
 use covalent::executor::worker::TaskEnvelope;
 use covalent::executor::worker::{
-    SERVE_ENV, SERVE_STREAMS_DIR_ENV, ServeRequest, adopt_value_file, signal_name,
-    value_download_path, with_stderr_tail,
+    SERVE_ENV, SERVE_STREAMS_DIR_ENV, ServeRequest, signal_name, with_stderr_tail,
 };
 use covalent::executor::{ExecutorError, Output, TaskContext};
 use covalent_remote::{Session, SessionHold, shell_quote};
@@ -55,7 +53,7 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl SshExecutor {
     /// Workers per host at most.
-    fn worker_cap(&self) -> u32 {
+    pub(crate) fn worker_cap(&self) -> u32 {
         self.max_workers
             .unwrap_or(self.ssh.max_sessions.saturating_sub(2))
             .max(1)
@@ -302,20 +300,8 @@ async fn run_on(
     let output = match reply.result.output_file().cloned() {
         None => reply.result.into_output(),
         Some(file) => {
-            let tmp = value_download_path(ctx)?;
             let path = format!("{}/values/{}", w.dir, file.name());
-            let limit = ex.step_timeout() + Duration::from_secs(file.n / 1_000_000);
-            let got = match s.download(&path, &tmp, limit).await {
-                Ok(_) => adopt_value_file(&tmp, &file, ctx),
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    Err(ExecutorError::Failed(format!(
-                        "reading back the task's output ({} bytes) from {}: {e}",
-                        file.n,
-                        s.target()
-                    )))
-                }
-            };
+            let got = crate::remote::download_output(ex, s, ctx, &path, &file).await;
             s.fire_and_forget(&format!("rm -f {}", shell_quote(&path)));
             got
         }
