@@ -71,13 +71,18 @@ pub struct ElectronDef {
     pub call_before: &'static [Hook],
     /// `call_after` option.
     pub call_after: &'static [Hook],
+    /// `files` option: transfers before and after the body, where it runs.
+    pub files: &'static [crate::files::Transfer],
     /// The body.
     pub body: Body,
 }
 
 impl ElectronDef {
     pub(crate) fn has_hooks(&self) -> bool {
-        !self.deps_bash.is_empty() || !self.call_before.is_empty() || !self.call_after.is_empty()
+        !self.deps_bash.is_empty()
+            || !self.call_before.is_empty()
+            || !self.call_after.is_empty()
+            || !self.files.is_empty()
     }
 }
 
@@ -173,6 +178,9 @@ pub enum TaskError {
     /// A `deps_bash` command or a `call_before`/`call_after` hook failed.
     #[error("{0}")]
     Hook(String),
+    /// A file transfer before or after the body failed.
+    #[error("{0}")]
+    Transfer(String),
 }
 
 impl TaskError {
@@ -183,6 +191,7 @@ impl TaskError {
             TaskError::Panicked(_) => ErrorKind::Panic,
             TaskError::Input(_) => ErrorKind::BadInput,
             TaskError::Hook(_) => ErrorKind::Hook,
+            TaskError::Transfer(_) => ErrorKind::Transfer,
         }
     }
 }

@@ -42,11 +42,14 @@ pub enum ErrorKind {
     /// good): not retried, so no second copy runs beside it; `covalent resume` follows it and
     /// `covalent cancel` stops it through its recorded job handle.
     LostContact,
+    /// A file transfer before or after the task failed (a missing source, a refused
+    /// destination, a checksum mismatch, a transfer cut short); retried.
+    Transfer,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::User,
         ErrorKind::Panic,
         ErrorKind::Hook,
@@ -59,6 +62,7 @@ impl ErrorKind {
         ErrorKind::WorkerLost,
         ErrorKind::UpstreamFailed,
         ErrorKind::LostContact,
+        ErrorKind::Transfer,
     ];
 
     /// The name used in records, the CLI and the UI (`"timed_out"`, ...).
@@ -76,6 +80,7 @@ impl ErrorKind {
             ErrorKind::WorkerLost => "worker_lost",
             ErrorKind::UpstreamFailed => "upstream_failed",
             ErrorKind::LostContact => "lost_contact",
+            ErrorKind::Transfer => "transfer",
         }
     }
 
@@ -96,6 +101,7 @@ impl ErrorKind {
                 | ErrorKind::TimedOut
                 | ErrorKind::Executor
                 | ErrorKind::WorkerLost
+                | ErrorKind::Transfer
         )
     }
 }

@@ -102,6 +102,9 @@ pub(crate) async fn catch_future(f: TaskFuture) -> Result<Output, TaskError> {
 
 /// Runs `deps_bash` commands and `call_before` hooks.
 pub(crate) fn run_before_hooks(def: &ElectronDef) -> Result<(), TaskError> {
+    if !def.files.is_empty() {
+        crate::files::run_transfers(crate::files::Order::Before).map_err(TaskError::Transfer)?;
+    }
     for cmd in def.deps_bash {
         let out = std::process::Command::new("bash")
             .arg("-c")
@@ -131,7 +134,21 @@ pub(crate) fn run_after_hooks(def: &ElectronDef) -> Result<(), TaskError> {
         catch(|| (h.run)().map_err(TaskError::Hook))
             .map_err(|e| TaskError::Hook(format!("call_after `{}` failed: {e}", h.name)))?;
     }
+    if !def.files.is_empty() {
+        crate::files::run_transfers(crate::files::Order::After).map_err(TaskError::Transfer)?;
+    }
     Ok(())
+}
+
+/// A body's failure as the task's error: a transfer error when a file the body asked for
+/// could not be brought (its own error then usually just passes that on).
+pub(crate) fn classify(e: TaskError) -> TaskError {
+    match (&e, crate::files::failed_transfer()) {
+        (TaskError::Failed(_) | TaskError::Panicked(_), Some(t)) => {
+            TaskError::Transfer(format!("{t} (the electron failed with: {e})"))
+        }
+        _ => e,
+    }
 }
 
 /// Runs a sync electron's hooks and body here: `deps_bash`, `call_before`, the body,
@@ -142,7 +159,7 @@ pub(crate) fn run_sync(
     args: &mut crate::electron::Args,
 ) -> Result<Output, TaskError> {
     run_before_hooks(def)?;
-    let v = catch(|| body(args))?;
+    let v = catch(|| body(args)).map_err(classify)?;
     run_after_hooks(def)?;
     Ok(v)
 }

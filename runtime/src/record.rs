@@ -116,6 +116,9 @@ pub struct NodeRecord {
     pub stderr: String,
     /// Every attempt.
     pub attempts: Vec<AttemptRecord>,
+    /// File transfers before and after the task, every attempt's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<crate::files::TransferRecord>,
     /// Start time.
     pub start_time: Option<DateTime<Utc>>,
     /// End time.

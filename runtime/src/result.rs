@@ -272,6 +272,10 @@ impl<'a> NodeResult<'a> {
     pub fn job_handle(&self) -> Option<crate::executor::JobHandle> {
         self.extra(|x| x.job_handle.clone()).flatten()
     }
+    /// Its file transfers (`files = [...]`, `File` inputs and outputs), every attempt's.
+    pub fn transfers(&self) -> Vec<crate::files::TransferRecord> {
+        self.extra(|x| x.transfers.clone()).unwrap_or_default()
+    }
     /// Its inputs: `(source node id, edge name)`, ordering edges included.
     pub fn inputs(&self) -> Vec<(usize, String)> {
         self.run
@@ -406,6 +410,7 @@ pub(crate) fn node_of(run: &Run, i: usize) -> NodeRecord {
         stdout: view.stdout(),
         stderr: view.stderr(),
         attempts,
+        transfers: view.transfers(),
         start_time: view.start_time(),
         end_time: view.end_time(),
         job_handle: view.job_handle().map(|h| h.0),

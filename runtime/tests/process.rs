@@ -70,6 +70,7 @@ fn envelope_for_shout() -> TaskEnvelope {
         deps_bash: vec![],
         hooks: vec![],
         build: None,
+        files: Default::default(),
     }
 }
 

@@ -168,6 +168,7 @@ fn a_worker_without_stream_files_sends_the_streams_in_its_replies() {
             deps_bash: vec![],
             hooks: vec![],
             build: None,
+            files: Default::default(),
         },
         dir: std::env::temp_dir(),
     };

@@ -41,6 +41,7 @@ pub fn run(ctx: &Context, args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
     } else {
         write!(out, "{t}")?;
     }
+    write_transfers(out, &record.nodes, "")?;
     let shown = record.nodes.len();
     let what = if args.all { "nodes" } else { "tasks" };
     let (first, next) = (args.offset + 1, args.offset + shown);
@@ -62,6 +63,38 @@ pub fn run(ctx: &Context, args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The file transfers of the nodes shown (`files = [...]`, `File` inputs and outputs), one
+/// line each under its node, after the table.
+fn write_transfers(out: &mut dyn Write, nodes: &[NodeRecord], prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        if !nodes.iter().any(has_transfers) {
+            return Ok(());
+        }
+        writeln!(out)?;
+        writeln!(out, "File transfers")?;
+        writeln!(out, "--------------")?;
+    }
+    for n in nodes {
+        if !n.transfers.is_empty() {
+            writeln!(out, "{prefix}{} {}:", n.id, n.name)?;
+            for t in &n.transfers {
+                writeln!(out, "  #{} {}", t.attempt, t.line())?;
+            }
+        }
+        if let Some(sub) = &n.sublattice {
+            write_transfers(out, &sub.nodes, &format!("{prefix}{}/", n.id))?;
+        }
+    }
+    Ok(())
+}
+
+fn has_transfers(n: &NodeRecord) -> bool {
+    !n.transfers.is_empty()
+        || n.sublattice
+            .as_ref()
+            .is_some_and(|s| s.nodes.iter().any(has_transfers))
 }
 
 /// A job handle in a word: `job:695` (Slurm), `pid:4711` (a local process),

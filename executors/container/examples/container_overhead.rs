@@ -112,6 +112,7 @@ fn main() {
         deps_bash: vec![],
         hooks: vec![],
         build: None,
+        files: Default::default(),
     }
     .write(&dir.path().join("task.json"))
     .expect("envelope");

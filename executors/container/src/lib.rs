@@ -47,6 +47,7 @@ use std::process::Stdio;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use covalent::executor::files::LocalTaskDir;
 use covalent::executor::worker::{
     ResultEnvelope, TaskEnvelope, current_binary, signal_name, with_stderr_tail,
 };
@@ -328,7 +329,13 @@ impl Executor for ContainerExecutor {
             },
         )
         .map_err(config)?;
-        let envelope = TaskEnvelope::of(&task, ctx)?;
+        let mut envelope = TaskEnvelope::away(&task, ctx, None)?;
+        // The files of this machine the task needs, into its (mounted) directory.
+        let access = LocalTaskDir(dir.clone());
+        if let Err(e) = envelope.send_files(&access, ctx).await {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         std::fs::create_dir_all(&dir)
             .and_then(|_| envelope.write(&dir.join("task.json")))
             .map_err(|e| {
@@ -377,10 +384,18 @@ impl Executor for ContainerExecutor {
         PRINTED.lock().unwrap().remove(&name);
         let status =
             status.map_err(|e| failed(format!("waiting for {}: {e}", engine.program())))?;
-        // Read (a large output moved out of the task dir) before the dir goes.
-        let result = std::fs::read(dir.join("result.json"))
-            .ok()
-            .map(|b| ResultEnvelope::parse(&b).and_then(|r| r.into_output_in(&dir, ctx)));
+        // Read (a large output moved out of the task dir, files brought home) before the dir
+        // goes.
+        let result = match std::fs::read(dir.join("result.json")).ok() {
+            Some(b) => Some(match ResultEnvelope::parse(&b) {
+                Ok(r) => match r.receive_files(&access, ctx).await {
+                    Ok(()) => r.into_output_in(&dir, ctx),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }),
+            None => None,
+        };
         let _ = std::fs::remove_dir_all(&dir);
         // It ended: --rm removed it (or `remove = false` keeps it on purpose), except when the
         // engine itself failed half-way (125), after which a created container may be left.
@@ -485,9 +500,16 @@ impl Executor for ContainerExecutor {
             ),
         };
         ctx.record_streams(stdout, stderr.clone());
-        let result = std::fs::read(h.dir.join("result.json"))
-            .ok()
-            .map(|b| ResultEnvelope::parse(&b).and_then(|r| r.into_output_in(&h.dir, ctx)));
+        let result = match std::fs::read(h.dir.join("result.json")).ok() {
+            Some(b) => Some(match ResultEnvelope::parse(&b) {
+                Ok(r) => match r.receive_files(&LocalTaskDir(h.dir.clone()), ctx).await {
+                    Ok(()) => r.into_output_in(&h.dir, ctx),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }),
+            None => None,
+        };
         if self.remove {
             let _ = self
                 .engine_cmd(&program, &h.engine.remove_args(&h.container))

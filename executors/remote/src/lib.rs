@@ -43,6 +43,7 @@ mod login_shell;
 mod options;
 mod session;
 mod stage;
+mod transfer;
 
 pub use covalent::executor::worker::shell_quote;
 pub use error::RemoteError;
@@ -50,6 +51,7 @@ pub use exec::{Input, Reply, fire_and_forget_local, run_local};
 pub use options::{ALIASES, SshOptions};
 pub use session::{Retry, Session, SessionHold};
 pub use stage::{stage_binary_locally, staged_name, staged_path};
+pub use transfer::RemoteTaskDir;
 
 #[cfg(test)]
 mod tests {

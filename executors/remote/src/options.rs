@@ -58,6 +58,9 @@ pub struct SshOptions {
     pub max_sessions: u32,
     /// Your own `ControlMaster` socket to ride on, instead of a connection of ours.
     pub control_path: Option<String>,
+    /// The rsync program on the host, for file transfers (default: `rsync` on its `PATH`);
+    /// when it is missing there (or here), transfers fall back to scp.
+    pub rsync_path: Option<String>,
 }
 
 /// Sessions at once on one connection by default: OpenSSH's `MaxSessions` is 10, and a
@@ -78,6 +81,7 @@ impl Default for SshOptions {
             options: Vec::new(),
             max_sessions: DEFAULT_MAX_SESSIONS,
             control_path: None,
+            rsync_path: None,
         }
     }
 }
@@ -111,6 +115,7 @@ impl SshOptions {
         let identity = SshOptions {
             connect_timeout: Duration::ZERO,
             max_sessions: 0,
+            rsync_path: None,
             ..self.clone()
         };
         let text = serde_json::to_string(&identity).unwrap_or_default();
@@ -141,6 +146,7 @@ const KEYS: &[&str] = &[
     "options",
     "max_sessions",
     "control_path",
+    "rsync_path",
     "host",
     "user",
     "key",
@@ -246,6 +252,7 @@ impl<'de> Visitor<'de> for OptionsVisitor {
                     }
                 }
                 "control_path" => o.control_path = map.next_value()?,
+                "rsync_path" => o.rsync_path = map.next_value()?,
                 _ => o.options = map.next_value()?,
             }
         }

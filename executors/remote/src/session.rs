@@ -188,6 +188,21 @@ impl Session {
         &self.inner.control_path
     }
 
+    /// The `ssh` arguments of this connection, ending in `-- host`.
+    pub(crate) fn raw_args(&self) -> &[OsString] {
+        &self.inner.args
+    }
+
+    /// A place among the connection's sessions (held while a command of ours runs on it).
+    pub(crate) async fn session_place(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.inner
+            .limits
+            .all
+            .acquire()
+            .await
+            .expect("the session semaphore is never closed")
+    }
+
     /// What identifies the connection (a short hash of the options).
     pub(crate) fn key(&self) -> &str {
         &self.inner.key

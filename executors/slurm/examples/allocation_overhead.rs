@@ -125,6 +125,7 @@ fn worker_command(dir: &Path) -> String {
         deps_bash: vec![],
         hooks: vec![],
         build: None,
+        files: Default::default(),
     };
     env.write(&dir.join("task.json")).expect("envelope");
     let bin = std::env::current_exe().expect("binary");

@@ -362,7 +362,7 @@ pub(crate) async fn run(
             opts.time
         )));
     }
-    let envelope = TaskEnvelope::of(&task, ctx)?;
+    let mut envelope = TaskEnvelope::away(&task, ctx, host.authority())?;
     // A slot, and its worker; tried again on another allocation when the one given turns out
     // to run no more (cancelled from outside, ended, its node gone).
     let mut tries = 0;
@@ -410,11 +410,22 @@ pub(crate) async fn run(
         host: host.label(),
     });
     let values = format!("{dir}/values");
+    // The task runs in a directory of the worker's, emptied for each task; the files of this
+    // machine it needs go there first.
+    let task_dir = format!("{}/task", worker.dir.display());
+    envelope.files.dir = Some(task_dir.clone());
+    envelope.files.fresh_dir = true;
+    let access = host.task_dir(&task_dir, ex.command_timeout);
+    let worker_dir = worker.dir.join("values");
+    let out_worker = out.worker.insert(worker);
+    if let Err(e) = envelope.send_files(&*access, ctx).await {
+        out.give_back();
+        return Err(e);
+    }
     let request = ServeRequest {
         task: envelope,
-        dir: worker.dir.join("values"),
+        dir: worker_dir,
     };
-    let out_worker = out.worker.insert(worker);
     // Dropped while waiting (a time limit, a cancel): `out` cancels the step.
     let reply = match out_worker.serving.request(&request).await {
         Ok(r) => r,
@@ -443,6 +454,7 @@ pub(crate) async fn run(
     if let Some((o, e)) = &reply.streams {
         ctx.record_streams(o.clone(), e.clone());
     }
+    let received = reply.result.receive_files(&*access, ctx).await;
     let output = match reply.result.output_file().cloned() {
         None => reply.result.into_output(),
         Some(file) if host.is_remote() => {
@@ -468,6 +480,7 @@ pub(crate) async fn run(
         Some(_) => reply.result.into_output_in(Path::new(&values), ctx),
     };
     out.give_back();
+    received?;
     output
 }
 

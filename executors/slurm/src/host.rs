@@ -9,8 +9,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use covalent::executor::files::{LocalTaskDir, TaskDirAccess};
+use covalent::executor::worker::FETCH_MARKER;
 use covalent_remote::{
-    Input, RemoteError, Reply, Session, SshOptions, fire_and_forget_local, run_local, shell_quote,
+    Input, RemoteError, RemoteTaskDir, Reply, Session, SshOptions, fire_and_forget_local,
+    run_local, shell_quote,
 };
 
 /// How many times this process ran each Slurm command (through any slurm executor): for
@@ -65,6 +68,11 @@ impl Host {
     /// This host.
     pub fn local() -> Host {
         Host { ssh: None }
+    }
+
+    /// The login node as an ssh authority (`user@host:port`), when commands go through one.
+    pub fn authority(&self) -> Option<String> {
+        self.ssh.as_ref().map(|s| s.options().label())
     }
 
     /// A login node.
@@ -169,7 +177,10 @@ impl Host {
                 .iter()
                 .map(|n| std::fs::read(Path::new(dir).join(n)).ok())
                 .collect();
-            if remove && !has_value_file(Path::new(dir)) {
+            if remove
+                && !has_value_file(Path::new(dir))
+                && !Path::new(dir).join(FETCH_MARKER).exists()
+            {
                 let _ = std::fs::remove_dir_all(dir);
             }
             return Ok(files);
@@ -183,7 +194,7 @@ impl Host {
         );
         if remove {
             script.push_str(&format!(
-                "; for v in value-*.json; do [ -e \"$v\" ] && exit 0; done; cd && rm -rf {d}"
+                "; for v in value-*.json {FETCH_MARKER}; do [ -e \"$v\" ] && exit 0; done; cd && rm -rf {d}"
             ));
         }
         let out = self
@@ -211,6 +222,18 @@ impl Host {
             rest = &rest[n..];
         }
         Ok(files)
+    }
+
+    /// How the dispatcher reaches the task directory `dir` there, for file transfers.
+    pub fn task_dir(&self, dir: &str, timeout: Duration) -> Box<dyn TaskDirAccess + '_> {
+        match &self.ssh {
+            None => Box::new(LocalTaskDir(dir.into())),
+            Some(s) => Box::new(RemoteTaskDir {
+                session: s,
+                dir: dir.to_string(),
+                timeout,
+            }),
+        }
     }
 
     /// Copies `dir/name` there to `dest` here, streamed (over SSH: `cat`, never held in

@@ -353,6 +353,12 @@ impl SlurmExecutor {
         ctx.record_streams(stdout, stderr.clone());
         if let Some(bytes) = result {
             let envelope = ResultEnvelope::parse(&bytes)?;
+            let received = envelope.receive_files(&*host.task_dir(dir, t), ctx).await;
+            if !envelope.fetch.is_empty() && self.cleanup && envelope.output_file().is_none() {
+                // Kept for the files brought home above: gone now.
+                host.remove(dir, t).await;
+            }
+            received?;
             let Some(file) = envelope.output_file().cloned() else {
                 return envelope.into_output();
             };
@@ -401,6 +407,21 @@ impl SlurmExecutor {
             }
         };
         Err(self.job_error(id, &record, worker_status.as_deref(), &stderr, slurm_limit))
+    }
+
+    /// Sends the files of this machine the task needs into its job directory `dir`; the
+    /// envelope to write there.
+    async fn send_files(
+        &self,
+        host: &Host,
+        dir: &str,
+        mut envelope: TaskEnvelope,
+        ctx: &TaskContext,
+    ) -> Result<Vec<u8>, ExecutorError> {
+        envelope
+            .send_files(&*host.task_dir(dir, self.command_timeout), ctx)
+            .await?;
+        Ok(envelope.to_json().into_bytes())
     }
 
     /// The id of the job named `name` (the attempt's name, or its array's), if Slurm knows
@@ -498,7 +519,7 @@ impl Executor for SlurmExecutor {
             };
             script::render(self, &job)
         };
-        let envelope = TaskEnvelope::of(&task, ctx)?.to_json().into_bytes();
+        let envelope = TaskEnvelope::away(&task, ctx, host.authority())?;
         let poller = self.poller();
         // Kept to the end: the last task of an array removes the array's directory.
         let mut _membership = None;
@@ -526,6 +547,13 @@ impl Executor for SlurmExecutor {
                 array_index: Some(m.index),
             };
             ctx.set_job_handle(&handle);
+            let envelope = match self.send_files(&host, &dir, envelope, ctx).await {
+                Ok(e) => e,
+                Err(e) => {
+                    host.remove(&dir, t).await;
+                    return Err(e);
+                }
+            };
             if let Err(e) = host.put(&dir, "task.json", envelope, t).await {
                 host.remove(&dir, t).await;
                 return Err(failed(e));
@@ -551,6 +579,13 @@ impl Executor for SlurmExecutor {
                 array_index: None,
             };
             ctx.set_job_handle(&handle);
+            let envelope = match self.send_files(&host, &dir, envelope, ctx).await {
+                Ok(e) => e,
+                Err(e) => {
+                    host.remove(&dir, t).await;
+                    return Err(e);
+                }
+            };
             if let Err(e) = host.put(&dir, "task.json", envelope, t).await {
                 host.remove(&dir, t).await;
                 return Err(failed(e));

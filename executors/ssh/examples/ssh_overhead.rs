@@ -61,6 +61,7 @@ fn envelope() -> TaskEnvelope {
         deps_bash: vec![],
         hooks: vec![],
         build: None,
+        files: Default::default(),
     }
 }
 

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use covalent::executor::worker::{
-    OutputFile, RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, adopt_value_file, tail,
-    value_download_path, with_stderr_tail,
+    FETCH_MARKER, OutputFile, RESULT_ENV, ResultEnvelope, TASK_ENV, TaskEnvelope, adopt_value_file,
+    tail, value_download_path, with_stderr_tail,
 };
 use covalent::executor::{ExecutorError, Output, Task, TaskContext};
 
-use covalent_remote::{Input, Reply, Retry, Session, shell_quote};
+use covalent_remote::{Input, RemoteTaskDir, Reply, Retry, Session, shell_quote};
 use tokio::io::AsyncWriteExt;
 
 use crate::{SshError, SshExecutor};
@@ -62,11 +62,35 @@ impl SshExecutor {
         task: &Task,
         ctx: &TaskContext,
     ) -> Result<TaskEnvelope, ExecutorError> {
-        let mut envelope = TaskEnvelope::of(task, ctx)?;
+        let mut envelope = TaskEnvelope::away(task, ctx, None)?;
         if self.remote_binary.is_some() {
             envelope.build =
                 Some(covalent::executor::worker::binary_hash().map_err(ExecutorError::Failed)?);
         }
+        Ok(envelope)
+    }
+
+    /// The task directory `wd` there, for file transfers.
+    pub(crate) fn task_dir<'a>(&self, s: &'a Session, wd: &str) -> RemoteTaskDir<'a> {
+        RemoteTaskDir {
+            session: s,
+            dir: wd.to_string(),
+            timeout: self.step_timeout(),
+        }
+    }
+
+    /// The envelope for this host: files made there are named by it, and the files of this
+    /// machine the task needs are sent into `wd` first.
+    pub(crate) async fn envelope_for_host(
+        &self,
+        envelope: &TaskEnvelope,
+        s: &Session,
+        wd: &str,
+        ctx: &TaskContext,
+    ) -> Result<TaskEnvelope, ExecutorError> {
+        let mut envelope = envelope.clone();
+        envelope.files.here = Some(s.options().label());
+        envelope.send_files(&self.task_dir(s, wd), ctx).await?;
         Ok(envelope)
     }
 
@@ -142,7 +166,7 @@ fn task_script(ex: &SshExecutor, wd: &str, bin: &str) -> String {
             format!("*/{}", shell_quote(rel))
         };
         s += &format!(
-            "ls value-*.json >/dev/null 2>&1 || case \"$covalent_wd\" in {pattern}) cd / && rm -rf \"$covalent_wd\"; rmdir \"${{covalent_wd%/*}}\" 2>/dev/null ;; esac; true\n"
+            "{{ ls value-*.json || test -e {FETCH_MARKER}; }} >/dev/null 2>&1 || case \"$covalent_wd\" in {pattern}) cd / && rm -rf \"$covalent_wd\"; rmdir \"${{covalent_wd%/*}}\" 2>/dev/null ;; esac; true\n"
         );
     }
     s
@@ -223,9 +247,21 @@ async fn finish(
     match c.result {
         Some(r) => {
             let envelope = ResultEnvelope::parse(r.as_bytes())?;
+            let received = envelope.receive_files(&ex.task_dir(s, wd), ctx).await;
             match envelope.output_file().cloned() {
-                None => envelope.into_output(),
-                Some(file) => fetch_output(ex, s, ctx, wd, &file).await,
+                None => {
+                    if !envelope.fetch.is_empty() && ex.do_cleanup && ex.create_unique_workdir {
+                        // Kept for the files brought home above: gone now.
+                        let _ = ex.call(s, &remove_script(wd)).await;
+                    }
+                    received?;
+                    envelope.into_output()
+                }
+                Some(file) => {
+                    let out = fetch_output(ex, s, ctx, wd, &file).await;
+                    received?;
+                    out
+                }
             }
         }
         None => {
@@ -444,7 +480,11 @@ pub(crate) async fn run(
     let s = ex.session().map_err(Failure::before_start)?;
     let bin = ex.ensure_binary(&s).await.map_err(Failure::before_start)?;
     let wd = ex.workdir(ctx);
-    let envelope = envelope.to_json();
+    let envelope = ex
+        .envelope_for_host(envelope, &s, &wd, ctx)
+        .await
+        .map_err(Failure::Other)?
+        .to_json();
     let script = task_script(ex, &wd, &bin);
     // Recorded before the launch: a crash before the pid comes back is found by the work
     // directory (its `pid` file).

@@ -266,15 +266,28 @@ async fn run_on(
     ctx.set_job_handle(serde_json::json!({
         "host": s.label(), "worker": worker.pid, "workdir": worker.dir,
     }));
-    let request = ServeRequest {
-        task: envelope,
-        dir: PathBuf::from(format!("{}/values", worker.dir)),
-    };
     let mut out = CheckedOut {
         pool,
         session: s.clone(),
         worker: Some(worker),
         _slot: slot,
+    };
+    let worker_dir = out.worker.as_ref().expect("just set").dir.clone();
+    // The task runs in a directory of the worker's, emptied for each task.
+    let task_dir = format!("{worker_dir}/task");
+    let mut envelope = envelope;
+    envelope.files.dir = Some(task_dir.clone());
+    envelope.files.fresh_dir = true;
+    let envelope = match ex.envelope_for_host(&envelope, s, &task_dir, ctx).await {
+        Ok(e) => e,
+        Err(e) => {
+            out.give_back();
+            return Err(e);
+        }
+    };
+    let request = ServeRequest {
+        task: envelope,
+        dir: PathBuf::from(format!("{worker_dir}/values")),
     };
     let w = out.worker.as_ref().expect("just set");
     // Dropped while waiting (a time limit, a cancel): `out` kills the worker.
@@ -297,6 +310,10 @@ async fn run_on(
     if let Some((o, e)) = &reply.streams {
         ctx.record_streams(o.clone(), e.clone());
     }
+    let received = reply
+        .result
+        .receive_files(&ex.task_dir(s, &task_dir), ctx)
+        .await;
     let output = match reply.result.output_file().cloned() {
         None => reply.result.into_output(),
         Some(file) => {
@@ -307,6 +324,7 @@ async fn run_on(
         }
     };
     out.give_back();
+    received?;
     output
 }
 

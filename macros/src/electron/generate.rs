@@ -236,6 +236,14 @@ pub(super) fn generate(e: &Electron) -> TokenStream {
     };
     let signature_tys = inner_params.iter().map(|p| &p.ty);
     let signature = quote!(|| ::core::any::TypeId::of::<fn(#(#signature_tys),*) -> #node_output>());
+    let files = options.files.iter().map(|f| {
+        let (from, to) = (&f.from, &f.to);
+        if f.before {
+            quote!(::covalent::files::stage_in(#from, #to))
+        } else {
+            quote!(::covalent::files::stage_out(#from, #to))
+        }
+    });
     let call_before = hooks(&options.call_before);
     let call_after = hooks(&options.call_after);
     let mod_doc = if ident.to_string().starts_with("r#") {
@@ -272,6 +280,7 @@ pub(super) fn generate(e: &Electron) -> TokenStream {
                 deps_bash: #deps_bash,
                 call_before: #call_before,
                 call_after: #call_after,
+                files: &[#(#files),*],
                 body: #body,
             };
 

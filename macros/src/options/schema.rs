@@ -26,6 +26,7 @@ pub(crate) const ELECTRON: Schema = Schema {
         ("deps_bash", "[\"pip install numpy\"]"),
         ("call_before", "[setup]"),
         ("call_after", "[cleanup]"),
+        ("files", "[stage_in(\"data/in.csv\", \"in.csv\")]"),
     ],
 };
 

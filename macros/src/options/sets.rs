@@ -12,7 +12,9 @@ use syn::{LitStr, Path};
 use crate::errors::Errors;
 use crate::options::schema::{ELECTRON, LATTICE};
 use crate::options::syntax::parse;
-use crate::options::values::{ExecutorOpt, deps_bash, fail_fast, hooks, name, retries, time_limit};
+use crate::options::values::{
+    ExecutorOpt, FileTransferOpt, deps_bash, fail_fast, files, hooks, name, retries, time_limit,
+};
 
 /// The options of `#[electron(...)]`.
 #[derive(Default)]
@@ -24,6 +26,7 @@ pub(crate) struct ElectronOptions {
     pub(crate) deps_bash: Vec<LitStr>,
     pub(crate) call_before: Vec<Path>,
     pub(crate) call_after: Vec<Path>,
+    pub(crate) files: Vec<FileTransferOpt>,
 }
 
 impl ElectronOptions {
@@ -39,6 +42,7 @@ impl ElectronOptions {
             "retries" => options.retries = errors.check(retries(value)),
             "time_limit" => options.time_limit = errors.check(time_limit(value)),
             "deps_bash" => options.deps_bash = errors.check(deps_bash(value)).unwrap_or_default(),
+            "files" => options.files = errors.check(files(value)).unwrap_or_default(),
             "call_before" | "call_after" => {
                 let hooks = errors.check(hooks(key, value)).unwrap_or_default();
                 if key == "call_before" {

@@ -144,6 +144,138 @@ pub(crate) fn deps_bash(value: &Expr) -> syn::Result<Vec<LitStr>> {
     errors.into_error().map_or(Ok(commands), Err)
 }
 
+/// One `files = [...]` entry: `stage_in(from, to)` (before the task) or `stage_out(from, to)`.
+pub(crate) struct FileTransferOpt {
+    pub(crate) before: bool,
+    pub(crate) from: LitStr,
+    pub(crate) to: LitStr,
+}
+
+const FILES_EXAMPLE: &str = "`files = [stage_in(\"data/in.csv\", \"in.csv\"), stage_out(\"out.csv\", \"results/out.csv\")]`";
+
+/// Checks a location outside the task (a path or URI) as the runtime will parse it.
+fn check_location(s: &str, before: bool) -> Result<(), String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("an empty location".into());
+    }
+    if let Some(rest) = s.strip_prefix("file://") {
+        let path = rest.strip_prefix("localhost").unwrap_or(rest);
+        if !path.starts_with('/') {
+            return Err(format!(
+                "`{s}`: a file:// URI needs an absolute path (file:///data/x.csv); write a relative path without file://"
+            ));
+        }
+        return Ok(());
+    }
+    if s.starts_with("http://") || s.starts_with("https://") {
+        if !before {
+            return Err(format!(
+                "`{s}`: HTTP transfers are downloads (stage_in); send results to a path or an ssh:// URI"
+            ));
+        }
+        let host = s.split_once("://").map(|x| x.1).unwrap_or_default();
+        if host.is_empty() || host.starts_with('/') {
+            return Err(format!("`{s}`: an HTTP URL needs a host"));
+        }
+        return Ok(());
+    }
+    if let Some(rest) = s.strip_prefix("ssh://") {
+        let Some(i) = rest.find('/') else {
+            return Err(format!("`{s}`: an ssh:// URI needs a path after the host"));
+        };
+        let authority = &rest[..i];
+        let hostport = authority.rsplit_once('@').map_or(authority, |x| x.1);
+        if let Some((_, port)) = hostport.rsplit_once(':')
+            && port.parse::<u16>().is_err()
+        {
+            return Err(format!("`{s}`: `{port}` is not a port number"));
+        }
+        if hostport.split(':').next().unwrap_or("").is_empty() {
+            return Err(format!("`{s}`: no host name"));
+        }
+        return Ok(());
+    }
+    if let Some(scheme) = s.split_once("://").map(|x| x.0)
+        && !scheme.contains('/')
+    {
+        return Err(format!(
+            "`{s}`: `{scheme}://` is not a transfer covalent makes (paths, file://, ssh://, user@host:path, http:// and https:// are)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a path inside the task's directory.
+fn check_task_path(p: &str) -> Result<(), String> {
+    if p.is_empty() {
+        return Err("an empty path in the task's directory".into());
+    }
+    if p.starts_with('/') || p.contains("://") {
+        return Err(format!(
+            "`{p}` must be a path relative to the task's directory (where the task runs), not an absolute path or URI"
+        ));
+    }
+    if p.split('/').any(|c| c == "..") {
+        return Err(format!("`{p}` leaves the task's directory (`..`)"));
+    }
+    Ok(())
+}
+
+pub(crate) fn files(value: &Expr) -> syn::Result<Vec<FileTransferOpt>> {
+    let mut errors = Errors::default();
+    let mut out = Vec::new();
+    for item in one_or_list(value) {
+        let Expr::Call(call) = peel(item) else {
+            errors.spanned(
+                item,
+                format!("`files` takes `stage_in(from, to)` and `stage_out(from, to)` entries, as in {FILES_EXAMPLE}"),
+            );
+            continue;
+        };
+        let name = match peel(&call.func) {
+            Expr::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+            _ => None,
+        };
+        let before = match name.as_deref() {
+            Some("stage_in") => true,
+            Some("stage_out") => false,
+            _ => {
+                errors.spanned(
+                    &call.func,
+                    format!("`files` entries are `stage_in(from, to)` or `stage_out(from, to)`, as in {FILES_EXAMPLE}"),
+                );
+                continue;
+            }
+        };
+        let args: Vec<&Expr> = call.args.iter().collect();
+        let lits: Vec<Option<LitStr>> = args
+            .iter()
+            .map(|a| match lit(a) {
+                Some(Lit::Str(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        if args.len() != 2 || lits.iter().any(Option::is_none) {
+            errors.spanned(
+                call,
+                "`stage_in` and `stage_out` take two string literals: where from and where to",
+            );
+            continue;
+        }
+        let (from, to) = (lits[0].clone().unwrap(), lits[1].clone().unwrap());
+        let (outside, inside) = if before { (&from, &to) } else { (&to, &from) };
+        if let Err(e) = check_location(&outside.value(), before) {
+            errors.spanned(outside, e);
+        }
+        if let Err(e) = check_task_path(&inside.value()) {
+            errors.spanned(inside, e);
+        }
+        out.push(FileTransferOpt { before, from, to });
+    }
+    errors.into_error().map_or(Ok(out), Err)
+}
+
 pub(crate) fn hooks(key: &str, value: &Expr) -> syn::Result<Vec<Path>> {
     let mut errors = Errors::default();
     let mut paths = Vec::new();

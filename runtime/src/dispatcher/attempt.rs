@@ -99,15 +99,15 @@ impl Run {
         // The first attempt runs here, outside the loop: it is the one that almost always
         // succeeds, and a chain runs millions of them; its success needs no attempt record (the
         // node's own times say it all). It starts when the node does.
-        let first = self.run_sync_here(i, def, body, args);
+        let first = self.run_sync_here(i, def, body, args, 1);
         if first.is_ok() {
             return first;
         }
         let start = self.states[i as usize]
             .start
             .load(std::sync::atomic::Ordering::Relaxed);
-        now_or_never(self.attempts(i, retries, Some((start, first)), |_| {
-            std::future::ready(self.run_sync_here(i, def, body, args))
+        now_or_never(self.attempts(i, retries, Some((start, first)), |n| {
+            std::future::ready(self.run_sync_here(i, def, body, args, n))
         }))
     }
 
@@ -119,13 +119,25 @@ impl Run {
         def: &'static ElectronDef,
         body: fn(&mut Args) -> Result<Output, crate::electron::TaskError>,
         args: &mut Args,
+        n: u32,
     ) -> Result<Output, NodeError> {
         let token = StopToken {
             cancel: self.cancel.clone(),
             node: i as usize,
             given_up: None,
         };
-        cancel::with_token(token, || invoke::run_sync(def, body, args)).map_err(NodeError::from)
+        if def.files.is_empty() && !crate::files::used() {
+            return cancel::with_token(token, || invoke::run_sync(def, body, args))
+                .map_err(NodeError::from);
+        }
+        let scope = scope_here(def, self.results_dir(), i as usize, n).unwrap_or_default();
+        let (r, scope) = crate::files::enter(scope, || {
+            cancel::with_token(token, || invoke::run_sync(def, body, args))
+        });
+        if !scope.records.is_empty() {
+            self.states[i as usize].extra(|x| x.transfers.extend(scope.records));
+        }
+        r.map_err(NodeError::from)
     }
 
     /// Runs a node on the async runtime: executors, time limits, retries, cancellation,
@@ -225,6 +237,7 @@ impl Run {
                 cancel: self.cancel.clone(),
                 job_handle: Mutex::new(None),
                 streams: Mutex::new(None),
+                transfers: Default::default(),
                 body_thread: Mutex::new(None),
                 on_handle: Some(Box::new({
                     let run = Arc::downgrade(self);
@@ -260,6 +273,7 @@ impl Run {
                 let task = Task {
                     def,
                     args: Args::new(args.values.clone()),
+                    files: in_process_files(def, &ctx),
                 };
                 let work = async {
                     e.setup(&ctx).await?;
@@ -288,6 +302,10 @@ impl Run {
         if let Some(h) = ctx.job_handle() {
             self.states[i as usize].extra(|x| x.job_handle = Some(h));
         }
+        let moved = std::mem::take(&mut *ctx.inner.transfers.lock().unwrap());
+        if !moved.is_empty() {
+            self.states[i as usize].extra(|x| x.transfers.extend(moved));
+        }
         let e = match r {
             Ok(v) => return Ok(v),
             Err(e) => NodeError::from(e),
@@ -310,6 +328,46 @@ impl Run {
             _ => Err(e),
         }
     }
+}
+
+/// The files side of running `def` in this process for the attempt of `ctx`, when the electron
+/// has transfers or the program uses files at all (others pay nothing).
+fn in_process_files(
+    def: &'static ElectronDef,
+    ctx: &TaskContext,
+) -> Option<crate::executor::InProcessFiles> {
+    if def.files.is_empty() && !crate::files::used() {
+        return None;
+    }
+    Some(crate::executor::InProcessFiles {
+        scope: scope_here(def, &ctx.inner.results_dir, ctx.node_id(), ctx.attempt())?,
+        sink: ctx.inner.transfers.clone(),
+    })
+}
+
+/// The scope of an electron run in this process: its transfers resolved against the current
+/// directory; with transfers, a directory of its own among the dispatch's results.
+fn scope_here(
+    def: &'static ElectronDef,
+    results: &std::path::Path,
+    node: usize,
+    attempt: u32,
+) -> Option<crate::files::Scope> {
+    let dir = crate::executor::files::attempt_dir_in(results, node, attempt);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    // A plan that does not resolve fails the transfers, with its message.
+    let (planned, failed) = match crate::files::plan(def.files, false, &cwd) {
+        Ok(p) => (p, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    Some(crate::files::Scope {
+        dir: (!def.files.is_empty()).then(|| dir.clone()),
+        attempt_dir: Some(dir),
+        planned,
+        attempt,
+        failed,
+        ..Default::default()
+    })
 }
 
 /// An attempt that has run: its start stamp and its outcome.

@@ -51,6 +51,8 @@ pub(crate) struct NodeExtra {
     pub(crate) stdout: String,
     pub(crate) stderr: String,
     pub(crate) job_handle: Option<JobHandle>,
+    /// File transfers of every attempt, in order.
+    pub(crate) transfers: Vec<crate::files::TransferRecord>,
     pub(crate) executor: Option<ExecutorRef>,
     pub(crate) sub: Option<Arc<Run>>,
     /// An attempt was given up while its body kept running on a thread that cannot be stopped.

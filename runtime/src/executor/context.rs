@@ -39,6 +39,8 @@ pub(crate) struct CtxInner {
     pub cancel: Arc<CancelState>,
     pub job_handle: Mutex<Option<JobHandle>>,
     pub streams: Mutex<Option<(String, String)>>,
+    /// The attempt's file transfers so far (the dispatcher puts them on the node after it).
+    pub transfers: Arc<Mutex<Vec<crate::files::TransferRecord>>>,
     /// Set (by the `local` executor) when the attempt's body runs on a thread of its own that
     /// outlives the attempt if the attempt is given up.
     pub body_thread: Mutex<Option<Arc<BodyThread>>>,
@@ -118,6 +120,7 @@ impl TaskContext {
                 cancel: Arc::new(CancelState::new(None)),
                 job_handle: Mutex::new(None),
                 streams: Mutex::new(None),
+                transfers: Default::default(),
                 body_thread: Mutex::new(None),
                 on_handle: None,
             }),
@@ -175,6 +178,15 @@ impl TaskContext {
     /// Completes when cancellation of this task is requested.
     pub async fn cancelled(&self) {
         self.inner.cancel.wait(self.inner.node_id).await
+    }
+    /// Records a file transfer of this attempt (shown with the node: `covalent show`, the
+    /// record JSON, the UI). Transfers made where the task runs come back in its result
+    /// envelope; [`files::receive`](crate::executor::files::receive) records those.
+    pub fn record_transfer(&self, mut record: crate::files::TransferRecord) {
+        if record.attempt == 0 {
+            record.attempt = self.inner.attempt;
+        }
+        self.inner.transfers.lock().unwrap().push(record);
     }
     /// Records the task's stdout and stderr (shown in the result, appended to `log_stdout` /
     /// `log_stderr`).

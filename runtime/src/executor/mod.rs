@@ -15,6 +15,7 @@
 mod child;
 mod context;
 mod error;
+pub mod files;
 mod local;
 mod options;
 mod process;
@@ -40,6 +41,7 @@ pub(crate) use registry::{find as find_plugin, names as plugin_names};
 #[doc(hidden)]
 pub use select::marker;
 pub use select::{ExecutorRef, ExecutorSel, IntoExecutor};
+pub(crate) use task::InProcessFiles;
 pub use task::Task;
 pub use traits::{Blocking, BlockingExecutor, Executor, Probe};
 

@@ -152,7 +152,10 @@ fn collect(dir: &Path, ctx: &TaskContext, exit: &str) -> Result<Output, Executor
     let (out, err) = (read("stdout"), read("stderr"));
     ctx.record_streams(out, err.clone());
     match ResultEnvelope::read(&dir.join("result.json")) {
-        Ok(r) => r.into_output_in(dir, ctx),
+        Ok(r) => {
+            r.record_transfers(ctx);
+            r.into_output_in(dir, ctx)
+        }
         Err(_) => Err(ExecutorError::WorkerLost(with_stderr_tail(
             format!("the task's process {exit}"),
             &err,

@@ -15,6 +15,15 @@ use crate::value::Output;
 pub struct Task {
     pub(crate) def: &'static ElectronDef,
     pub(crate) args: Args,
+    /// The files side of running it in this process (set by the dispatcher when the electron
+    /// has transfers or the program uses files): its scope and where its transfer records go.
+    pub(crate) files: Option<InProcessFiles>,
+}
+
+/// The files side of a task run in this process.
+pub(crate) struct InProcessFiles {
+    pub(crate) scope: crate::files::Scope,
+    pub(crate) sink: std::sync::Arc<std::sync::Mutex<Vec<crate::files::TransferRecord>>>,
 }
 
 impl fmt::Debug for Task {
@@ -55,15 +64,28 @@ impl Task {
     /// `call_after`. An async body is driven to completion on the current runtime handle.
     /// A panic becomes [`TaskError::Panicked`].
     pub fn call_blocking(mut self) -> Result<Output, TaskError> {
+        match self.files.take() {
+            Some(files) => {
+                let (r, scope) = crate::files::enter(files.scope, || self.call_here());
+                files.sink.lock().unwrap().extend(scope.records);
+                r
+            }
+            None => self.call_here(),
+        }
+    }
+
+    fn call_here(mut self) -> Result<Output, TaskError> {
         invoke::run_before_hooks(self.def)?;
         let out = match self.def.body {
-            Body::Sync(f) => invoke::catch(|| f(&mut self.args)),
+            Body::Sync(f) => invoke::catch(|| f(&mut self.args)).map_err(invoke::classify),
             Body::Async(f) => {
                 let fut = invoke::catch(|| f(&mut self.args))?;
                 let handle = tokio::runtime::Handle::try_current().map_err(|_| {
                     TaskError::Failed("an async electron needs a tokio runtime to run on".into())
                 })?;
-                handle.block_on(invoke::catch_future(fut))
+                handle
+                    .block_on(invoke::catch_future(fut))
+                    .map_err(invoke::classify)
             }
             Body::Sublattice(_) => Err(TaskError::Failed(
                 "a sublattice runs on the dispatcher, not through an executor".into(),
@@ -77,10 +99,22 @@ impl Task {
     /// blocking thread, an async body here.
     pub async fn call(mut self) -> Result<Output, TaskError> {
         match self.def.body {
-            Body::Async(f) if !self.def.has_hooks() => {
-                let fut = invoke::catch(|| f(&mut self.args))?;
-                invoke::catch_future(fut).await
-            }
+            Body::Async(f) if !self.def.has_hooks() => match self.files.take() {
+                Some(files) => {
+                    let mut args = self.args;
+                    let (r, scope) = crate::files::Scoped::new(files.scope, async move {
+                        let fut = invoke::catch(|| f(&mut args))?;
+                        invoke::catch_future(fut).await.map_err(invoke::classify)
+                    })
+                    .await;
+                    files.sink.lock().unwrap().extend(scope.records);
+                    r
+                }
+                None => {
+                    let fut = invoke::catch(|| f(&mut self.args))?;
+                    invoke::catch_future(fut).await
+                }
+            },
             _ => tokio::task::spawn_blocking(move || self.call_blocking())
                 .await
                 .map_err(|e| TaskError::Panicked(invoke::join_error_message(e)))?,

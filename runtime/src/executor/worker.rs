@@ -28,15 +28,7 @@ use crate::value::Output;
 pub use super::child::{describe_exit, kill_group, signal_name, tail, with_stderr_tail};
 
 /// Quotes a string for a POSIX shell (`'...'`), for executors that build remote commands.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
+pub use crate::files::shell_quote;
 
 /// A readable name for one attempt of a task, unique per dispatch, node and attempt
 /// (`covalent-<electron>-<end of dispatch id>-n<node>-a<attempt>`), usable as a job or
@@ -65,6 +57,10 @@ pub fn attempt_name(task: &Task, ctx: &TaskContext) -> String {
         ctx.attempt()
     )
 }
+
+/// The file a worker leaves in its task's directory when the dispatcher has files to bring
+/// home from there (remote task scripts keep such a directory until it has).
+pub const FETCH_MARKER: &str = "covalent-fetch";
 
 /// Version of the envelopes; a worker refuses any other.
 pub const PROTOCOL: u32 = 1;
@@ -103,6 +99,10 @@ pub struct TaskEnvelope {
     /// does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<String>,
+    /// Files: the task's directory, its transfers, what the dispatcher staged for it
+    /// ([`files`](super::files)).
+    #[serde(default)]
+    pub files: super::files::TaskFiles,
 }
 
 /// Why a worker did not produce a value.
@@ -124,6 +124,8 @@ pub enum WorkerErrorKind {
     /// The output would not reach the dispatcher as it is (a NaN, a map key that is not a
     /// string, ...).
     Serialization,
+    /// A file transfer before or after the task failed.
+    Transfer,
 }
 
 /// What a worker reports.
@@ -146,6 +148,13 @@ pub struct ResultEnvelope {
     /// ([`OutputFile::name`]), `output` then being `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_file: Option<OutputFile>,
+    /// The transfers the worker made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<crate::files::TransferRecord>,
+    /// Files the task made for the dispatcher to bring home (from the task's directory):
+    /// [`files::receive`](super::files::receive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fetch: Vec<crate::files::Fetch>,
 }
 
 /// A large output a worker wrote to a file beside its result envelope (in the directory of
@@ -189,7 +198,32 @@ impl TaskEnvelope {
                 .map(|h| h.name.to_string())
                 .collect(),
             build: None,
+            files: super::files::here(task, ctx)?,
         })
+    }
+
+    /// The envelope of a task that runs away from this machine (an ssh host, a Slurm job, a
+    /// container; `here`: the ssh authority of its host, when it has one): files of this
+    /// machine it needs are the executor's to [`send`](super::files::send) before it starts,
+    /// and those it makes for this machine to [`receive`](super::files::receive) after.
+    pub fn away(
+        task: &Task,
+        ctx: &TaskContext,
+        here: Option<String>,
+    ) -> Result<TaskEnvelope, ExecutorError> {
+        let mut e = TaskEnvelope::of(task, ctx)?;
+        e.files = super::files::away(task, ctx, here)?;
+        Ok(e)
+    }
+
+    /// [`files::send`](super::files::send) for this envelope: the files of this machine the
+    /// task needs, into its directory through `access` (noted in the envelope).
+    pub async fn send_files(
+        &mut self,
+        access: &dyn super::files::TaskDirAccess,
+        ctx: &TaskContext,
+    ) -> Result<(), ExecutorError> {
+        super::files::send(&mut self.files, &self.inputs, access, ctx).await
     }
 
     /// Writes it as JSON.
@@ -207,6 +241,30 @@ impl TaskEnvelope {
 }
 
 impl ResultEnvelope {
+    /// [`files::receive`](super::files::receive) for this result: records the worker's
+    /// transfers and, when the task succeeded, brings home the files it made for this machine
+    /// through `access` (for a task beside the dispatcher: none).
+    pub async fn receive_files(
+        &self,
+        access: &dyn super::files::TaskDirAccess,
+        ctx: &TaskContext,
+    ) -> Result<(), ExecutorError> {
+        let fetch: &[crate::files::Fetch] = if self.error_kind.is_none() {
+            &self.fetch
+        } else {
+            &[]
+        };
+        super::files::receive(&self.transfers, fetch, access, ctx).await
+    }
+
+    /// Records the worker's transfers on `ctx` (for an executor whose tasks run beside the
+    /// dispatcher, which has nothing to bring home).
+    pub fn record_transfers(&self, ctx: &TaskContext) {
+        for r in &self.transfers {
+            ctx.record_transfer(r.clone());
+        }
+    }
+
     /// Reads a result file.
     pub fn read(path: &Path) -> Result<ResultEnvelope, ExecutorError> {
         let text = std::fs::read(path).map_err(|e| {
@@ -283,6 +341,9 @@ impl ResultEnvelope {
                         ExecutorError::Failed(msg)
                     }
                     Some(WorkerErrorKind::Serialization) => ExecutorError::Serialization(msg),
+                    Some(WorkerErrorKind::Transfer) => {
+                        ExecutorError::Task(TaskError::Transfer(msg))
+                    }
                 })
             }
         }
@@ -434,6 +495,8 @@ fn run_envelope_into(env: &TaskEnvelope, dir: &Path) -> ResultEnvelope {
 struct Ran {
     started_at: i64,
     result: Result<Output, (WorkerErrorKind, String)>,
+    transfers: Vec<crate::files::TransferRecord>,
+    fetch: Vec<crate::files::Fetch>,
 }
 
 impl Ran {
@@ -454,6 +517,12 @@ impl Ran {
             started_at: self.started_at,
             ended_at: now_micros(),
             output_file: file,
+            transfers: self.transfers.clone(),
+            fetch: if self.result.is_ok() {
+                self.fetch.clone()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -461,17 +530,84 @@ impl Ran {
         Ran {
             started_at: self.started_at,
             result: Err((kind, msg)),
+            transfers: self.transfers.clone(),
+            fetch: Vec::new(),
         }
         .envelope(None, None)
     }
 }
 
+/// Runs the task in its files scope: in its own directory when the envelope names one (made
+/// and entered for the task, the previous directory restored after), with what the dispatcher
+/// staged; the scope's transfers and files to bring home go into the result. The output is
+/// checked (and so serialized once) inside the scope.
 fn run_task(env: &TaskEnvelope) -> Ran {
-    crate::invoke::install_panic_hook();
     let started_at = now_micros();
+    let before = std::env::current_dir().ok();
+    if env.files.fresh_dir
+        && let Some(d) = &env.files.dir
+    {
+        // What an earlier task left goes; what the dispatcher staged for this one stays.
+        let keep: Vec<&str> = env
+            .files
+            .staged
+            .iter()
+            .filter_map(|s| s.rel.split('/').next())
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(d) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if keep.iter().any(|k| std::ffi::OsStr::new(k) == name) {
+                    continue;
+                }
+                let p = e.path();
+                let _ = if p.is_dir() && !p.is_symlink() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
+    }
+    let entered = match &env.files.dir {
+        Some(d) => std::fs::create_dir_all(d)
+            .and_then(|()| std::env::set_current_dir(d))
+            .map_err(|e| format!("cannot make and enter the task's directory {d}: {e}")),
+        None => Ok(()),
+    };
+    if let Err(e) = entered {
+        return Ran {
+            started_at,
+            result: Err((WorkerErrorKind::Transfer, e)),
+            transfers: Vec::new(),
+            fetch: Vec::new(),
+        };
+    }
+    let dir = std::env::current_dir().ok();
+    let scope = env.files.scope(dir, env.attempt);
+    let (mut ran, scope) = crate::files::enter(scope, || run_task_here(env, started_at));
+    ran.transfers = scope.records;
+    ran.fetch = scope.fetch;
+    if !ran.fetch.is_empty() && ran.result.is_ok() {
+        // Tells the task's script that its directory holds files to bring home: it is kept
+        // until the dispatcher has them.
+        let _ = std::fs::write(FETCH_MARKER, b"");
+    }
+    if env.files.dir.is_some()
+        && let Some(b) = before
+    {
+        let _ = std::env::set_current_dir(b);
+    }
+    ran
+}
+
+fn run_task_here(env: &TaskEnvelope, started_at: i64) -> Ran {
+    crate::invoke::install_panic_hook();
     let fail = |kind: WorkerErrorKind, msg: String| Ran {
         started_at,
         result: Err((kind, msg)),
+        transfers: Vec::new(),
+        fetch: Vec::new(),
     };
     if env.protocol != PROTOCOL {
         return fail(
@@ -520,7 +656,11 @@ fn run_task(env: &TaskEnvelope) -> Ran {
         }
     }
     let args = Args::new(env.inputs.iter().cloned().map(Output::new).collect());
-    let task = Task { def, args };
+    let task = Task {
+        def,
+        args,
+        files: None,
+    };
     // Async electrons need a runtime; sync ones run right here.
     let result = if task.is_async() {
         match tokio::runtime::Builder::new_current_thread()
@@ -543,6 +683,8 @@ fn run_task(env: &TaskEnvelope) -> Ran {
             Ok(()) => Ran {
                 started_at,
                 result: Ok(v),
+                transfers: Vec::new(),
+                fetch: Vec::new(),
             },
             Err(e) => fail(
                 WorkerErrorKind::Serialization,
@@ -559,12 +701,14 @@ fn run_task(env: &TaskEnvelope) -> Ran {
                 TaskError::Panicked(_) => WorkerErrorKind::Panicked,
                 TaskError::Input(_) => WorkerErrorKind::Input,
                 TaskError::Hook(_) => WorkerErrorKind::Hook,
+                TaskError::Transfer(_) => WorkerErrorKind::Transfer,
             };
             let msg = match e {
                 TaskError::Failed(m)
                 | TaskError::Panicked(m)
                 | TaskError::Input(m)
-                | TaskError::Hook(m) => m,
+                | TaskError::Hook(m)
+                | TaskError::Transfer(m) => m,
             };
             fail(kind, msg)
         }
@@ -868,6 +1012,8 @@ fn serve() -> ! {
                 started_at: now_micros(),
                 ended_at: now_micros(),
                 output_file: None,
+                transfers: Vec::new(),
+                fetch: Vec::new(),
             },
         };
         let _ = std::io::stdout().flush();
@@ -991,6 +1137,8 @@ pub fn enter_if_worker() {
             started_at: now_micros(),
             ended_at: now_micros(),
             output_file: None,
+            transfers: Vec::new(),
+            fetch: Vec::new(),
         },
     };
     let bytes = serde_json::to_vec(&result).unwrap_or_default();

@@ -196,6 +196,7 @@ pub(crate) async fn run(
         ),
     };
     ctx.record_streams(out, err);
+    reply.result.record_transfers(ctx);
     let output = reply.result.into_output_in(&worker.dir, ctx);
     worker.ends = (reply.stdout.1, reply.stderr.1);
     if worker.ends.0 > STREAM_FILE_MAX || worker.ends.1 > STREAM_FILE_MAX {

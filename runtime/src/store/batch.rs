@@ -313,7 +313,8 @@ fn entry(buf: &mut Vec<u8>, run: &Run, a: &mut Rows, i: usize, status: Status) {
 }
 
 /// Appends a node's extras object (`e` error, `k` its kind, `out`/`err` streams, `x` executor,
-/// `j` job handle, `t` attempts, `of` the file holding its output), if it has any.
+/// `j` job handle, `t` attempts, `f` file transfers, `of` the file holding its output), if it
+/// has any.
 fn write_extras(buf: &mut Vec<u8>, run: &Run, extra: Option<&NodeExtra>, stored: Option<&Stored>) {
     let mut extras = serde_json::Map::new();
     if let Some(s) = stored {
@@ -343,6 +344,12 @@ fn write_extras(buf: &mut Vec<u8>, run: &Run, extra: Option<&NodeExtra>, stored:
             if let Some(e) = &x.executor {
                 extras.insert("xo".into(), e.exec.to_dict());
             }
+        }
+        if !x.transfers.is_empty() {
+            extras.insert(
+                "f".into(),
+                serde_json::to_value(&x.transfers).unwrap_or_default(),
+            );
         }
         if !x.attempts.is_empty() {
             let recs: Vec<crate::record::AttemptRecord> = x

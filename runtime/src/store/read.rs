@@ -352,6 +352,8 @@ pub(crate) struct NodeRow {
     out: String,
     err: String,
     t: Option<Vec<AttemptRecord>>,
+    /// File transfers.
+    f: Option<Vec<crate::files::TransferRecord>>,
     pub(super) j: Option<serde_json::Value>,
     /// The file holding the output (then `o` is empty).
     pub(super) of: Option<Stored>,
@@ -381,6 +383,9 @@ impl NodeRow {
             t: extras
                 .get("t")
                 .and_then(|t| serde_json::from_value(t.clone()).ok()),
+            f: extras
+                .get("f")
+                .and_then(|f| serde_json::from_value(f.clone()).ok()),
             j: extras.get("j").cloned(),
             of: extras
                 .get("of")
@@ -438,6 +443,7 @@ fn assemble(
                 stdout: String::new(),
                 stderr: String::new(),
                 attempts: Vec::new(),
+                transfers: Vec::new(),
                 start_time: None,
                 end_time: None,
                 job_handle: None,
@@ -476,6 +482,7 @@ fn assemble(
                 rec.stderr = row.err.clone();
                 rec.job_handle = row.j.clone();
                 rec.executor_options = row.xo.clone();
+                rec.transfers = row.f.clone().unwrap_or_default();
                 rec.attempts =
                     row.t
                         .clone()

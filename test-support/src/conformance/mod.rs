@@ -12,6 +12,7 @@
 //! absolute path (`::covalent`, `::std`, `$crate`): the calling crate needs `covalent` and
 //! this crate, nothing else.
 
+mod files;
 mod runs;
 mod stops;
 
@@ -193,6 +194,7 @@ macro_rules! executor_conformance {
 
             $crate::__conformance_runs!($name);
             $crate::__conformance_stops!($limit);
+            $crate::__conformance_files!();
         }
     };
 }

@@ -43,7 +43,7 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     (
         "GET",
         "/api/dispatches/{id}/nodes/{path}",
-        "one node: status, executor, inputs, output, error, attempts, streams, times",
+        "one node: status, executor, inputs, output, error, attempts, file transfers, streams, times",
     ),
     (
         "GET",

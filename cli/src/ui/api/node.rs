@@ -146,6 +146,7 @@ pub async fn node(
             "stdout": n.stdout,
             "stderr": n.stderr,
             "attempts": attempts,
+            "transfers": n.transfers,
             "start_time": n.start_time,
             "end_time": n.end_time,
             "runtime_ms": runtime_ms(n.start_time, n.end_time),

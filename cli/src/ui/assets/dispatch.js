@@ -417,6 +417,16 @@
         n.attempts.map((a) => el('tr', {}, el('td', {}, String(a.number)), el('td', {}, time(a.start_time, true)),
           el('td', {}, duration(elapsed(a.start_time, a.end_time))), el('td', {}, a.error ? (a.error_kind ? `[${a.error_kind}] ${a.error}` : a.error) : '')))));
     }
+    if (n.transfers && n.transfers.length) {
+      parts.push(el('h3', {}, 'File transfers'), el('table', { class: 'grid', id: 'node-transfers' },
+        el('tr', {}, el('th', {}, '#'), el('th', {}, 'Dir'), el('th', {}, 'From'), el('th', {}, 'To'),
+          el('th', {}, 'How'), el('th', {}, 'Bytes'), el('th', {}, 'Took'), el('th', {}, 'BLAKE3 / error')),
+        n.transfers.map((t) => el('tr', { class: t.error ? 'error' : '' }, el('td', {}, String(t.attempt)),
+          el('td', {}, t.direction), el('td', {}, t.source), el('td', {}, t.destination),
+          el('td', {}, t.via === 'dispatcher' ? `${t.strategy} (via the dispatcher)` : t.strategy),
+          el('td', {}, fmtInt(t.bytes)), el('td', {}, duration(t.seconds * 1000)),
+          el('td', {}, t.error ? t.error : (t.blake3 || '').slice(0, 16))))));
+    }
     parts.push(el('h3', {}, 'Stdout'), stream(n.stdout, 'node-stdout'));
     parts.push(el('h3', {}, 'Stderr'), stream(n.stderr, 'node-stderr'));
     if (n.dependants.length) {
