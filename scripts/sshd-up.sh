@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts a private OpenSSH server on 127.0.0.1 for the ssh executor's tests and examples.
 #
-# Installs openssh-server/-client with apt-get when missing (without letting the package start
+# Installs openssh-server/-client and rsync with apt-get when missing (without letting the package start
 # a system sshd), creates a login user with a plain shell, an ed25519 host key and client key,
 # a known_hosts file (so strict host-key checking stays on) and an ssh_config with a
 # `covalent-test` host entry, then starts sshd detached. Idempotent: a running server from an
@@ -19,8 +19,9 @@ say() { echo "sshd-up: $*" >&2; }
 fail() { echo "sshd-up: error: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "run as root (it installs packages and creates a user)"
 
-if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
-  say "installing openssh-server and openssh-client"
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null \
+   || ! command -v rsync >/dev/null; then
+  say "installing openssh-server, openssh-client and rsync (file transfers)"
   guard=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     # Keep the package's postinst from starting a system-wide sshd on port 22.
@@ -29,8 +30,8 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null || ! command -v ssh-ke
     guard=1
   fi
   export DEBIAN_FRONTEND=noninteractive
-  { apt-get install -y -q --no-install-recommends openssh-server openssh-client \
-    || { apt-get update -q && apt-get install -y -q --no-install-recommends openssh-server openssh-client; }
+  { apt-get install -y -q --no-install-recommends openssh-server openssh-client rsync \
+    || { apt-get update -q && apt-get install -y -q --no-install-recommends openssh-server openssh-client rsync; }
   } >"$DIR.apt.log" 2>&1 || { [ $guard = 1 ] && rm -f /usr/sbin/policy-rc.d; tail -20 "$DIR.apt.log" >&2; fail "apt-get failed"; }
   [ $guard = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
@@ -64,6 +65,8 @@ StrictModes no
 PrintMotd no
 PrintLastLog no
 X11Forwarding no
+# As distributions ship it: scp (OpenSSH 9: over SFTP) and sftp work.
+Subsystem sftp internal-sftp
 # OpenSSH's own limits, as users' servers have them: MaxSessions 10, MaxStartups 10:30:100.
 LogLevel INFO
 CONF

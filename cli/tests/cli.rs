@@ -141,6 +141,53 @@ fn list_shows_dispatches_with_task_counts_and_statuses() {
     assert!(out.contains("workflow"), "{out}");
 }
 
+#[covalent::electron]
+fn byte_count(data: covalent::File) -> Result<usize, String> {
+    data.read_to_string()
+        .map(|s| s.len())
+        .map_err(|e| e.to_string())
+}
+
+#[covalent::lattice]
+fn download(data: covalent::File) -> usize {
+    byte_count(data)
+}
+
+#[test]
+fn show_and_the_record_list_file_transfers() {
+    let home = home();
+    let base = covalent_test_support::http_server(vec![("d.txt".into(), b"0123456789".to_vec())]);
+    let url = format!("{base}/f/d.txt");
+    let file = covalent::File::new(&url).unwrap();
+    let r = covalent::dispatch_sync(download(file).with_config(config(home.path()))).unwrap();
+    assert_eq!(r.value(), Some(&10), "{r}");
+    let id = r.dispatch_id().to_string();
+    let out = ok(covalent(home.path(), &["show", &id]));
+    let section = &out[out.find("\nFile transfers\n").expect("a transfers section")..];
+    let line = section
+        .lines()
+        .find(|l| l.contains(&url))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("#1 in") && line.contains("http") && line.contains("10 B"),
+        "{line}"
+    );
+    let json = ok(covalent(home.path(), &["result", &id, "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let node = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "byte_count")
+        .unwrap();
+    assert_eq!(node["transfers"][0]["source"], url.as_str());
+    assert_eq!(node["transfers"][0]["bytes"], 10);
+    assert_eq!(
+        node["transfers"][0]["blake3"],
+        blake3::hash(b"0123456789").to_hex().as_str()
+    );
+}
+
 #[test]
 fn show_prints_the_report_and_the_node_table() {
     let home = home();

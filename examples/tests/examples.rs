@@ -124,6 +124,25 @@ fn process_executor_captures_streams_and_survives_a_crash() {
 }
 
 #[test]
+fn files_ships_a_csv_and_brings_the_result_file_back() {
+    let out = run_example("files", &[]);
+    assert!(
+        out.contains("300 rows in, 3 stations out, back at file://"),
+        "{out}"
+    );
+    assert!(out.contains("north,12.97"), "{out}");
+    assert!(out.contains("/files/0-1/means.csv"), "{out}");
+    if covalent_test_support::sshd_env().is_ok() {
+        let out = run_example("files", &[("FILES_EXECUTOR", "ssh")]);
+        assert!(out.contains("north,12.97"), "{out}");
+        assert!(
+            out.contains("station_means: in  rsync") && out.contains("via the dispatcher"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
 fn stopping_electrons_shows_polling_giving_up_and_killing() {
     let out = run_example("stopping_electrons", &[]);
     assert!(out.contains("ended FAILED after"), "{out}");

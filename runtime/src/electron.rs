@@ -73,6 +73,8 @@ pub struct ElectronDef {
     pub call_after: &'static [Hook],
     /// `files` option: transfers before and after the body, where it runs.
     pub files: &'static [crate::files::Transfer],
+    /// Whether the body names `File` or `task_dir` (it then always runs in a files scope).
+    pub uses_files: bool,
     /// The body.
     pub body: Body,
 }

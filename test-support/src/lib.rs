@@ -349,3 +349,57 @@ pub fn live_in_group(pgid: i64) -> Vec<i64> {
     }
     out
 }
+
+/// A file server for tests on 127.0.0.1 (a port of its own), on a thread for the rest of the
+/// test binary's life; its base URL (`http://127.0.0.1:PORT`). `GET /f/NAME` answers the
+/// bytes given for `NAME` (with their length); `GET /cut/NAME` announces them all and sends
+/// half, then closes (a transfer cut short); anything else is a 404.
+pub fn http_server(files: Vec<(String, Vec<u8>)>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let files = std::sync::Arc::new(files);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let files = files.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&conn);
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    return;
+                }
+                // The rest of the head.
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let mut conn = &conn;
+                let find = |name: &str| files.iter().find(|(n, _)| n == name).map(|f| &f.1);
+                let (whole, cut) = match (path.strip_prefix("/f/"), path.strip_prefix("/cut/")) {
+                    (Some(n), _) => (find(n), false),
+                    (_, Some(n)) => (find(n), true),
+                    _ => (None, false),
+                };
+                match whole {
+                    Some(body) => {
+                        let _ = write!(
+                            conn,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let send = if cut { &body[..body.len() / 2] } else { body };
+                        let _ = conn.write_all(send);
+                    }
+                    None => {
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                    }
+                }
+                let _ = conn.flush();
+            });
+        }
+    });
+    base
+}

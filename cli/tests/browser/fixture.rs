@@ -31,7 +31,8 @@ fn workflow(x: i64, y: i64) -> i64 {
     multiply(y, r1)
 }
 
-#[electron]
+/// Its input file is staged into its directory first (a transfer the drawer lists).
+#[electron(files = [stage_in("inputs/sensors.csv", "sensors.csv")])]
 fn load(source: String, n: usize) -> Vec<f64> {
     (0..n)
         .map(|i| ((i * 37 + source.len()) % 101) as f64)
@@ -223,6 +224,10 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from)
         .ok_or_else(|| anyhow::anyhow!("usage: ui_fixture --home DIR"))?;
+    // Relative transfer paths resolve here: an input file for `load` to stage.
+    std::fs::create_dir_all(home.join("inputs"))?;
+    std::fs::write(home.join("inputs/sensors.csv"), "t,v\n0,1.5\n1,2.5\n")?;
+    std::env::set_current_dir(&home)?;
     let h = home.clone();
     tokio::task::spawn_blocking(move || {
         record("completed", workflow(3, 4), &h);

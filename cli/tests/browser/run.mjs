@@ -198,6 +198,18 @@ async function main() {
     await page.waitForSelector('#drawer', { state: 'hidden' });
   });
 
+  await check('the node drawer lists the file transfers of a node', async () => {
+    await nodeByName('load').click();
+    await page.waitForSelector('#drawer:not([hidden]) #node-transfers');
+    const rows = await page.locator('#node-transfers tr').count();
+    assert(rows === 2, `one transfer (and the header): ${rows}`);
+    const row = await page.locator('#node-transfers tr').nth(1).textContent();
+    assert(row.includes('sensors.csv') && row.includes('in') && row.includes('copy'), `the transfer: ${row}`);
+    await shot('04b-drawer-transfers');
+    await page.click('#drawer-close');
+    await page.waitForSelector('#drawer', { state: 'hidden' });
+  });
+
   await check('internal nodes appear with the toggle', async () => {
     await page.check('#show-internal');
     await graphReady(2);

@@ -380,30 +380,34 @@ impl Session {
         }
     }
 
+    /// How often a long-lived session waiting for a place asks idle persistent workers again to
+    /// let theirs go.
+    const CROWDED_RETRY: Duration = Duration::from_millis(100);
+
     /// A place for a long-lived session (a task's waiting session, a persistent worker's
     /// pipe) among the connection's sessions, held until the [`SessionHold`] is dropped: at
     /// most `max_sessions` − 2 at once, so short commands still get through.
     pub async fn hold(&self) -> SessionHold {
-        if let Some(h) = self.try_hold() {
-            return h;
-        }
-        // Crowded: whoever keeps sessions open while idle (persistent workers) lets go.
-        for free in self
-            .inner
-            .limits
-            .crowded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            free();
-        }
         let l = &self.inner.limits;
-        let long = l.long.clone().acquire_owned().await.expect("never closed");
-        let all = l.all.clone().acquire_owned().await.expect("never closed");
-        SessionHold {
-            _all: all,
-            _long: long,
+        loop {
+            if let Some(h) = self.try_hold() {
+                return h;
+            }
+            // Crowded: whoever keeps sessions open while idle (persistent workers) lets go;
+            // asked again every so often while this waits, since a worker busy now may be idle
+            // (and so free to go) a moment later.
+            for free in l.crowded.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                free();
+            }
+            let long = l.long.clone().acquire_owned();
+            if let Ok(long) = tokio::time::timeout(Self::CROWDED_RETRY, long).await {
+                let long = long.expect("never closed");
+                let all = l.all.clone().acquire_owned().await.expect("never closed");
+                return SessionHold {
+                    _all: all,
+                    _long: long,
+                };
+            }
         }
     }
 

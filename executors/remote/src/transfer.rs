@@ -93,17 +93,49 @@ impl RemoteTaskDir<'_> {
                     .map(|a| shell_quote(&a.to_string_lossy())),
             )
             .collect();
-        c.arg("-rt").arg("-e").arg(e.join(" "));
+        // -L: the outbox's links go as the files they point at.
+        c.arg("-rtL").arg("-e").arg(e.join(" "));
         if let Some(p) = &self.session.options().rsync_path {
             c.arg(format!("--rsync-path={p}"));
         }
         c
     }
 
+    /// Runs scp with the connection's options and `args`; a server without the SFTP
+    /// subsystem (which OpenSSH 9's scp speaks) is asked again in the legacy SCP protocol.
+    async fn run_scp(
+        &self,
+        args: &[OsString],
+        limit: Duration,
+    ) -> Result<(Option<i32>, String), String> {
+        let mut r = self
+            .session
+            .run_transfer(self.scp(false, args), limit)
+            .await
+            .map_err(|e| e.to_string());
+        let no_sftp = |e: &str| e.contains("Connection closed") || e.contains("subsystem");
+        let retry = match &r {
+            Ok((Some(_), err)) => no_sftp(err),
+            Err(e) => no_sftp(e),
+            _ => false,
+        };
+        if retry {
+            r = self
+                .session
+                .run_transfer(self.scp(true, args), limit)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        r
+    }
+
     /// scp with the connection's options (`-p port` is `-P` there, `-l user` a `User=`).
-    fn scp(&self) -> tokio::process::Command {
+    fn scp(&self, legacy: bool, extra: &[OsString]) -> tokio::process::Command {
         let mut c = tokio::process::Command::new("scp");
         c.arg("-B").arg("-q").arg("-p");
+        if legacy {
+            c.arg("-O");
+        }
         let args = self.session.transport_args();
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -124,6 +156,7 @@ impl RemoteTaskDir<'_> {
                 }
             }
         }
+        c.args(extra);
         c
     }
 
@@ -198,20 +231,37 @@ impl TaskDirAccess for RemoteTaskDir<'_> {
     async fn put(&self, files: &[(PathBuf, String)]) -> Result<&'static str, String> {
         let rels: Vec<String> = files.iter().map(|f| f.1.clone()).collect();
         self.mkdirs(&rels).await?;
-        // The batch laid out as the task's directory will hold it (hard links where the file
-        // system allows, copies elsewhere), then sent in one run.
+        // The batch laid out as the task's directory will hold it, as symbolic links to the
+        // files (whatever file system they are on; rsync -L and scp send what they point at),
+        // then sent in one run.
         let outbox = std::env::temp_dir().join(format!("covalent-outbox-{}", uuid_like()));
-        let mut bytes = 0;
-        for (src, rel) in files {
-            let dest = outbox.join(rel);
-            if let Some(p) = dest.parent() {
-                std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let laid = (|| -> Result<u64, String> {
+            let mut bytes = 0;
+            let mut made = std::collections::HashSet::new();
+            for (src, rel) in files {
+                let dest = outbox.join(rel);
+                if let Some(p) = dest.parent()
+                    && made.insert(p.to_path_buf())
+                {
+                    std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                }
+                let abs =
+                    std::path::absolute(src).map_err(|e| format!("{}: {e}", src.display()))?;
+                bytes += std::fs::metadata(&abs)
+                    .map_err(|e| format!("{}: {e}", src.display()))?
+                    .len();
+                std::os::unix::fs::symlink(&abs, &dest)
+                    .map_err(|e| format!("{}: {e}", dest.display()))?;
             }
-            if std::fs::hard_link(src, &dest).is_err() {
-                std::fs::copy(src, &dest).map_err(|e| format!("{}: {e}", src.display()))?;
+            Ok(bytes)
+        })();
+        let bytes = match laid {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&outbox);
+                return Err(e);
             }
-            bytes += std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-        }
+        };
         let limit = self.limit(bytes);
         let sent = self.send_tree(&outbox, &rels, limit).await;
         let _ = std::fs::remove_dir_all(&outbox);
@@ -247,14 +297,11 @@ impl TaskDirAccess for RemoteTaskDir<'_> {
             if let Some(p) = dest.parent() {
                 std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
             }
-            let mut c = self.scp();
-            c.arg(self.remote(rel)).arg(&dest);
-            if let (Some(_), err) = self
-                .session
-                .run_transfer(c, limit)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            let args = [
+                OsString::from(self.remote(rel)),
+                dest.clone().into_os_string(),
+            ];
+            if let (Some(_), err) = self.run_scp(&args, limit).await? {
                 return Err(format!(
                     "scp of {rel} from {} failed{}: {err}",
                     self.session.target(),
@@ -298,14 +345,11 @@ impl RemoteTaskDir<'_> {
         let mut renames = Vec::new();
         for rel in rels {
             let part = format!("{rel}.covalent-part");
-            let mut c = self.scp();
-            c.arg(outbox.join(rel)).arg(self.remote(&part));
-            if let (Some(_), err) = self
-                .session
-                .run_transfer(c, limit)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            let args = [
+                outbox.join(rel).into_os_string(),
+                OsString::from(self.remote(&part)),
+            ];
+            if let (Some(_), err) = self.run_scp(&args, limit).await? {
                 return Err(format!(
                     "scp of {rel} to {} failed{}: {err}",
                     self.session.target(),

@@ -480,11 +480,14 @@ pub(crate) async fn run(
     let s = ex.session().map_err(Failure::before_start)?;
     let bin = ex.ensure_binary(&s).await.map_err(Failure::before_start)?;
     let wd = ex.workdir(ctx);
-    let envelope = ex
-        .envelope_for_host(envelope, &s, &wd, ctx)
-        .await
-        .map_err(Failure::Other)?
-        .to_json();
+    let envelope = match ex.envelope_for_host(envelope, &s, &wd, ctx).await {
+        Ok(e) => e.to_json(),
+        Err(e) => {
+            // What was staged before the failure goes with the directory.
+            let _ = ex.call(&s, &remove_script(&wd)).await;
+            return Err(Failure::Other(e));
+        }
+    };
     let script = task_script(ex, &wd, &bin);
     // Recorded before the launch: a crash before the pid comes back is found by the work
     // directory (its `pid` file).

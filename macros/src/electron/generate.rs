@@ -244,6 +244,9 @@ pub(super) fn generate(e: &Electron) -> TokenStream {
             quote!(::covalent::files::stage_out(#from, #to))
         }
     });
+    // Whether the body may work with files (a `File`, the task's directory): such a task
+    // always runs in a files scope, even the first of its program on the `local` executor.
+    let uses_files = mentions_files(quote!(#inner_sig #inner_body));
     let call_before = hooks(&options.call_before);
     let call_after = hooks(&options.call_after);
     let mod_doc = if ident.to_string().starts_with("r#") {
@@ -281,6 +284,7 @@ pub(super) fn generate(e: &Electron) -> TokenStream {
                 call_before: #call_before,
                 call_after: #call_after,
                 files: &[#(#files),*],
+                uses_files: #uses_files,
                 body: #body,
             };
 
@@ -291,6 +295,15 @@ pub(super) fn generate(e: &Electron) -> TokenStream {
             }
         }
     }
+}
+
+/// Whether tokens name `File`, `task_dir` or `files` anywhere.
+fn mentions_files(ts: TokenStream) -> bool {
+    ts.into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Ident(i) => i == "File" || i == "task_dir" || i == "files",
+        proc_macro2::TokenTree::Group(g) => mentions_files(g.stream()),
+        _ => false,
+    })
 }
 
 /// `&[Hook { .. }, ..]` for `call_before` / `call_after` (paths relocated one module down).

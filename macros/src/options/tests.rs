@@ -185,3 +185,56 @@ fn lattice_options_parse() {
     let (_, errors) = lattice(r#"executor = """#);
     assert!(errors[0].contains("cannot be empty"));
 }
+
+#[test]
+fn files_take_stage_in_and_stage_out_with_checked_locations() {
+    let (o, errors) = electron(
+        r#"files = [stage_in("data/in.csv", "in.csv"), covalent::files::stage_out("out.csv", "me@host:/scratch/out.csv"),
+                    stage_in("https://example.org/x.csv", "sub/x.csv"), stage_in("ssh://me@h:2222/d/y", "y")]"#,
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    let got: Vec<(bool, String, String)> = o
+        .files
+        .iter()
+        .map(|f| (f.before, f.from.value(), f.to.value()))
+        .collect();
+    assert_eq!(
+        got[..2],
+        [
+            (true, "data/in.csv".into(), "in.csv".into()),
+            (false, "out.csv".into(), "me@host:/scratch/out.csv".into())
+        ]
+    );
+    assert_eq!(got.len(), 4);
+
+    let (_, errors) = electron(
+        r#"files = [stage_in("s3://b/k", "k"), stage_in("a", "../a"), stage_out("o", "https://x/up"),
+                    stage_in("file://rel", "r"), stage_in("ssh://h:port/x", "x"), copy("a", "b"),
+                    stage_in("a"), "a.csv"]"#,
+    );
+    assert_eq!(errors.len(), 8, "{errors:#?}");
+    assert!(
+        errors[0].contains("`s3://` is not a transfer"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains("leaves the task's directory"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].contains("HTTP transfers are downloads"),
+        "{}",
+        errors[2]
+    );
+    assert!(errors[3].contains("absolute path"), "{}", errors[3]);
+    assert!(errors[4].contains("not a port number"), "{}", errors[4]);
+    assert!(
+        errors[5].contains("`stage_in(from, to)` or `stage_out(from, to)`"),
+        "{}",
+        errors[5]
+    );
+    assert!(errors[6].contains("two string literals"), "{}", errors[6]);
+    assert!(errors[7].starts_with("`files` takes"), "{}", errors[7]);
+}

@@ -126,7 +126,7 @@ impl Run {
             node: i as usize,
             given_up: None,
         };
-        if def.files.is_empty() && !crate::files::used() {
+        if def.files.is_empty() && !def.uses_files && !crate::files::used() {
             return cancel::with_token(token, || invoke::run_sync(def, body, args))
                 .map_err(NodeError::from);
         }
@@ -336,7 +336,7 @@ fn in_process_files(
     def: &'static ElectronDef,
     ctx: &TaskContext,
 ) -> Option<crate::executor::InProcessFiles> {
-    if def.files.is_empty() && !crate::files::used() {
+    if def.files.is_empty() && !def.uses_files && !crate::files::used() {
         return None;
     }
     Some(crate::executor::InProcessFiles {

@@ -207,35 +207,36 @@ pub async fn send(
     if list.is_empty() {
         return Ok(());
     }
-    // Each file's identity, checked against what it was named with.
-    let sums = {
-        let paths: Vec<(PathBuf, String, Option<String>)> = list
+    // Each file's identity, checked against what it was named with: hashed while the batch
+    // goes out (both read the same pages), so the check costs no extra pass over the files.
+    let paths: Vec<(PathBuf, String, Option<String>)> = list
+        .iter()
+        .map(|(p, _, uri, want)| (p.clone(), uri.clone(), want.clone()))
+        .collect();
+    let hashing = blocking(move || {
+        paths
             .iter()
-            .map(|(p, _, uri, want)| (p.clone(), uri.clone(), want.clone()))
-            .collect();
-        blocking(move || {
-            paths
-                .iter()
-                .map(|(p, uri, want)| {
-                    let (n, h) = files::hash_file(p).map_err(|e| match e.kind() {
-                        std::io::ErrorKind::NotFound => {
-                            format!("transfer of {uri}: the source {} does not exist", p.display())
-                        }
-                        _ => format!("transfer of {uri}: {} cannot be read: {e}", p.display()),
-                    })?;
-                    if let Some(w) = want
-                        && *w != h
-                    {
-                        return Err(format!(
-                            "transfer of {uri}: checksum mismatch, the file has BLAKE3 {h} but was named with {w}: it changed since it was passed to the dispatch"
-                        ));
+            .map(|(p, uri, want)| {
+                let (n, h) = files::hash_file(p).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        format!("transfer of {uri}: the source {} does not exist", p.display())
                     }
-                    Ok((n, h))
-                })
-                .collect::<Result<Vec<_>, String>>()
-        })
-        .await
-    };
+                    _ => format!("transfer of {uri}: {} cannot be read: {e}", p.display()),
+                })?;
+                if let Some(w) = want
+                    && *w != h
+                {
+                    return Err(format!(
+                        "transfer of {uri}: checksum mismatch, the file has BLAKE3 {h} but was named with {w}: it changed since it was passed to the dispatch"
+                    ));
+                }
+                Ok((n, h))
+            })
+            .collect::<Result<Vec<_>, String>>()
+    });
+    let t0 = Instant::now();
+    let pairs: Vec<(PathBuf, String)> = list.iter().map(|x| (x.0.clone(), x.1.clone())).collect();
+    let (sums, put) = tokio::join!(hashing, access.put(&pairs));
     let sums = match sums {
         Ok(s) => s,
         Err(e) => {
@@ -243,9 +244,6 @@ pub async fn send(
             return Err(transfer_error(e));
         }
     };
-    let t0 = Instant::now();
-    let pairs: Vec<(PathBuf, String)> = list.iter().map(|x| (x.0.clone(), x.1.clone())).collect();
-    let put = access.put(&pairs).await;
     let secs = t0.elapsed().as_secs_f64();
     for ((_, rel, uri, _), (n, h)) in list.iter().zip(&sums) {
         ctx.record_transfer(TransferRecord {

@@ -583,7 +583,14 @@ fn run_task(env: &TaskEnvelope) -> Ran {
             fetch: Vec::new(),
         };
     }
-    let dir = std::env::current_dir().ok();
+    // The task's directory: the one entered, or (for a task away from the dispatcher) the
+    // work directory it started in; beside the dispatcher, the attempt's own among the
+    // results (the worker's current directory is the executor's `workdir`, for everyone).
+    let dir = if env.files.dir.is_some() || env.files.attempt_dir.is_none() {
+        std::env::current_dir().ok()
+    } else {
+        None
+    };
     let scope = env.files.scope(dir, env.attempt);
     let (mut ran, scope) = crate::files::enter(scope, || run_task_here(env, started_at));
     ran.transfers = scope.records;

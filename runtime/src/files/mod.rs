@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use covalent::prelude::*;
-//! use covalent::files::{File, stage_in};
+//! use covalent::File;
 //!
 //! #[electron]
 //! fn count_lines(data: File) -> Result<usize, std::io::Error> {
@@ -22,12 +22,15 @@
 //!     count_lines(data)
 //! }
 //!
+//! fn main() {
 //! # covalent_test_support::isolate_home();
-//! let dir = tempfile::tempdir().unwrap();
-//! let csv = dir.path().join("data.csv");
-//! std::fs::write(&csv, "x\n1\n2\n").unwrap();
-//! let result = covalent::dispatch_sync(flow(File::new(csv.to_str().unwrap()).unwrap())).unwrap();
-//! assert_eq!(result.value(), Some(&3));
+//!     let dir = tempfile::tempdir().unwrap();
+//!     let csv = dir.path().join("data.csv");
+//!     std::fs::write(&csv, "x\n1\n2\n").unwrap();
+//!     let data = File::new(csv.to_str().unwrap()).unwrap();
+//!     let result = covalent::dispatch_sync(flow(data)).unwrap();
+//!     assert_eq!(result.value(), Some(&3));
+//! }
 //! ```
 
 mod file;

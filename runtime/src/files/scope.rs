@@ -155,18 +155,24 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Scope) -> R) -> Option<R> {
     SCOPE.with(|s| s.borrow_mut().as_mut().map(f))
 }
 
-/// The directory the running task works in: relative paths of its `stage_in`/`stage_out`
-/// options and of [`File::new`](super::File::new) / [`File::output`](super::File::output)
-/// resolve against it. For a task of the `ssh`, `slurm` or `container` executor, and for an
-/// electron with `files = [...]` on the `process` executor, it is the attempt's own directory
-/// and the current directory; for an electron with `files = [...]` on the `local` executor
-/// (which runs in this process, beside others) it is the attempt's own directory under the
-/// dispatch's results, not the current directory. Elsewhere: the current directory.
+/// The directory of the running task's own attempt, made on first use: relative paths of its
+/// `stage_in`/`stage_out` options and of [`File::new`](super::File::new) /
+/// [`File::output`](super::File::output) resolve against it. On the `ssh`, `slurm` and
+/// `container` executors it is the attempt's work directory on the host, which is also the
+/// task's current directory; on the `local` and `process` executors (tasks beside the
+/// dispatcher) it is `<results>/<dispatch>/files/<node>-<attempt>` among the dispatch's
+/// results, which a `process` task with `files = [...]` also has as its current directory
+/// (the `local` executor runs tasks in this process, beside one another, and never changes
+/// the current directory). Outside any task: the current directory.
 pub fn task_dir() -> PathBuf {
-    with(|s| s.dir.clone())
-        .flatten()
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_else(|| PathBuf::from("."))
+    let own = with(|s| s.dir.clone().or_else(|| s.attempt_dir.clone())).flatten();
+    match own {
+        Some(d) => {
+            let _ = std::fs::create_dir_all(&d);
+            d
+        }
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    }
 }
 
 /// Where the running task's downloads of typed inputs go.

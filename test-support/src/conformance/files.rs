@@ -124,9 +124,15 @@ macro_rules! __conformance_files {
             1
         }
 
+        #[electron(executor = executor(), files = [stage_out("made.txt", "/proc/covalent-refused/made.txt")])]
+        fn refused_destination() -> Result<i64, String> {
+            ::std::fs::write(::covalent::task_dir().join("made.txt"), "made").map_err(|e| e.to_string())?;
+            Ok(1)
+        }
+
         #[lattice]
-        fn bad_files(pinned: ::covalent::File) -> (i64, usize, i64) {
-            (needs_absent(), reads(pinned), forgets_its_output())
+        fn bad_files(pinned: ::covalent::File) -> (i64, usize, i64, i64) {
+            (needs_absent(), reads(pinned), forgets_its_output(), refused_destination())
         }
 
         #[test]
@@ -160,6 +166,11 @@ macro_rules! __conformance_files {
             assert_eq!(kind, ::covalent::ErrorKind::Transfer, "{msg}");
             assert!(msg.contains("never-written.txt"), "{msg}");
             assert!(!cwd.join("files-out/never.txt").exists());
+
+            let n = node(&r, "refused_destination");
+            let (kind, msg) = kind_and_message(&n);
+            assert_eq!(kind, ::covalent::ErrorKind::Transfer, "{msg}");
+            assert!(msg.contains("/proc/covalent-refused"), "{msg}");
             assert!(part_files(&cwd.join("files-out")).is_empty());
         }
     };
