@@ -40,12 +40,15 @@ fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A work directory of its own for each executor (the cluster is this machine).
+/// A work directory of its own for each executor (the cluster is this machine), inside this
+/// test binary's isolated directory (removed when it exits).
 fn workdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "covalent-slurm-arrays-{name}-{}",
-        covalent::Uuid::now_v7().simple()
-    ));
+    let d = covalent_test_support::isolated_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!(
+            "covalent-slurm-arrays-{name}-{}",
+            covalent::Uuid::now_v7().simple()
+        ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
