@@ -53,6 +53,7 @@ impl Default for SdkConfig {
 struct RawConfig {
     sdk: SdkConfig,
     executors: BTreeMap<String, toml::Spanned<BTreeMap<toml::Spanned<String>, toml::Value>>>,
+    pools: BTreeMap<String, toml::Spanned<u32>>,
 }
 
 struct ExecTable {
@@ -88,6 +89,9 @@ pub enum ConfigError {
 pub struct Config {
     /// The `[sdk]` section.
     pub sdk: SdkConfig,
+    /// The `[pools]` section: concurrency pools by name, each the most nodes of that pool
+    /// (`#[electron(pool = "name")]`) running at once in this process.
+    pub pools: BTreeMap<String, u32>,
     executors: BTreeMap<String, ExecTable>,
     source: Option<PathBuf>,
     instances: Mutex<HashMap<String, ExecutorRef>>,
@@ -107,6 +111,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             sdk: SdkConfig::default(),
+            pools: BTreeMap::new(),
             executors: BTreeMap::new(),
             source: None,
             instances: Mutex::new(HashMap::new()),
@@ -168,8 +173,23 @@ impl Config {
                 (name, ExecTable { table, line, keys })
             })
             .collect();
+        let mut pools = BTreeMap::new();
+        for (name, size) in raw.pools {
+            let line = line_of(text, size.span().start);
+            if *size.get_ref() == 0 {
+                return Err(ConfigError::Invalid {
+                    path: origin.to_path_buf(),
+                    message: format!(
+                        "{}:{line}: pool `{name}` has size 0: a pool lets at least one node run at a time (remove its electrons' `pool` to run them without a limit)",
+                        origin.display()
+                    ),
+                });
+            }
+            pools.insert(name, size.into_inner());
+        }
         let config = Config {
             sdk: raw.sdk,
+            pools,
             executors,
             source: Some(origin.to_path_buf()),
             instances: Mutex::new(HashMap::new()),

@@ -75,6 +75,8 @@ pub struct ElectronDef {
     pub files: &'static [crate::files::Transfer],
     /// Whether the body names `File` or `task_dir` (it then always runs in a files scope).
     pub uses_files: bool,
+    /// `pool` option: the concurrency pool (`[pools]` in the configuration) it runs in.
+    pub pool: Option<&'static str>,
     /// The body.
     pub body: Body,
 }

@@ -247,6 +247,10 @@ pub(super) fn generate(e: &Electron) -> TokenStream {
     // Whether the body may work with files (a `File`, the task's directory): such a task
     // always runs in a files scope, even the first of its program on the `local` executor.
     let uses_files = mentions_files(quote!(#inner_sig #inner_body));
+    let pool = match &options.pool {
+        Some(p) => quote!(::core::option::Option::Some(#p)),
+        None => quote!(::core::option::Option::None),
+    };
     let call_before = hooks(&options.call_before);
     let call_after = hooks(&options.call_after);
     let mod_doc = if ident.to_string().starts_with("r#") {
@@ -285,6 +289,7 @@ pub(super) fn generate(e: &Electron) -> TokenStream {
                 call_after: #call_after,
                 files: &[#(#files),*],
                 uses_files: #uses_files,
+                pool: #pool,
                 body: #body,
             };
 

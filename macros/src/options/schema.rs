@@ -27,6 +27,7 @@ pub(crate) const ELECTRON: Schema = Schema {
         ("call_before", "[setup]"),
         ("call_after", "[cleanup]"),
         ("files", "[stage_in(\"data/in.csv\", \"in.csv\")]"),
+        ("pool", "\"db\""),
     ],
 };
 

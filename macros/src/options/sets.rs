@@ -13,7 +13,8 @@ use crate::errors::Errors;
 use crate::options::schema::{ELECTRON, LATTICE};
 use crate::options::syntax::parse;
 use crate::options::values::{
-    ExecutorOpt, FileTransferOpt, deps_bash, fail_fast, files, hooks, name, retries, time_limit,
+    ExecutorOpt, FileTransferOpt, deps_bash, fail_fast, files, hooks, name, pool, retries,
+    time_limit,
 };
 
 /// The options of `#[electron(...)]`.
@@ -27,6 +28,7 @@ pub(crate) struct ElectronOptions {
     pub(crate) call_before: Vec<Path>,
     pub(crate) call_after: Vec<Path>,
     pub(crate) files: Vec<FileTransferOpt>,
+    pub(crate) pool: Option<LitStr>,
 }
 
 impl ElectronOptions {
@@ -43,6 +45,7 @@ impl ElectronOptions {
             "time_limit" => options.time_limit = errors.check(time_limit(value)),
             "deps_bash" => options.deps_bash = errors.check(deps_bash(value)).unwrap_or_default(),
             "files" => options.files = errors.check(files(value)).unwrap_or_default(),
+            "pool" => options.pool = errors.check(pool(value)),
             "call_before" | "call_after" => {
                 let hooks = errors.check(hooks(key, value)).unwrap_or_default();
                 if key == "call_before" {

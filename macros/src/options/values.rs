@@ -276,6 +276,24 @@ pub(crate) fn files(value: &Expr) -> syn::Result<Vec<FileTransferOpt>> {
     errors.into_error().map_or(Ok(out), Err)
 }
 
+pub(crate) fn pool(value: &Expr) -> syn::Result<LitStr> {
+    match lit(value) {
+        Some(Lit::Str(s))
+            if !s.value().is_empty()
+                && s.value()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+        {
+            Ok(s.clone())
+        }
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`pool` takes the name of a concurrency pool (letters, digits, `_`, `-`), as in \
+             `pool = \"db\"` with `[pools] db = 2` in covalent.toml",
+        )),
+    }
+}
+
 pub(crate) fn hooks(key: &str, value: &Expr) -> syn::Result<Vec<Path>> {
     let mut errors = Errors::default();
     let mut paths = Vec::new();

@@ -148,7 +148,29 @@ impl Run {
         };
         let def = *def;
         let resolved = self.exec_of(i as usize);
-        // An executor's in-flight limit: the node stays PENDING until a permit is free.
+        // Its concurrency pool, then its executor's in-flight limit (always in that order):
+        // the node stays PENDING until both have a place for it.
+        let _pool = match def.pool {
+            Some(name) => match self.config.pools.get(name) {
+                Some(&size) => pool_semaphore(name, size).acquire_owned().await.ok(),
+                None => {
+                    if self.claim(i, 0) {
+                        self.complete_async(
+                            i,
+                            Err(NodeError::new(
+                                ErrorKind::Config,
+                                format!(
+                                    "electron `{}` runs in pool `{name}`, which the configuration does not size: add `[pools]` with `{name} = N` (the most of its nodes running at once) to covalent.toml",
+                                    def.name
+                                ),
+                            )),
+                        );
+                    }
+                    return;
+                }
+            },
+            None => None,
+        };
         let limit = match (&def.body, &resolved.exec) {
             (Body::Sublattice(_), _) | (_, Err(_)) => None,
             (_, Ok(e)) => e.exec.in_flight_limit(),
@@ -328,6 +350,19 @@ impl Run {
             _ => Err(e),
         }
     }
+}
+
+/// The semaphore of concurrency pool `name` of `size` places, one per name and size in this
+/// process (dispatches whose configurations size a pool alike share it).
+fn pool_semaphore(name: &str, size: u32) -> Arc<tokio::sync::Semaphore> {
+    type Pools = std::collections::HashMap<(String, u32), Arc<tokio::sync::Semaphore>>;
+    static POOLS: std::sync::LazyLock<Mutex<Pools>> = std::sync::LazyLock::new(Default::default);
+    POOLS
+        .lock()
+        .unwrap()
+        .entry((name.to_string(), size))
+        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(size as usize)))
+        .clone()
 }
 
 /// The files side of running `def` in this process for the attempt of `ctx`, when the electron

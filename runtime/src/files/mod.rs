@@ -34,6 +34,7 @@
 //! ```
 
 mod file;
+mod planned;
 mod record;
 mod scope;
 mod strategy;
@@ -41,10 +42,11 @@ mod transfer;
 mod uri;
 
 pub use file::{FILE_KEY, File, HASH_LIMIT, files_in_json};
+pub use planned::{By, Order, Planned};
 pub use record::TransferRecord;
 pub use scope::{Fetch, Scope, Scoped, StagedInput, enter, task_dir};
 pub use strategy::{hash_file, rsync_here, rsync_missing_there, shell_quote};
-pub use transfer::{By, Order, Planned, Transfer, plan, stage_in, stage_out};
+pub use transfer::{Transfer, plan, stage_in, stage_out};
 pub use uri::{Location, SshPath, check_task_path};
 
 pub(crate) use scope::{failed_transfer, used};

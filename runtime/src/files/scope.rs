@@ -66,7 +66,7 @@ pub struct Scope {
     /// Inputs the dispatcher staged.
     pub staged: Vec<StagedInput>,
     /// The electron's `files = [...]` transfers, resolved.
-    pub planned: Vec<super::transfer::Planned>,
+    pub planned: Vec<super::planned::Planned>,
     /// The attempt number.
     pub attempt: u32,
     /// What has been made readable here so far (URI and digest → path).

@@ -8,22 +8,11 @@
 use std::path::Path;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
+use super::planned::{By, Order, Planned};
 use super::record::TransferRecord;
 use super::scope::{self, Fetch};
 use super::strategy;
 use super::uri::Location;
-
-/// When a transfer runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Order {
-    /// Before the task: from a URI into the task's directory.
-    Before,
-    /// After the task: from the task's directory to a URI.
-    After,
-}
 
 /// One entry of an electron's `files = [...]` option.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,31 +44,6 @@ pub const fn stage_out(from: &'static str, to: &'static str) -> Transfer {
         from,
         to,
     }
-}
-
-/// Which side moves a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum By {
-    /// Where the task runs (the worker, or this process for the `local` executor).
-    Task,
-    /// The dispatcher, through its executor (a file of the dispatching machine for a task
-    /// elsewhere).
-    Dispatcher,
-}
-
-/// A transfer resolved for one task: absolute URIs outside the task's directory, and who
-/// moves it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Planned {
-    /// Before or after.
-    pub order: Order,
-    /// The source (a URI, or a path in the task's directory after the task).
-    pub from: String,
-    /// The destination (a path in the task's directory before the task, or a URI).
-    pub to: String,
-    /// Who moves it.
-    pub by: By,
 }
 
 /// Resolves `files` for a task that runs `away` from the dispatcher or beside it; relative
