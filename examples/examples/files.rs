@@ -11,7 +11,7 @@
 //! Every transfer is recorded on its node: `covalent show <id>` lists them under
 //! "File transfers".
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use covalent::File;
@@ -21,23 +21,7 @@ use covalent::prelude::*;
 /// Where `station_means` runs: `FILES_EXECUTOR` (`process`, the default; `ssh`; `slurm`).
 static EXEC: LazyLock<ExecutorRef> =
     LazyLock::new(|| match std::env::var("FILES_EXECUTOR").as_deref() {
-        Ok("ssh") => {
-            let dir = std::env::var("COVALENT_SSHD_DIR")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|_| std::env::temp_dir().join("covalent-sshd"));
-            let text = std::fs::read_to_string(dir.join("env")).unwrap_or_else(|e| {
-                eprintln!("no test server ({e}): run `bash scripts/sshd-up.sh` first");
-                std::process::exit(2)
-            });
-            let v: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
-            ExecutorRef::new(
-                covalent_ssh::SshExecutor::new(v["COVALENT_SSH_HOST"])
-                    .with_port(v["COVALENT_SSH_PORT"].parse().expect("port"))
-                    .with_username(v["COVALENT_SSH_USER"])
-                    .with_key_file(v["COVALENT_SSH_KEY"])
-                    .with_known_hosts(v["COVALENT_SSH_KNOWN_HOSTS"]),
-            )
-        }
+        Ok("ssh") => ExecutorRef::new(covalent_examples::test_server_ssh()),
         Ok("slurm") => ExecutorRef::new(covalent_slurm::SlurmExecutor::new()),
         _ => ExecutorRef::new(ProcessExecutor::default()),
     });

@@ -10,7 +10,6 @@
 //! or against any host you can `ssh` to: `SSH_HOST=myhost cargo run --example ssh_executor`
 //! (user, port and key then come from your `~/.ssh/config`).
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use covalent::executor::ExecutorRef;
@@ -22,21 +21,7 @@ static REMOTE: LazyLock<ExecutorRef> = LazyLock::new(|| {
     if let Ok(host) = std::env::var("SSH_HOST") {
         return ExecutorRef::new(SshExecutor::new(host));
     }
-    let dir = std::env::var("COVALENT_SSHD_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::env::temp_dir().join("covalent-sshd"));
-    let text = std::fs::read_to_string(dir.join("env")).unwrap_or_else(|e| {
-        eprintln!("no SSH_HOST and no test server ({e}): run `bash scripts/sshd-up.sh` first");
-        std::process::exit(2)
-    });
-    let v: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
-    ExecutorRef::new(
-        SshExecutor::new(v["COVALENT_SSH_HOST"])
-            .with_port(v["COVALENT_SSH_PORT"].parse().expect("port"))
-            .with_username(v["COVALENT_SSH_USER"])
-            .with_key_file(v["COVALENT_SSH_KEY"])
-            .with_known_hosts(v["COVALENT_SSH_KNOWN_HOSTS"]),
-    )
+    ExecutorRef::new(covalent_examples::test_server_ssh())
 });
 
 /// Runs on the remote host.

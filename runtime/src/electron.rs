@@ -77,6 +77,8 @@ pub struct ElectronDef {
     pub uses_files: bool,
     /// `pool` option: the concurrency pool (`[pools]` in the configuration) it runs in.
     pub pool: Option<&'static str>,
+    /// `cpus`, `memory`, `gpus`, `resources` options: what it needs while it runs.
+    pub needs: crate::resources::Needs,
     /// The body.
     pub body: Body,
 }

@@ -44,6 +44,7 @@ mod faithful;
 pub mod files;
 mod invoke;
 mod pool;
+pub mod resources;
 mod runtime;
 mod status;
 mod time;
@@ -84,6 +85,7 @@ pub use files::{File, task_dir};
 pub use graph::{AnyNode, Graph, IntoNode, Node, Waitable, wait};
 pub use lattice::{Dispatch, Lattice, dispatch, dispatch_sync};
 pub use recorded::{cancel, get_result, wait_result};
+pub use resources::assigned;
 pub use result::{LatticeResult, NodeResult, SublatticeResult};
 pub use status::Status;
 /// Dispatch ids are UUIDs (v7: time-ordered).

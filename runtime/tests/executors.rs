@@ -312,6 +312,7 @@ fn executors_round_trip_through_to_dict_and_from_dict() {
             ..Default::default()
         },
         max_workers: Some(16),
+        ..Default::default()
     };
     let d = e.to_dict();
     assert_eq!(d["time_limit"], serde_json::json!("1m 30s"));

@@ -71,6 +71,7 @@ fn envelope_for_shout() -> TaskEnvelope {
         hooks: vec![],
         build: None,
         files: Default::default(),
+        assigned: None,
     }
 }
 

@@ -169,6 +169,7 @@ fn a_worker_without_stream_files_sends_the_streams_in_its_replies() {
             hooks: vec![],
             build: None,
             files: Default::default(),
+            assigned: None,
         },
         dir: std::env::temp_dir(),
     };

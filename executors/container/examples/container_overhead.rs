@@ -113,6 +113,7 @@ fn main() {
         hooks: vec![],
         build: None,
         files: Default::default(),
+        assigned: None,
     }
     .write(&dir.path().join("task.json"))
     .expect("envelope");

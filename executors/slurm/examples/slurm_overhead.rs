@@ -66,6 +66,7 @@ fn worker_command(dir: &Path) -> String {
         hooks: vec![],
         build: None,
         files: Default::default(),
+        assigned: None,
     };
     env.write(&dir.join("task.json")).expect("envelope");
     let bin = std::env::current_exe().expect("binary");

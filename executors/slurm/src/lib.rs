@@ -510,12 +510,16 @@ impl Executor for SlurmExecutor {
         let root = self.root(&host)?;
         let binary = self.stage_binary(&host, &root).await?;
         let binary = script::script_path(&binary);
+        let needs = covalent::executor::find_electron(task.electron_path())
+            .map(|d| d.needs)
+            .unwrap_or_default();
         let spec = |name: &'_ str, array: bool| {
             let job = script::JobSpec {
                 name,
                 time: time.clone(),
                 binary: &binary,
                 array,
+                needs,
             };
             script::render(self, &job)
         };

@@ -21,6 +21,9 @@ pub(crate) struct JobSpec<'a> {
     /// A job array's script: submitted from the array's directory, each index running the
     /// task in `<index>/` and writing its streams there.
     pub array: bool,
+    /// What the electron declared it needs: `--cpus-per-task`, `--mem`, `--gres=gpu:N` and
+    /// `--licenses` of its own, over the executor's `cpus_per_task`, `mem` and `gres`.
+    pub needs: covalent::resources::Needs,
 }
 
 /// A path as a shell word in the job script: home-relative paths are resolved against
@@ -113,10 +116,37 @@ pub(crate) fn render(e: &SlurmExecutor, job: &JobSpec<'_>) -> Result<String, Str
     if let Some(t) = &job.time {
         sbatch("time", t)?;
     }
-    if let Some(n) = e.cpus_per_task {
+    let needs = &job.needs;
+    let cpus = if needs.cpus > 0 {
+        Some(needs.cpus)
+    } else {
+        e.cpus_per_task
+    };
+    if let Some(n) = cpus {
         sbatch("cpus-per-task", &n.to_string())?;
     }
-    site_lines(e, &mut s)?;
+    if needs.memory > 0 {
+        sbatch("mem", &covalent::resources::format_memory(needs.memory))?;
+    }
+    if needs.gpus > 0 {
+        sbatch("gres", &format!("gpu:{}", needs.gpus))?;
+    }
+    if !needs.custom.is_empty() {
+        let l: Vec<String> = needs
+            .custom
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect();
+        sbatch("licenses", &l.join(","))?;
+    }
+    let mut site = e.clone();
+    if needs.memory > 0 {
+        site.mem = None;
+    }
+    if needs.gpus > 0 {
+        site.gres = None;
+    }
+    site_lines(&site, &mut s)?;
     // The task's directory, whatever `prerun` does to the working directory.
     if job.array {
         s.push_str("covalent_dir=$PWD/$SLURM_ARRAY_TASK_ID\ncd \"$covalent_dir\" || exit 1\n");
@@ -210,6 +240,7 @@ mod tests {
                 time: Some("2".into()),
                 binary: "/opt/bin/app",
                 array: false,
+                needs: Default::default(),
             },
         )
         .unwrap();
@@ -252,6 +283,7 @@ mod tests {
                 time: None,
                 binary: "/opt/bin/app",
                 array: true,
+                needs: Default::default(),
             },
         )
         .unwrap();
@@ -276,6 +308,7 @@ mod tests {
             time: None,
             binary: "b",
             array: false,
+            needs: Default::default(),
         };
         assert!(render(&e, &job).unwrap_err().contains("one line"));
         let e = SlurmExecutor {
@@ -286,6 +319,54 @@ mod tests {
             render(&e, &job)
                 .unwrap_err()
                 .contains("not a valid variable name")
+        );
+    }
+
+    #[test]
+    fn an_electrons_needs_become_its_jobs_options() {
+        let e = SlurmExecutor {
+            cpus_per_task: Some(2),
+            mem: Some("4G".into()),
+            gres: Some("gpu:4".into()),
+            ..Default::default()
+        };
+        let job = JobSpec {
+            name: "x",
+            time: None,
+            binary: "b",
+            array: false,
+            needs: covalent::resources::Needs {
+                cpus: 8,
+                memory: 16 << 30,
+                gpus: 1,
+                custom: &[("matlab", 1)],
+            },
+        };
+        let s = render(&e, &job).unwrap();
+        for line in [
+            "#SBATCH --cpus-per-task=8",
+            "#SBATCH --mem=16G",
+            "#SBATCH --gres=gpu:1",
+            "#SBATCH --licenses=matlab:1",
+        ] {
+            assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
+        }
+        assert!(
+            !s.contains("--mem=4G") && !s.contains("gpu:4") && !s.contains("=2\n"),
+            "{s}"
+        );
+        // Without needs, the executor's own options.
+        let plain = render(
+            &e,
+            &JobSpec {
+                needs: Default::default(),
+                ..job
+            },
+        )
+        .unwrap();
+        assert!(
+            plain.contains("--cpus-per-task=2") && plain.contains("--mem=4G"),
+            "{plain}"
         );
     }
 

@@ -351,3 +351,70 @@ fn an_array_goes_out_through_a_login_node() {
     assert!(!array_dir.exists(), "{} is left", array_dir.display());
     assert_nothing_left(&r.dispatch_id());
 }
+
+#[electron]
+fn reverse_file(data: covalent::File) -> Result<covalent::File, String> {
+    let mut text: Vec<char> = data
+        .read_to_string()
+        .map_err(|e| e.to_string())?
+        .chars()
+        .collect();
+    text.reverse();
+    let out = covalent::task_dir().join("reversed.txt");
+    std::fs::write(&out, text.into_iter().collect::<String>()).map_err(|e| e.to_string())?;
+    covalent::File::output("reversed.txt").map_err(|e| e.to_string())
+}
+
+#[lattice]
+fn reverse_flow(data: covalent::File) -> covalent::File {
+    reverse_file(data)
+}
+
+#[test]
+fn files_go_to_a_job_and_back_through_a_login_node() {
+    let ssh = match engine::login_node_ssh() {
+        Ok(ssh) => ssh,
+        Err(why) => {
+            engine::skip("files_go_to_a_job_and_back_through_a_login_node", &why);
+            return;
+        }
+    };
+    let exec = SlurmExecutor {
+        ssh: Some(ssh),
+        poll_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let dir = covalent_test_support::isolated_dir()
+        .unwrap()
+        .join("login-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("forward.txt");
+    std::fs::write(&input, "forward").unwrap();
+    let r = covalent::dispatch_sync(
+        reverse_flow(covalent::File::new(input.to_str().unwrap()).unwrap())
+            .with_executor(ExecutorRef::new(exec))
+            .with_config(config()),
+    )
+    .unwrap();
+    assert_eq!(r.status(), Status::Completed, "{r}");
+    let back = r.value().unwrap();
+    assert_eq!(back.read_to_string().unwrap(), "drawrof");
+    let t = r
+        .nodes()
+        .find(|n| n.name() == "reverse_file")
+        .unwrap()
+        .transfers();
+    assert_eq!(t.len(), 2, "{t:#?}");
+    for x in &t {
+        assert_eq!(
+            (x.strategy.as_str(), x.via.as_str()),
+            ("rsync", "dispatcher"),
+            "{x:#?}"
+        );
+        assert!(
+            x.source.starts_with("ssh://") || x.destination.starts_with("ssh://"),
+            "through the login node: {x:#?}"
+        );
+    }
+    assert_nothing_left(&r.dispatch_id());
+}

@@ -62,6 +62,7 @@ fn envelope() -> TaskEnvelope {
         hooks: vec![],
         build: None,
         files: Default::default(),
+        assigned: None,
     }
 }
 

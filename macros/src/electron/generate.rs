@@ -251,6 +251,18 @@ pub(super) fn generate(e: &Electron) -> TokenStream {
         Some(p) => quote!(::core::option::Option::Some(#p)),
         None => quote!(::core::option::Option::None),
     };
+    let needs = {
+        let cpus = options.cpus.unwrap_or(0);
+        let memory = options.memory.unwrap_or(0);
+        let gpus = options.gpus.unwrap_or(0);
+        let custom = options.resources.iter().map(|(n, v)| quote!((#n, #v)));
+        quote!(::covalent::resources::Needs {
+            cpus: #cpus,
+            memory: #memory,
+            gpus: #gpus,
+            custom: &[#(#custom),*],
+        })
+    };
     let call_before = hooks(&options.call_before);
     let call_after = hooks(&options.call_after);
     let mod_doc = if ident.to_string().starts_with("r#") {
@@ -290,6 +302,7 @@ pub(super) fn generate(e: &Electron) -> TokenStream {
                 files: &[#(#files),*],
                 uses_files: #uses_files,
                 pool: #pool,
+                needs: #needs,
                 body: #body,
             };
 

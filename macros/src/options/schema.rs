@@ -28,6 +28,10 @@ pub(crate) const ELECTRON: Schema = Schema {
         ("call_after", "[cleanup]"),
         ("files", "[stage_in(\"data/in.csv\", \"in.csv\")]"),
         ("pool", "\"db\""),
+        ("cpus", "4"),
+        ("memory", "\"16G\""),
+        ("gpus", "1"),
+        ("resources", "[(\"matlab\", 1)]"),
     ],
 };
 

@@ -13,8 +13,8 @@ use crate::errors::Errors;
 use crate::options::schema::{ELECTRON, LATTICE};
 use crate::options::syntax::parse;
 use crate::options::values::{
-    ExecutorOpt, FileTransferOpt, deps_bash, fail_fast, files, hooks, name, pool, retries,
-    time_limit,
+    ExecutorOpt, FileTransferOpt, count, deps_bash, fail_fast, files, hooks, memory, name, pool,
+    resources, retries, time_limit,
 };
 
 /// The options of `#[electron(...)]`.
@@ -29,6 +29,10 @@ pub(crate) struct ElectronOptions {
     pub(crate) call_after: Vec<Path>,
     pub(crate) files: Vec<FileTransferOpt>,
     pub(crate) pool: Option<LitStr>,
+    pub(crate) cpus: Option<u32>,
+    pub(crate) memory: Option<u64>,
+    pub(crate) gpus: Option<u32>,
+    pub(crate) resources: Vec<(LitStr, u32)>,
 }
 
 impl ElectronOptions {
@@ -46,6 +50,10 @@ impl ElectronOptions {
             "deps_bash" => options.deps_bash = errors.check(deps_bash(value)).unwrap_or_default(),
             "files" => options.files = errors.check(files(value)).unwrap_or_default(),
             "pool" => options.pool = errors.check(pool(value)),
+            "cpus" => options.cpus = errors.check(count(key, value)),
+            "gpus" => options.gpus = errors.check(count(key, value)),
+            "memory" => options.memory = errors.check(memory(value)),
+            "resources" => options.resources = errors.check(resources(value)).unwrap_or_default(),
             "call_before" | "call_after" => {
                 let hooks = errors.check(hooks(key, value)).unwrap_or_default();
                 if key == "call_before" {

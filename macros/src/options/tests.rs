@@ -90,7 +90,7 @@ fn unknown_option_lists_the_valid_ones() {
         errors,
         [
             "unknown `#[electron]` option `retires`; expected one of: executor, name, retries, \
-          time_limit, deps_bash, call_before, call_after, files, pool"
+          time_limit, deps_bash, call_before, call_after, files, pool, cpus, memory, gpus, resources"
         ]
     );
     let (_, errors) = lattice("fail_fats = true");

@@ -85,6 +85,92 @@ pub(crate) fn retries(value: &Expr) -> syn::Result<u32> {
     }
 }
 
+/// `cpus = 4`, `gpus = 1`: a positive whole number.
+pub(crate) fn count(key: &str, value: &Expr) -> syn::Result<u32> {
+    match lit(value) {
+        Some(Lit::Int(n)) => match n.base10_parse::<u32>() {
+            Ok(v) if v > 0 => Ok(v),
+            _ => Err(syn::Error::new_spanned(
+                n,
+                format!("`{key} = {n}`: a whole number from 1 (leave `{key}` out for none)"),
+            )),
+        },
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!(
+                "`{key}` takes a whole number, as in `{key} = 2`, not `{}`",
+                render(value)
+            ),
+        )),
+    }
+}
+
+/// `memory = "16G"`: bytes, checked here (units K, M, G, T: powers of 1024).
+pub(crate) fn memory(value: &Expr) -> syn::Result<u64> {
+    let Some(Lit::Str(s)) = lit(value) else {
+        return Err(syn::Error::new_spanned(
+            value,
+            "`memory` takes a size as a string, as in `memory = \"16G\"` (K, M, G, T)",
+        ));
+    };
+    let t = s.value();
+    let t = t.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        other => {
+            return Err(syn::Error::new_spanned(
+                s,
+                format!(
+                    "`memory = \"{t}\"`: unknown unit `{other}`; use K, M, G or T, as in \"16G\""
+                ),
+            ));
+        }
+    };
+    match num.parse::<f64>() {
+        Ok(n) if n > 0.0 => Ok((n * mult as f64) as u64),
+        _ => Err(syn::Error::new_spanned(
+            s,
+            format!("`memory = \"{t}\"` is not a size, as in \"16G\" or \"512M\""),
+        )),
+    }
+}
+
+/// `resources = [("matlab", 1), ("scratch", 2)]`: named resources and how many of each.
+pub(crate) fn resources(value: &Expr) -> syn::Result<Vec<(LitStr, u32)>> {
+    let mut errors = Errors::default();
+    let mut out = Vec::new();
+    for item in one_or_list(value) {
+        let ok = match peel(item) {
+            Expr::Tuple(t) if t.elems.len() == 2 => match (lit(&t.elems[0]), lit(&t.elems[1])) {
+                (Some(Lit::Str(name)), Some(Lit::Int(n))) => match n.base10_parse::<u32>() {
+                    Ok(v) if v > 0 && !name.value().is_empty() => {
+                        out.push((name.clone(), v));
+                        true
+                    }
+                    _ => false,
+                },
+                _ => false,
+            },
+            _ => false,
+        };
+        if !ok {
+            errors.spanned(
+                item,
+                "`resources` takes (name, count) pairs, as in `resources = [(\"matlab\", 1)]` (counts from 1)",
+            );
+        }
+    }
+    errors.into_error().map_or(Ok(out), Err)
+}
+
 const DURATION_EXAMPLES: &str = "\"30s\", \"1m 30s\" or \"2h\"";
 
 /// Parses a `time_limit` string at compile time.

@@ -171,6 +171,31 @@ impl Run {
             },
             None => None,
         };
+        // What it needs of its executor (if the executor admits by needs): it waits for it.
+        let _grant = match &resolved.exec {
+            Ok(e) if !def.needs.is_empty() => match e.exec.resource_ledger() {
+                Some(ledger) => {
+                    if let Some(why) = ledger.never_fits(&def.needs, e.short_name()) {
+                        if self.claim(i, 0) {
+                            self.complete_async(
+                                i,
+                                Err(NodeError::new(
+                                    ErrorKind::Config,
+                                    format!("electron `{}` {why}", def.name),
+                                )),
+                            );
+                        }
+                        return;
+                    }
+                    let g = ledger.admit(&def.needs).await;
+                    let a = g.assignment.clone();
+                    self.states[i as usize].extra(|x| x.assignment = Some(a));
+                    Some(g)
+                }
+                None => None,
+            },
+            _ => None,
+        };
         let limit = match (&def.body, &resolved.exec) {
             (Body::Sublattice(_), _) | (_, Err(_)) => None,
             (_, Ok(e)) => e.exec.in_flight_limit(),
@@ -260,6 +285,8 @@ impl Run {
                 job_handle: Mutex::new(None),
                 streams: Mutex::new(None),
                 transfers: Default::default(),
+                assignment: self.states[i as usize]
+                    .read_extra(|x| x.and_then(|x| x.assignment.clone())),
                 body_thread: Mutex::new(None),
                 on_handle: Some(Box::new({
                     let run = Arc::downgrade(self);

@@ -53,6 +53,8 @@ pub(crate) struct NodeExtra {
     pub(crate) job_handle: Option<JobHandle>,
     /// File transfers of every attempt, in order.
     pub(crate) transfers: Vec<crate::files::TransferRecord>,
+    /// What the node was admitted with by its declared needs.
+    pub(crate) assignment: Option<crate::resources::Assignment>,
     pub(crate) executor: Option<ExecutorRef>,
     pub(crate) sub: Option<Arc<Run>>,
     /// An attempt was given up while its body kept running on a thread that cannot be stopped.

@@ -59,7 +59,7 @@ impl Run {
             Op::Internal(_) => true,
             Op::Param(_) => true,
             Op::Electron(def) => {
-                matches!(def.body, Body::Sync(_)) && def.pool.is_none() && {
+                matches!(def.body, Body::Sync(_)) && def.pool.is_none() && def.needs.is_empty() && {
                     let r = self.exec_of(i);
                     r.inline && def.time_limit.or(r.time_limit).is_none()
                 }

@@ -39,6 +39,8 @@ pub(crate) struct CtxInner {
     pub cancel: Arc<CancelState>,
     pub job_handle: Mutex<Option<JobHandle>>,
     pub streams: Mutex<Option<(String, String)>>,
+    /// What the node was admitted with (its declared needs), if anything.
+    pub assignment: Option<crate::resources::Assignment>,
     /// The attempt's file transfers so far (the dispatcher puts them on the node after it).
     pub transfers: Arc<Mutex<Vec<crate::files::TransferRecord>>>,
     /// Set (by the `local` executor) when the attempt's body runs on a thread of its own that
@@ -121,6 +123,7 @@ impl TaskContext {
                 job_handle: Mutex::new(None),
                 streams: Mutex::new(None),
                 transfers: Default::default(),
+                assignment: None,
                 body_thread: Mutex::new(None),
                 on_handle: None,
             }),
@@ -178,6 +181,13 @@ impl TaskContext {
     /// Completes when cancellation of this task is requested.
     pub async fn cancelled(&self) {
         self.inner.cancel.wait(self.inner.node_id).await
+    }
+    /// What the node was given of its executor's capacity by its declared needs (`cpus`,
+    /// `memory`, `gpus`, `resources`), when the executor admits nodes by them: hand it on to
+    /// the task (the `process` executor sets `CUDA_VISIBLE_DEVICES` and
+    /// [`covalent::assigned`](crate::assigned) from it).
+    pub fn assignment(&self) -> Option<&crate::resources::Assignment> {
+        self.inner.assignment.as_ref()
     }
     /// Records a file transfer of this attempt (shown with the node: `covalent show`, the
     /// record JSON, the UI). Transfers made where the task runs come back in its result

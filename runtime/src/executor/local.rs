@@ -18,7 +18,9 @@ use crate::value::Output;
 /// Runs electrons in this process (the default executor).
 ///
 /// Options (`[executors.local]` in `covalent.toml`): the [`BaseOptions`], plus `max_workers`,
-/// the most threads the pool may grow to while electrons block (default 512).
+/// the most threads the pool may grow to while electrons block (default 512), and what its
+/// nodes share by their declared needs: `cpus`, `memory`, `gpus`, `resources` (default: the
+/// machine's; see [`crate::resources`]).
 ///
 /// In-process electrons share the process's stdout and stderr, so their output is not captured
 /// per node; use the `process` executor for that.
@@ -30,6 +32,10 @@ pub struct LocalExecutor {
     pub base: BaseOptions,
     /// Cap on pool threads.
     pub max_workers: Option<usize>,
+    /// What its nodes share, admitted by their declared needs (`cpus`, `memory`, `gpus`,
+    /// `resources`; default: this machine's).
+    #[serde(flatten)]
+    pub capacity: crate::resources::CapacityOptions,
 }
 
 impl LocalExecutor {
@@ -51,8 +57,13 @@ impl Executor for LocalExecutor {
         if let Some(n) = self.max_workers {
             crate::pool::set_max_threads(n);
         }
+        let assignment = ctx.assignment().cloned();
         if task.is_async() && !task.def.has_hooks() {
-            return Ok(task.call().await?);
+            return Ok(crate::resources::WithAssignment {
+                fut: Box::pin(task.call()),
+                assignment,
+            }
+            .await?);
         }
         // A body on a thread of its own: if this attempt is given up (time limit, cancel), the
         // future is dropped but the thread cannot be; the dispatcher is told it still runs, and
@@ -80,11 +91,16 @@ impl Executor for LocalExecutor {
         let ended = Ended(thread);
         let r = tokio::task::spawn_blocking(move || {
             let _ended = ended;
-            crate::cancel::with_token(token, || task.call_blocking())
+            crate::resources::with_assignment(assignment, || {
+                crate::cancel::with_token(token, || task.call_blocking())
+            })
         })
         .await
         .map_err(|e| TaskError::Panicked(crate::invoke::join_error_message(e)))?;
         Ok(r?)
+    }
+    fn resource_ledger(&self) -> Option<Arc<crate::resources::Ledger>> {
+        Some(self.capacity.ledger())
     }
     fn runs_inline(&self) -> bool {
         if let Some(n) = self.max_workers {

@@ -49,6 +49,10 @@ pub struct ProcessExecutor {
     /// for the tasks after it; a crash, a time-out or a cancel still ends only that worker
     /// (and fails only its task), and a new one is started for the next.
     pub reuse_workers: bool,
+    /// What its tasks share, admitted by their declared needs (`cpus`, `memory`, `gpus`,
+    /// `resources`; default: this machine's); a task's GPUs are its `CUDA_VISIBLE_DEVICES`.
+    #[serde(flatten)]
+    pub capacity: crate::resources::CapacityOptions,
     #[serde(skip)]
     limiter: Arc<OnceLock<Semaphore>>,
 }
@@ -173,6 +177,10 @@ impl Executor for ProcessExecutor {
         &self.base
     }
 
+    fn resource_ledger(&self) -> Option<Arc<crate::resources::Ledger>> {
+        Some(self.capacity.ledger())
+    }
+
     async fn run(&self, task: Task, ctx: &TaskContext) -> Result<Output, ExecutorError> {
         let _permit = self
             .limiter()
@@ -217,6 +225,13 @@ impl Executor for ProcessExecutor {
             .process_group(0);
         if let Some(dir) = &self.workdir {
             cmd.current_dir(dir);
+        }
+        if let Some(a) = ctx.assignment() {
+            // Its GPUs are the ones it sees (CUDA and the libraries that follow it).
+            if !a.gpus.is_empty() {
+                let ids: Vec<String> = a.gpus.iter().map(u32::to_string).collect();
+                cmd.env("CUDA_VISIBLE_DEVICES", ids.join(","));
+            }
         }
         // Recorded before the launch (the dispatch is then in the store before its task
         // exists), and again with the process once it is there.

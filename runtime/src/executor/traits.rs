@@ -86,6 +86,14 @@ pub trait Executor: ToDict + std::any::Any + Send + Sync + 'static {
         None
     }
 
+    /// The ledger that admits this instance's nodes by their declared needs (`cpus`,
+    /// `memory`, `gpus`, named `resources`): a node waits (PENDING) until its needs fit what
+    /// is free, and is given its share ([`crate::resources::Assignment`]). `None` (the
+    /// default): needs are not admitted here (an engine such as Slurm does it, or nothing).
+    fn resource_ledger(&self) -> Option<Arc<crate::resources::Ledger>> {
+        None
+    }
+
     #[doc(hidden)]
     /// Whether sync electrons on this executor may run directly on the runtime's worker pool.
     fn runs_inline(&self) -> bool {

@@ -103,6 +103,9 @@ pub struct TaskEnvelope {
     /// ([`files`](super::files)).
     #[serde(default)]
     pub files: super::files::TaskFiles,
+    /// What the node was admitted with by its declared needs ([`crate::assigned`] in the task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned: Option<crate::resources::Assignment>,
 }
 
 /// Why a worker did not produce a value.
@@ -199,6 +202,7 @@ impl TaskEnvelope {
                 .collect(),
             build: None,
             files: super::files::here(task, ctx)?,
+            assigned: ctx.assignment().cloned(),
         })
     }
 
@@ -592,7 +596,9 @@ fn run_task(env: &TaskEnvelope) -> Ran {
         None
     };
     let scope = env.files.scope(dir, env.attempt);
-    let (mut ran, scope) = crate::files::enter(scope, || run_task_here(env, started_at));
+    let (mut ran, scope) = crate::files::enter(scope, || {
+        crate::resources::with_assignment(env.assigned.clone(), || run_task_here(env, started_at))
+    });
     ran.transfers = scope.records;
     ran.fetch = scope.fetch;
     if !ran.fetch.is_empty() && ran.result.is_ok() {

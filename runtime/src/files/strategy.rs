@@ -119,6 +119,26 @@ fn settle(
     })
 }
 
+/// Writes what `from` reads to the new file `to`, hashing it on the way, and syncs it:
+/// `(bytes, BLAKE3 hex)`.
+fn write_hashed(from: &mut impl Read, to: &Path) -> std::io::Result<(u64, String)> {
+    let mut out = std::fs::File::create(to)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = from.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        out.write_all(&buf[..k])?;
+        n += k as u64;
+    }
+    out.sync_data()?;
+    Ok((n, h.finalize().to_hex().to_string()))
+}
+
 /// Copies a local file to `dest` (made whole or not at all). `link`: a hard link where the
 /// file system allows one and the source is read-only (a writable source is copied, so that a
 /// task writing to its copy never changes the original).
@@ -141,24 +161,7 @@ pub(crate) fn copy_local(
         return settle(&tmp, dest, expect, "hardlink", None);
     }
     // Copied and hashed in one pass.
-    let copied = (|| -> std::io::Result<(u64, String)> {
-        let mut from = std::fs::File::open(src)?;
-        let mut to = std::fs::File::create(&tmp)?;
-        let mut h = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut n = 0u64;
-        loop {
-            let k = from.read(&mut buf)?;
-            if k == 0 {
-                break;
-            }
-            h.update(&buf[..k]);
-            to.write_all(&buf[..k])?;
-            n += k as u64;
-        }
-        to.sync_data()?;
-        Ok((n, h.finalize().to_hex().to_string()))
-    })();
+    let copied = std::fs::File::open(src).and_then(|mut from| write_hashed(&mut from, &tmp));
     match copied {
         Ok(h) => settle(&tmp, dest, expect, "copy", Some(h)),
         Err(e) => {
@@ -422,24 +425,7 @@ fn http_get(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let tmp = part_path(dest);
-    let got = (|| -> std::io::Result<(u64, String)> {
-        let mut body = resp.body_mut().as_reader();
-        let mut to = std::fs::File::create(&tmp)?;
-        let mut h = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut n = 0u64;
-        loop {
-            let k = body.read(&mut buf)?;
-            if k == 0 {
-                break;
-            }
-            h.update(&buf[..k]);
-            to.write_all(&buf[..k])?;
-            n += k as u64;
-        }
-        to.sync_data()?;
-        Ok((n, h.finalize().to_hex().to_string()))
-    })();
+    let got = write_hashed(&mut resp.body_mut().as_reader(), &tmp);
     let (n, digest) = match got {
         Ok(h) => h,
         Err(e) => {

@@ -655,11 +655,26 @@ impl Store {
                 .sum::<u64>()
         };
         let before = on_disk();
-        self.with(|c| {
-            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            c.execute_batch("VACUUM")?;
-            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        })?;
+        // A statement of a dispatch that just ended may still hold a table for a moment
+        // (`database table is locked`): asked again, for up to five seconds.
+        let mut tries = 0;
+        loop {
+            let r = self.with(|c| {
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                c.execute_batch("VACUUM")?;
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            });
+            match r {
+                Err(e) if tries < 250 && e.to_string().contains("locked") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => {
+                    r?;
+                    break;
+                }
+            }
+        }
         Ok((before, on_disk()))
     }
 
