@@ -274,7 +274,9 @@ impl<'a> NodeResult<'a> {
     }
     /// Its file transfers (`files = [...]`, `File` inputs and outputs), every attempt's.
     pub fn transfers(&self) -> Vec<crate::files::TransferRecord> {
-        self.extra(|x| x.transfers.clone()).unwrap_or_default()
+        self.extra(|x| x.more.as_ref().map(|m| m.transfers.clone()))
+            .flatten()
+            .unwrap_or_default()
     }
     /// Its inputs: `(source node id, edge name)`, ordering edges included.
     pub fn inputs(&self) -> Vec<(usize, String)> {

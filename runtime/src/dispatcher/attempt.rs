@@ -135,7 +135,7 @@ impl Run {
             cancel::with_token(token, || invoke::run_sync(def, body, args))
         });
         if !scope.records.is_empty() {
-            self.states[i as usize].extra(|x| x.transfers.extend(scope.records));
+            self.states[i as usize].extra(|x| x.more().transfers.extend(scope.records));
         }
         r.map_err(NodeError::from)
     }
@@ -189,7 +189,7 @@ impl Run {
                     }
                     let g = ledger.admit(&def.needs).await;
                     let a = g.assignment.clone();
-                    self.states[i as usize].extra(|x| x.assignment = Some(a));
+                    self.states[i as usize].extra(|x| x.more().assignment = Some(a));
                     Some(g)
                 }
                 None => None,
@@ -286,7 +286,7 @@ impl Run {
                 streams: Mutex::new(None),
                 transfers: Default::default(),
                 assignment: self.states[i as usize]
-                    .read_extra(|x| x.and_then(|x| x.assignment.clone())),
+                    .read_extra(|x| x.and_then(|x| x.more.as_ref()?.assignment.clone())),
                 body_thread: Mutex::new(None),
                 on_handle: Some(Box::new({
                     let run = Arc::downgrade(self);
@@ -353,7 +353,7 @@ impl Run {
         }
         let moved = std::mem::take(&mut *ctx.inner.transfers.lock().unwrap());
         if !moved.is_empty() {
-            self.states[i as usize].extra(|x| x.transfers.extend(moved));
+            self.states[i as usize].extra(|x| x.more().transfers.extend(moved));
         }
         let e = match r {
             Ok(v) => return Ok(v),

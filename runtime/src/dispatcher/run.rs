@@ -51,14 +51,29 @@ pub(crate) struct NodeExtra {
     pub(crate) stdout: String,
     pub(crate) stderr: String,
     pub(crate) job_handle: Option<JobHandle>,
-    /// File transfers of every attempt, in order.
-    pub(crate) transfers: Vec<crate::files::TransferRecord>,
-    /// What the node was admitted with by its declared needs.
-    pub(crate) assignment: Option<crate::resources::Assignment>,
+    /// File transfers and the resource assignment, for the nodes that have them (boxed: a
+    /// recorded node's extras stay small without them).
+    pub(crate) more: Option<Box<NodeMore>>,
     pub(crate) executor: Option<ExecutorRef>,
     pub(crate) sub: Option<Arc<Run>>,
     /// An attempt was given up while its body kept running on a thread that cannot be stopped.
     pub(crate) body_still_runs: bool,
+}
+
+/// The rarer parts of a node's extras.
+#[derive(Default)]
+pub(crate) struct NodeMore {
+    /// File transfers of every attempt, in order.
+    pub(crate) transfers: Vec<crate::files::TransferRecord>,
+    /// What the node was admitted with by its declared needs.
+    pub(crate) assignment: Option<crate::resources::Assignment>,
+}
+
+impl NodeExtra {
+    /// The rarer parts, made on first use.
+    pub(crate) fn more(&mut self) -> &mut NodeMore {
+        self.more.get_or_insert_with(Default::default)
+    }
 }
 
 /// One node's state.

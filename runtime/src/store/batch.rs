@@ -345,10 +345,12 @@ fn write_extras(buf: &mut Vec<u8>, run: &Run, extra: Option<&NodeExtra>, stored:
                 extras.insert("xo".into(), e.exec.to_dict());
             }
         }
-        if !x.transfers.is_empty() {
+        if let Some(m) = &x.more
+            && !m.transfers.is_empty()
+        {
             extras.insert(
                 "f".into(),
-                serde_json::to_value(&x.transfers).unwrap_or_default(),
+                serde_json::to_value(&m.transfers).unwrap_or_default(),
             );
         }
         if !x.attempts.is_empty() {
